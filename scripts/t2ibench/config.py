@@ -1,0 +1,159 @@
+"""Config validation: the JSON schema in config/schema.yaml plus the checks a schema
+cannot express (unique names, files that must exist, known samplers).
+
+Every failure is an :class:`InputError` whose message is one line naming the key and
+what was expected, so the Snakefile and the CLI can print it and exit non-zero before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from t2ibench.errors import InputError
+from t2ibench.samplers import SAMPLERS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a YAML config file; a parse error becomes one line naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"config file {path}: not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"config file {path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(
+            f"config file {path}: expected a mapping of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "<top level>"
+
+
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def _describe_type(expected: Any) -> str:
+    if isinstance(expected, list):
+        return " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+    return _TYPE_NAMES.get(expected, str(expected))
+
+
+def format_schema_error(error: jsonschema.ValidationError) -> str:
+    """One line for one schema violation: which key, what was expected, what was given."""
+    key = _key_path(error)
+    got = repr(error.instance)
+    if len(got) > 60:
+        got = got[:57] + "..."
+    kind, value = error.validator, error.validator_value
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f" under '{key}'" if error.absolute_path else ""
+        return f"unknown config key '{extra[0]}'{where}; expected one of: {', '.join(allowed)}"
+    if kind == "required":
+        missing = [k for k in value if k not in error.instance]
+        return f"config key '{key}': missing required key '{missing[0]}'"
+    if kind == "type":
+        return f"config key '{key}': expected {_describe_type(value)}, got {got}"
+    if kind == "minimum":
+        return f"config key '{key}': expected a value >= {value}, got {got}"
+    if kind == "multipleOf":
+        return f"config key '{key}': expected a multiple of {value}, got {got}"
+    if kind == "enum":
+        return f"config key '{key}': expected one of {', '.join(map(str, value))}; got {got}"
+    if kind in ("pattern", "not"):
+        return (
+            f"config key '{key}': {got} is not allowed here "
+            f"(expected letters, digits, '.', '_' or '-', and no '..' or '/')"
+            if key.endswith(".name")
+            else f"config key '{key}': {got} does not match {value!r}"
+        )
+    if kind in ("minItems", "minLength"):
+        return f"config key '{key}': must not be empty"
+    return f"config key '{key}': {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Fill `default:` values from the schema, recursing into objects and array items."""
+    if schema.get("type") == "object" and isinstance(instance, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in instance and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+            if key in instance:
+                _fill_defaults(instance[key], sub)
+    elif schema.get("type") == "array" and isinstance(instance, list):
+        for item in instance:
+            _fill_defaults(item, schema.get("items", {}))
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate `config` and return a copy with every default filled in.
+
+    Raises InputError (one line) on the first problem, in a stable order.
+    """
+    schema = schema or load_schema()
+    if not isinstance(config, dict):
+        raise InputError("config: expected a mapping of keys")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path))
+    )
+    if errors:
+        # The deepest-first best match names the most specific key.
+        raise InputError(format_schema_error(jsonschema.exceptions.best_match(errors)))
+    config = copy.deepcopy(config)
+    _fill_defaults(config, schema)
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    seen: dict[str, int] = {}
+    for i, model in enumerate(config["models"]):
+        name = model["name"]
+        if name in seen:
+            raise InputError(
+                f"config key 'models[{i}].name': duplicate model name '{name}' "
+                f"(already used by models[{seen[name]}]); names must be unique"
+            )
+        seen[name] = i
+    sampler = config["generation"]["sampler"]
+    if sampler not in SAMPLERS:
+        raise InputError(
+            f"config key 'generation.sampler': unknown sampler '{sampler}'; "
+            f"expected one of: {', '.join(SAMPLERS)}"
+        )

@@ -1,0 +1,46 @@
+"""Samplers by their common (A1111/ComfyUI) names, mapped to diffusers schedulers.
+
+Each entry names a scheduler class and the config overrides that turn it into the
+named sampler. A scheduler is rebuilt from the checkpoint's own scheduler config with
+``from_config``, so betas and timestep settings of the model are kept.
+"""
+
+from __future__ import annotations
+
+from t2ibench.errors import InputError
+
+SAMPLERS: dict[str, tuple[str, dict]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpmpp_2m_karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "dpmpp_2m_sde_karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "ddim": ("DDIMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+}
+
+
+def make_scheduler(name: str, base_config: dict, prediction_type: str):
+    """Build the scheduler `name` from a model's scheduler config."""
+    import diffusers
+
+    if name not in SAMPLERS:
+        raise InputError(f"unknown sampler '{name}'; expected one of: {', '.join(SAMPLERS)}")
+    class_name, overrides = SAMPLERS[name]
+    cls = getattr(diffusers, class_name)
+    config = dict(base_config)
+    config.update(overrides)
+    config["prediction_type"] = prediction_type
+    if prediction_type == "v_prediction":
+        config["timestep_spacing"] = "trailing"
+    return cls.from_config(config)

@@ -1,0 +1,56 @@
+"""Shared fixtures: small configs built on the repository's defaults."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def base_config(tmp_path) -> dict:
+    """A minimal valid config with one JSON prompt set in tmp_path."""
+    prompts = tmp_path / "set.json"
+    prompts.write_text(
+        json.dumps(
+            {
+                "a_001": {"text": "a red cube", "category": "shapes"},
+                "a_002": {"text": "a blue sphere", "category": "shapes"},
+                "b_001": {"text": "a cat on a mat", "category": "animals"},
+            }
+        )
+    )
+    return {
+        "models": [{"name": "tiny", "source": "builtin:tiny-sdxl"}],
+        "prompts": {"sources": [str(prompts)]},
+        "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2},
+        "results_dir": str(tmp_path / "results"),
+        "resources_dir": str(tmp_path / "resources"),
+    }
+
+
+def with_changes(config: dict, **changes) -> dict:
+    """A deep copy of `config` with dotted keys replaced (`generation.steps=0`)."""
+    config = copy.deepcopy(config)
+    for dotted, value in changes.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return config
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -1,0 +1,109 @@
+"""Config validation: defaults from the schema, one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from t2ibench.config import SCHEMA_PATH, load_yaml, validate_config
+from t2ibench.errors import InputError
+
+from conftest import with_changes
+
+
+def test_defaults_are_filled_from_the_schema(base_config):
+    config = validate_config(base_config)
+    assert config["generation"]["sampler"] == "euler_a"
+    assert config["generation"]["seed"] == 218
+    assert config["generation"]["steps"] == 2  # given values are kept
+    assert config["metrics"]["clip"]["enabled"] is True
+    assert config["metrics"]["lpips"]["net"] == "alex"
+    assert config["prompts"]["ids"] == []
+    assert config["device"] == "auto"
+
+
+def test_empty_config_gets_a_complete_default():
+    config = validate_config({})
+    assert config["models"][0]["source"] == "builtin:tiny-sdxl"
+    assert config["prompts"]["sources"]
+
+
+def test_default_config_file_is_valid(repo):
+    config = validate_config(load_yaml(repo / "config" / "config.yaml"))
+    assert {m["source"] for m in config["models"]} == {
+        "builtin:tiny-sdxl",
+        "builtin:tiny-sdxl-vpred",
+    }
+
+
+def test_schema_agrees_with_snakemake_validate(base_config):
+    from snakemake.utils import validate
+
+    config = validate_config(base_config)
+    before = yaml.safe_dump(config)
+    validate(config, schema=str(SCHEMA_PATH))
+    assert yaml.safe_dump(config) == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"colour": "red"}, "unknown config key 'colour'"),
+        ({"generation__stepz": 3}, "unknown config key 'stepz' under 'generation'"),
+        ({"generation__steps": "many"}, "'generation.steps': expected an integer, got 'many'"),
+        ({"generation__steps": 0}, "'generation.steps': expected a value >= 1, got 0"),
+        (
+            {"generation__images_per_prompt": -1},
+            "'generation.images_per_prompt': expected a value >= 1",
+        ),
+        ({"generation__width": 100}, "'generation.width': expected a multiple of 8, got 100"),
+        ({"generation__height": 63}, "'generation.height': expected a multiple of 8, got 63"),
+        ({"generation__guidance_scale": "high"}, "'generation.guidance_scale': expected a number"),
+        ({"generation__sampler": "euler_z"}, "unknown sampler 'euler_z'; expected one of: euler,"),
+        ({"dtype": "fp8"}, "'dtype': expected one of fp32, fp16, bf16"),
+        (
+            {"models": [{"name": "a/b", "source": "builtin:tiny-sdxl"}]},
+            "'models[0].name': 'a/b' is not allowed",
+        ),
+        (
+            {"models": [{"name": "a..b", "source": "builtin:tiny-sdxl"}]},
+            "'models[0].name': 'a..b' is not allowed",
+        ),
+        ({"models": [{"name": "..", "source": "builtin:tiny-sdxl"}]}, "'models[0].name'"),
+        ({"models": [{"source": "builtin:tiny-sdxl"}]}, "'models[0]': missing required key 'name'"),
+        (
+            {"models": [{"name": "x", "source": "builtin:tiny-sdxl", "colour": 1}]},
+            "unknown config key 'colour' under 'models[0]'",
+        ),
+        ({"models": []}, "'models': must not be empty"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_the_key(base_config, changes, expected):
+    with pytest.raises(InputError) as err:
+        validate_config(with_changes(base_config, **changes))
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_duplicate_model_names(base_config):
+    config = with_changes(
+        base_config,
+        models=[
+            {"name": "m", "source": "builtin:tiny-sdxl"},
+            {"name": "m", "source": "builtin:tiny-sdxl-vpred"},
+        ],
+    )
+    with pytest.raises(InputError, match=r"models\[1\].name': duplicate model name 'm'"):
+        validate_config(config)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation: [unclosed\n")
+    with pytest.raises(InputError, match="bad.yaml.*not valid YAML"):
+        load_yaml(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(InputError, match="list.yaml: expected a mapping"):
+        load_yaml(listed)
