@@ -1,0 +1,184 @@
+"""Prompt loading: structured JSON sets, .txt files, folders of prompts, paired folders.
+
+Order (stable, documented in the README):
+1. sources in the order the config lists them;
+2. inside a JSON set, the order of its keys; inside a .txt file, line order;
+   inside a folder, file names sorted by code point;
+3. then the filters: `categories`, then `ids` (both keep source order), then
+   `num_prompts` keeps the first N.
+A prompt's index is its position in that final list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from t2ibench.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    category: str
+    source: str
+    complexity: str = ""
+    subjects: tuple[str, ...] = ()
+    environment: str = ""
+    reference_image: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def text_hash(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError(f"prompt file {path}: expected UTF-8 text") from None
+
+
+def load_json_set(path: Path) -> list[Prompt]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"prompt file {path}: not valid JSON "
+            f"({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"prompt file {path}: expected an object mapping prompt ids to entries")
+    prompts = []
+    for pid, entry in data.items():
+        if isinstance(entry, str):
+            entry = {"text": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+            raise InputError(f"prompt file {path}: entry '{pid}' needs a 'text' string")
+        if not entry["text"].strip():
+            raise InputError(f"prompt file {path}: entry '{pid}' has an empty 'text'")
+        subjects = entry.get("subjects", [])
+        if isinstance(subjects, str):
+            subjects = [subjects]
+        prompts.append(
+            Prompt(
+                id=str(pid),
+                text=entry["text"].strip(),
+                category=str(entry.get("category", path.stem)),
+                complexity=str(entry.get("complexity", "")),
+                subjects=tuple(str(s) for s in subjects),
+                environment=str(entry.get("environment", "")),
+                source=str(path),
+            )
+        )
+    return prompts
+
+
+def load_txt_lines(path: Path) -> list[Prompt]:
+    """One prompt per non-empty line; ids are `<stem>_<line number>`."""
+    prompts = []
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            prompts.append(
+                Prompt(
+                    id=f"{path.stem}_{lineno:03d}",
+                    text=line.strip(),
+                    category=path.stem,
+                    source=str(path),
+                )
+            )
+    return prompts
+
+
+def load_folder(path: Path) -> list[Prompt]:
+    """A folder of `.txt` prompts (one per file), optionally paired with images.
+
+    An image `x.png` is paired with `x.txt` (its reference image); an image without
+    its `.txt` is an error, since a reference with no prompt cannot be scored.
+    """
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    texts = {p.stem: p for p in files if p.suffix.lower() == ".txt"}
+    images = {}
+    for p in files:
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.stem not in texts:
+                raise InputError(
+                    f"paired image {p}: missing its prompt file {p.with_suffix('.txt')}"
+                )
+            images[p.stem] = p
+    prompts = []
+    for stem, txt in texts.items():
+        text = _read_text(txt)
+        if not text:
+            raise InputError(f"prompt file {txt}: is empty")
+        ref = images.get(stem)
+        prompts.append(
+            Prompt(
+                id=stem,
+                text=text,
+                category=path.name,
+                source=str(txt),
+                reference_image=str(ref) if ref else None,
+            )
+        )
+    return prompts
+
+
+def load_source(source: str | Path) -> list[Prompt]:
+    path = Path(source)
+    if path.is_dir():
+        return load_folder(path)
+    if not path.exists():
+        raise InputError(f"config key 'prompts.sources': {path} does not exist")
+    if path.suffix.lower() == ".json":
+        return load_json_set(path)
+    if path.suffix.lower() == ".txt":
+        return load_txt_lines(path)
+    raise InputError(
+        f"config key 'prompts.sources': {path} is not a .json set, a .txt file or a folder"
+    )
+
+
+def load_reference_images(folder: str | Path) -> list[str]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"config key 'prompts.reference_images': {path} is not a folder")
+    return sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_prompts(prompts_config: dict) -> list[Prompt]:
+    """Load, de-duplicate and filter the prompts described by the `prompts` config."""
+    prompts: list[Prompt] = []
+    origin: dict[str, str] = {}
+    for source in prompts_config["sources"]:
+        for prompt in load_source(source):
+            if prompt.id in origin:
+                raise InputError(
+                    f"duplicate prompt id '{prompt.id}' in {prompt.source} "
+                    f"(already defined in {origin[prompt.id]})"
+                )
+            origin[prompt.id] = prompt.source
+            prompts.append(prompt)
+    if prompts_config.get("categories"):
+        wanted = set(prompts_config["categories"])
+        prompts = [p for p in prompts if p.category in wanted]
+    if prompts_config.get("ids"):
+        unknown = [i for i in prompts_config["ids"] if i not in origin]
+        if unknown:
+            raise InputError(f"config key 'prompts.ids': unknown prompt id '{unknown[0]}'")
+        wanted = set(prompts_config["ids"])
+        prompts = [p for p in prompts if p.id in wanted]
+    if prompts_config.get("num_prompts"):
+        prompts = prompts[: prompts_config["num_prompts"]]
+    if not prompts:
+        raise InputError(
+            "config key 'prompts': the prompt set is empty after loading "
+            f"{', '.join(map(str, prompts_config['sources']))} and applying the filters"
+        )
+    return prompts

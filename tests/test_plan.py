@@ -1,0 +1,85 @@
+"""The plan: seeds, indices and paths of every image target."""
+
+from __future__ import annotations
+
+from t2ibench.config import validate_config
+from t2ibench.plan import IMAGE_NAME, build_plan
+
+from conftest import with_changes
+
+
+def test_seeds_indices_and_paths(base_config):
+    config = validate_config(
+        with_changes(base_config, generation__seed=218, generation__images_per_prompt=2)
+    )
+    plan = build_plan(config)
+    assert len(plan.jobs) == 3 * 2
+    names = [j.relpath for j in plan.jobs]
+    assert names[:4] == [
+        "baseline/tiny/default/p000_i00_s218.png",
+        "baseline/tiny/default/p000_i01_s219.png",
+        "baseline/tiny/default/p001_i00_s218.png",
+        "baseline/tiny/default/p001_i01_s219.png",
+    ]
+    assert (
+        plan.path(plan.jobs[0])
+        == f"{config['results_dir']}/baseline/tiny/default/p000_i00_s218.png"
+    )
+    # Every prompt sees the same seed sequence.
+    by_prompt = {}
+    for job in plan.jobs:
+        by_prompt.setdefault(job.prompt_index, []).append(job.seed)
+    assert set(map(tuple, by_prompt.values())) == {(218, 219)}
+    assert all(IMAGE_NAME.match(j.filename) for j in plan.jobs)
+
+
+def test_models_multiply_jobs_and_settings_are_complete(base_config):
+    config = validate_config(
+        with_changes(
+            base_config,
+            models=[
+                {"name": "a", "source": "builtin:tiny-sdxl"},
+                {"name": "b-vpred", "source": "builtin:tiny-sdxl"},
+            ],
+        )
+    )
+    plan = build_plan(config)
+    assert len(plan.jobs) == 2 * 3 * 2
+    job = plan.lookup("baseline", "b-vpred", "default", "002", "01", "219")
+    settings = plan.settings(job)
+    assert settings["prompt"] == "a cat on a mat"
+    assert settings["seed"] == 219
+    assert settings["prediction_type"] == "v_prediction"  # detected from the name
+    assert {
+        "sampler",
+        "steps",
+        "guidance_scale",
+        "width",
+        "height",
+        "negative_prompt",
+        "dtype",
+        "model",
+    } <= set(settings)
+
+
+def test_lookup_rejects_unplanned_targets(base_config):
+    import pytest
+
+    plan = build_plan(validate_config(base_config))
+    with pytest.raises(KeyError):
+        plan.lookup("baseline", "tiny", "default", "000", "00", "999")
+    with pytest.raises(KeyError):
+        plan.lookup("baseline", "tiny", "default", "007", "00", "218")
+
+
+def test_wide_indices_keep_sorting(base_config, tmp_path):
+    import json
+
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps({f"p{i}": {"text": f"prompt {i}"} for i in range(1002)}))
+    config = validate_config(
+        with_changes(base_config, prompts={"sources": [str(many)]}, generation__images_per_prompt=1)
+    )
+    plan = build_plan(config)
+    assert plan.jobs[-1].filename == "p1001_i00_s218.png"
+    assert IMAGE_NAME.match(plan.jobs[-1].filename)
