@@ -1,0 +1,178 @@
+"""Cheap safety checks on a user's checkpoint before anything loads it.
+
+Only ``.safetensors`` files are accepted: pickle-based formats (``.ckpt``, ``.pt``, ...)
+execute code when they are loaded. The checks read the file's header and nothing more, so
+a truncated download or a renamed pickle is refused in milliseconds with one clear line,
+instead of failing deep inside diffusers (or worse, running someone's code).
+"""
+
+import hashlib
+import json
+import os
+import struct
+import uuid
+from pathlib import Path
+
+from t2ibench.errors import InputError
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+# The reference safetensors reader refuses headers over 100 MB; real SDXL's is ~200 kB.
+MAX_HEADER_BYTES = 100_000_000
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive of pickles
+PICKLE_PROTOCOLS = range(2, 6)  # a pickle of protocol 2-5 starts with 0x80, then the protocol
+HASH_CHUNK_BYTES = 1 << 20
+
+_ONLY_SAFETENSORS = "only .safetensors checkpoints are loaded, because pickles run code on load"
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    """Zip or pickle magic where a safetensors header should be.
+
+    A real safetensors file whose header length happens to start with the same bytes
+    still has its JSON opening brace at offset 8, so it is not mistaken for a pickle.
+    """
+    if head[8:9] == b"{":
+        return False
+    is_pickle = len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS
+    return head.startswith(ZIP_MAGIC) or is_pickle
+
+
+def _require_file(path: Path) -> int:
+    """The file's size; a missing path is the user's error, not a traceback."""
+    if not path.exists():
+        raise InputError(f"{path}: checkpoint file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: expected a checkpoint file, found a directory or device")
+    return path.stat().st_size
+
+
+def _check_data_offsets(path: Path, name: str, entry: object) -> int:
+    """The end of one tensor's bytes, after checking the entry is well formed."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    valid = (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) and o >= 0 for o in offsets)
+        and offsets[0] <= offsets[1]
+    )
+    if not valid:
+        raise InputError(
+            f"{path}: safetensors header entry {name!r} has no valid data_offsets [start, end]"
+        )
+    return offsets[1]
+
+
+def _check_complete(path: Path, header: dict, header_len: int, size: int) -> None:
+    """Refuse a file shorter than the tensor data its header promises (a cut download)."""
+    data_end = max(
+        (_check_data_offsets(path, k, v) for k, v in header.items() if k != "__metadata__"),
+        default=0,
+    )
+    expected = 8 + header_len + data_end
+    if size < expected:
+        raise InputError(
+            f"{path}: safetensors file is truncated: {size} bytes, its header needs {expected}"
+        )
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """Parse a safetensors header (8-byte little-endian length, then JSON) without
+    reading any tensor data, and check the file holds all the data the header promises."""
+    path = Path(path)
+    size = _require_file(path)
+    with path.open("rb") as f:
+        head = f.read(9)
+        if _looks_like_pickle(head):
+            raise InputError(
+                f"{path}: file is a pickle or zip archive, not safetensors; {_ONLY_SAFETENSORS}"
+            )
+        if len(head) < 9:
+            raise InputError(f"{path}: file is {size} bytes, too short to be safetensors")
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if header_len > MAX_HEADER_BYTES or header_len > size - 8:
+            raise InputError(
+                f"{path}: not a valid safetensors file: header length {header_len} "
+                f"does not fit a {size}-byte file"
+            )
+        f.seek(8)
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{path}: not a valid safetensors file: header is not JSON") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: not a valid safetensors file: header is not a JSON object")
+    _check_complete(path, header, header_len, size)
+    return header
+
+
+def check_checkpoint(path: Path) -> dict:
+    """All checks on a user's checkpoint; returns its safetensors header."""
+    path = Path(path)
+    _require_file(path)
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise InputError(f"{path}: {suffix} is a pickle format; {_ONLY_SAFETENSORS}")
+    if suffix != ".safetensors":
+        raise InputError(f"{path}: expected a .safetensors checkpoint, got {suffix or 'no suffix'}")
+    return read_safetensors_header(path)
+
+
+def has_vpred_key(header: dict) -> bool:
+    """Real v-prediction SDXL checkpoints carry an (empty) ``v_pred`` tensor as a marker."""
+    return "v_pred" in header
+
+
+def _sha256_stream(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_cache(cache_file: Path) -> dict:
+    """A missing or unreadable cache is an empty one: it only saves time."""
+    try:
+        cache = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _cached_digest(entry: object, stamp: dict) -> str | None:
+    """The cached digest while the file's size and mtime still match, else None."""
+    if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in stamp.items()):
+        return None
+    digest = entry.get("sha256")
+    return digest if isinstance(digest, str) else None
+
+
+def _write_cache(cache_file: Path, cache: dict) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(cache, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, cache_file)
+
+
+def sha256_file(path: Path, cache_file: Path | None = None) -> str:
+    """The file's sha256, streamed (checkpoints are gigabytes).
+
+    With ``cache_file``, a digest is reused while the file's resolved path, size and
+    mtime_ns are unchanged, so a multi-gigabyte checkpoint is hashed once, not per run.
+    Two processes updating the cache at once may drop one entry; it is then recomputed.
+    """
+    path = Path(path)
+    _require_file(path)
+    if cache_file is None:
+        return _sha256_stream(path)
+    stat = path.stat()
+    key = str(path.resolve())
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    cache = _read_cache(Path(cache_file))
+    digest = _cached_digest(cache.get(key), stamp)
+    if digest is None:
+        digest = _sha256_stream(path)
+        cache[key] = {**stamp, "sha256": digest}
+        _write_cache(Path(cache_file), cache)
+    return digest

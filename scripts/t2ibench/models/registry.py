@@ -1,0 +1,156 @@
+"""Resolve `models[]` config entries into ModelSpecs, cheaply and without torch.
+
+This runs when the Snakefile is parsed (also for `snakemake -n`), so it only reads
+safetensors headers and small JSON files; weights are never touched here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from t2ibench.errors import InputError
+from t2ibench.models.checks import PICKLE_SUFFIXES, check_checkpoint, has_vpred_key
+
+BUILTIN_PREFIX = "builtin:"
+# Kept in sync with t2ibench.models.tiny.BUILTIN_MODELS (tests check it); listed here so
+# that parsing a config never imports torch.
+BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
+VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
+SDXL_MARKER = "conditioner.embedders.1.model."
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str
+    kind: str  # "builtin", "single_file" or "diffusers"
+    checkpoint: str  # the .safetensors file, or the diffusers folder
+    config_dir: str | None  # local diffusers config folder for single-file loading
+    family: str
+    prediction_type: str
+    prediction_reason: str
+
+    @property
+    def input_files(self) -> list[str]:
+        """Files the generation rule depends on (so Snakemake materialises builtins)."""
+        if self.kind == "diffusers":
+            return [str(Path(self.checkpoint) / "model_index.json")]
+        if self.kind == "builtin":
+            return [self.checkpoint, self.config_dir]  # both made by one rule
+        return [self.checkpoint]
+
+
+def builtin_paths(resources_dir: str, builtin_id: str) -> tuple[str, str]:
+    base = Path(resources_dir) / "models" / "builtin"
+    return str(base / f"{builtin_id}.safetensors"), str(base / f"{builtin_id}.config")
+
+
+def _prediction_type(entry: dict, header: dict | None, scheduler_config: dict | None):
+    """Config first, then the name, then a `v_pred` key, then the scheduler config."""
+    if entry.get("prediction_type"):
+        return entry["prediction_type"], "set in config"
+    for text in (entry["name"], Path(entry["source"]).name):
+        match = VPRED_NAME.search(text)
+        if match:
+            return "v_prediction", f"name contains '{match.group(0)}'"
+    if header is not None and has_vpred_key(header):
+        return "v_prediction", "checkpoint has a 'v_pred' key"
+    if scheduler_config and scheduler_config.get("prediction_type"):
+        return scheduler_config["prediction_type"], "scheduler config"
+    return "epsilon", "default"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise InputError(f"model folder file {path}: missing or not valid JSON") from None
+
+
+def resolve_model(entry: dict, index: int, resources_dir: str) -> ModelSpec:
+    key = f"models[{index}].source"
+    source = entry["source"]
+    if source.startswith(BUILTIN_PREFIX):
+        builtin_id = source[len(BUILTIN_PREFIX) :]
+        if builtin_id not in BUILTIN_IDS:
+            raise InputError(
+                f"config key '{key}': unknown built-in model '{builtin_id}'; "
+                f"expected one of: {', '.join(BUILTIN_PREFIX + b for b in BUILTIN_IDS)}"
+            )
+        checkpoint, config_dir = builtin_paths(resources_dir, builtin_id)
+        scheduler = {"prediction_type": "v_prediction"} if "vpred" in builtin_id else None
+        pred, why = _prediction_type(entry, None, scheduler)
+        return ModelSpec(
+            entry["name"],
+            source,
+            "builtin",
+            checkpoint,
+            config_dir,
+            entry.get("family", "sdxl"),
+            pred,
+            why,
+        )
+
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"config key '{key}': {source} does not exist")
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InputError(
+                f"config key '{key}': folder {source} is not a diffusers model "
+                "(no model_index.json)"
+            )
+        scheduler = (
+            _read_json(path / "scheduler" / "scheduler_config.json")
+            if (path / "scheduler" / "scheduler_config.json").is_file()
+            else None
+        )
+        pred, why = _prediction_type(entry, None, scheduler)
+        return ModelSpec(
+            entry["name"],
+            source,
+            "diffusers",
+            str(path),
+            None,
+            entry.get("family", "sdxl"),
+            pred,
+            why,
+        )
+
+    if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() != ".safetensors":
+        # check_checkpoint gives the pickle refusal its own message.
+        check_checkpoint(path)
+        raise InputError(f"config key '{key}': {source} is not a .safetensors file")
+    header = check_checkpoint(path)
+    family = entry.get("family") or _detect_family(header, path)
+    config_dir = entry.get("config")
+    if not config_dir:
+        raise InputError(
+            f"config key 'models[{index}].config': single-file model {source} needs a local "
+            "diffusers config folder describing its components"
+        )
+    if not (Path(config_dir) / "model_index.json").is_file():
+        raise InputError(
+            f"config key 'models[{index}].config': {config_dir} has no model_index.json"
+        )
+    pred, why = _prediction_type(entry, header, None)
+    return ModelSpec(
+        entry["name"], source, "single_file", str(path), str(config_dir), family, pred, why
+    )
+
+
+def _detect_family(header: dict, path: Path) -> str:
+    if any(k.startswith(SDXL_MARKER) for k in header):
+        return "sdxl"
+    sample = ", ".join(sorted(k for k in header if k != "__metadata__")[:3])
+    raise InputError(
+        f"model file {path}: unsupported architecture (no SDXL text encoder keys; "
+        f"found keys such as {sample}); supported families: sdxl"
+    )
+
+
+def resolve_models(config: dict) -> list[ModelSpec]:
+    return [resolve_model(m, i, config["resources_dir"]) for i, m in enumerate(config["models"])]
