@@ -1,0 +1,86 @@
+"""A SQLite cache of per-image scores, keyed by image content and metric.
+
+A key is ``(image_sha256, metric_id)``: the SHA-256 of the image file's bytes and the
+``metric_id`` of the scorer (model, weights and formula version). Re-running a benchmark
+therefore re-scores only images whose bytes or metric changed.
+
+Every write is one transaction, so a crash leaves either all or none of a batch. The database
+runs in WAL mode with a busy timeout, so several processes (Snakemake jobs) can read and
+write it at once; like any SQLite file it needs a filesystem with working locks (not every
+network filesystem has them). A connection is opened per call, so a ``ScoreCache`` may be
+shared between threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+from pathlib import Path
+
+Key = tuple[str, str]  # (image_sha256, metric_id)
+
+# SQLite's default limit on ``?`` parameters per statement is 999 before 3.32, 32766 after.
+_CHUNK = 500
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_sha256(path: Path | str) -> str:
+    """The cache's image key: the SHA-256 of the image file's bytes (not of its pixels)."""
+    return file_sha256(path)
+
+
+class ScoreCache:
+    """Scores by ``(image_sha256, metric_id)`` in the SQLite file ``path`` (created if absent)."""
+
+    def __init__(self, path: Path | str, timeout: float = 60.0):
+        self.path = Path(path)
+        self.timeout = timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS scores ("
+                " image_sha256 TEXT NOT NULL, metric_id TEXT NOT NULL, value REAL NOT NULL,"
+                " PRIMARY KEY (image_sha256, metric_id)) WITHOUT ROWID"
+            )
+
+    def get_many(self, keys: Iterable[Key]) -> dict[Key, float]:
+        """The cached scores among ``keys``; keys not in the cache are left out."""
+        by_metric: dict[str, list[str]] = {}
+        for sha, metric_id in keys:
+            by_metric.setdefault(metric_id, []).append(sha)
+        found: dict[Key, float] = {}
+        with closing(self._connect()) as db:
+            for metric_id, shas in by_metric.items():
+                for start in range(0, len(shas), _CHUNK):
+                    chunk = shas[start : start + _CHUNK]
+                    rows = db.execute(
+                        "SELECT image_sha256, value FROM scores WHERE metric_id = ?"
+                        f" AND image_sha256 IN ({', '.join('?' * len(chunk))})",
+                        [metric_id, *chunk],
+                    )
+                    found.update(((sha, metric_id), value) for sha, value in rows)
+        return found
+
+    def put_many(self, items: Mapping[Key, float]) -> None:
+        """Store (or overwrite) scores, all in one transaction."""
+        with closing(self._connect()) as db, db:
+            db.executemany(
+                "INSERT OR REPLACE INTO scores (image_sha256, metric_id, value) VALUES (?, ?, ?)",
+                [(sha, metric_id, float(value)) for (sha, metric_id), value in items.items()],
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self.timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db

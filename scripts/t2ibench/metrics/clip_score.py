@@ -1,0 +1,200 @@
+"""CLIP score of images against their prompts, computed with open_clip.
+
+Formula (version ``v1``), per image::
+
+    clip_score(image, prompt) = 100 * max(cos(E_image, E_prompt), 0)
+
+where ``E`` are the model's image and text embeddings. The clamp is applied per image;
+torchmetrics' ``CLIPScore`` instead clamps the mean over a batch, so the two agree per image
+and differ only in how negatives enter an average.
+
+Nothing is ever downloaded: weights come from a local file, from a pretrained tag already in
+the local Hugging Face / open_clip cache, or are random (offline demo only).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import huggingface_hub
+import open_clip
+import torch
+from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+from PIL import Image
+
+from t2ibench.errors import InputError
+from t2ibench.metrics.cache import file_sha256
+
+FORMULA_VERSION = "v1"
+
+log = logging.getLogger(__name__)
+
+
+class ClipScorer:
+    """Scores images against prompts with an open_clip model.
+
+    Args:
+        model: an open_clip architecture name (``"ViT-L-14"``) or the path of an open_clip
+            model-config JSON file, registered under its file stem.
+        pretrained: an open_clip pretrained tag (``"openai"``) whose weights are already in the
+            local cache, the path of a weights file, or ``""`` for random weights seeded with
+            ``seed`` (offline demo only: the scores mean nothing).
+        device: torch device the model runs on.
+        batch_size: images (and prompts) per forward pass.
+        seed: seed of the random weights when ``pretrained`` is ``""``.
+
+    ``metric_id`` names a weights file by its SHA-256, read once here (seconds for ViT-L).
+
+    Prompts are tokenised by the model's tokenizer, which truncates them to its context length
+    (77 tokens for CLIP): words past that limit do not change the score.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        pretrained: str = "",
+        device: str = "cpu",
+        batch_size: int = 32,
+        seed: int = 0,
+    ):
+        self.name = _register_architecture(model)
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        weights, tag_kwargs, weights_id = _resolve_weights(self.name, pretrained, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                net, _, self.preprocess = open_clip.create_model_and_transforms(
+                    self.name, pretrained=weights, **tag_kwargs
+                )
+            except Exception as e:  # a bad weights file fails in many ways: report it in one line
+                if weights is None:
+                    raise
+                raise InputError(
+                    f"cannot load open_clip weights {weights} into {self.name}: {str(e)[:300]}"
+                ) from e
+        self.model = net.to(self.device).eval()
+        self.tokenizer = open_clip.get_tokenizer(self.name)
+        config = json.dumps(open_clip.get_model_config(self.name), sort_keys=True)
+        config_id = hashlib.sha256(config.encode()).hexdigest()[:12]
+        self._metric_id = f"clip_score/{FORMULA_VERSION}/{self.name}@{config_id}/{weights_id}"
+
+    @property
+    def metric_id(self) -> str:
+        """Stable cache key: formula version, architecture (+ config hash) and weights."""
+        return self._metric_id
+
+    @torch.inference_mode()
+    def embed_texts(self, prompts: list[str]) -> torch.Tensor:
+        """L2-normalised text embeddings, one row per prompt (truncated to the context length)."""
+        rows = []
+        for start in range(0, len(prompts), self.batch_size):
+            tokens = self.tokenizer(prompts[start : start + self.batch_size]).to(self.device)
+            rows.append(self.model.encode_text(tokens, normalize=True))
+        return torch.cat(rows).cpu()
+
+    @torch.inference_mode()
+    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """L2-normalised image embeddings after the model's own preprocessing."""
+        rows = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [self.preprocess(image) for image in images[start : start + self.batch_size]]
+            pixels = torch.stack(batch).to(self.device)
+            rows.append(self.model.encode_image(pixels, normalize=True))
+        return torch.cat(rows).cpu()
+
+    def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        """``100 * max(cos(image, prompt), 0)`` for each (image, prompt) pair.
+
+        Each distinct prompt is embedded once, however many images share it.
+        """
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        row = {prompt: i for i, prompt in enumerate(dict.fromkeys(prompts))}
+        text = self.embed_texts(list(row))[[row[prompt] for prompt in prompts]]
+        cosine = (self.embed_images(images) * text).sum(dim=-1)
+        return (100 * cosine.clamp(min=0)).tolist()
+
+
+def _register_architecture(model: str) -> str:
+    """Return the open_clip name of ``model``, registering it first if it is a config file."""
+    path = Path(model)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise InputError(f"open_clip model config not found: {path}")
+        open_clip.add_model_config(path)
+        if open_clip.get_model_config(path.stem) is None:
+            raise InputError(
+                f"{path} is not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)"
+            )
+        return path.stem
+    if open_clip.get_model_config(model) is None:
+        raise InputError(
+            f"unknown open_clip model '{model}': no config file at {path.resolve()} and no "
+            f"architecture of that name among open_clip's {len(open_clip.list_models())} "
+            "configs (see open_clip.list_models())"
+        )
+    return model
+
+
+def _resolve_weights(name: str, pretrained: str, seed: int) -> tuple[str | None, dict, str]:
+    """Map ``pretrained`` to (local weights file, model kwargs its tag implies, weights id).
+
+    A tag brings its own preprocessing (mean, std, interpolation) and activation: open_clip
+    only warns when a QuickGELU tag (``openai``) meets a plain-GELU architecture, so QuickGELU
+    is forced here. A weights file is taken as is: name the matching architecture
+    (e.g. ``ViT-L-14-quickgelu`` for OpenAI's weights).
+    """
+    if not pretrained:
+        _warn_random_weights(name)
+        return None, {}, f"random:seed{seed}"
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if tag_cfg:
+        weights = _cached_tag_file(name, pretrained, tag_cfg)
+        keys = ("mean", "std", "interpolation", "resize_mode")
+        kwargs = {f"image_{key}": tag_cfg[key] for key in keys if key in tag_cfg}
+        kwargs["force_quick_gelu"] = tag_cfg.get("quick_gelu", False)
+        return weights, kwargs, f"tag:{pretrained}"
+    if not os.path.isfile(pretrained):
+        raise InputError(
+            f"open_clip weights file not found: {pretrained} (nor is it a pretrained tag of "
+            f"{name}: {open_clip.list_pretrained_tags_by_model(name)})"
+        )
+    return pretrained, {}, f"sha256:{file_sha256(pretrained)[:16]}"
+
+
+def _cached_tag_file(name: str, tag: str, tag_cfg: dict) -> str:
+    """Path of the locally cached weights of an open_clip tag; never downloads."""
+    if tag_cfg.get("file"):
+        return tag_cfg["file"]
+    if tag_cfg.get("hf_hub"):
+        repo_id, filename = os.path.split(tag_cfg["hf_hub"])
+        filename = filename or HF_WEIGHTS_NAME
+        safe = (
+            HF_SAFE_WEIGHTS_NAME
+            if filename == HF_WEIGHTS_NAME
+            else f"{Path(filename).stem}.safetensors"
+        )
+        for candidate in (safe, filename):
+            found = huggingface_hub.try_to_load_from_cache(repo_id, candidate)
+            if isinstance(found, str):
+                return found
+    if tag_cfg.get("url"):
+        path = Path("~/.cache/clip").expanduser() / os.path.basename(tag_cfg["url"])
+        if path.is_file():
+            return str(path)
+    raise InputError(
+        f"weights of open_clip tag '{tag}' for {name} are not in the local cache and nothing "
+        f"is downloaded (HF_HUB_OFFLINE): place them locally, e.g. in the Hugging Face cache "
+        f"({tag_cfg.get('hf_hub') or tag_cfg.get('url')}), or pass a weights file path"
+    )
+
+
+@functools.cache
+def _warn_random_weights(name: str) -> None:
+    log.warning("CLIP score uses RANDOM weights for %s: demo only, scores are meaningless", name)
