@@ -1,0 +1,88 @@
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from t2ibench import steps
+from t2ibench.config import SCHEMA_PATH, validate_config
+from t2ibench.errors import InputError
+from t2ibench.plan import build_plan, count_missing
+
+try:
+    _validated = validate_config(config)
+    config.clear()
+    config.update(_validated)
+    # Also run Snakemake's own validator on the filled config (it must agree).
+    validate(config, schema=str(SCHEMA_PATH))
+    PLAN = build_plan(config)
+except InputError as err:
+    sys.exit(f"t2ibench: error: {err}")
+
+RESULTS = config["results_dir"]
+RESOURCES = config["resources_dir"]
+steps.setup_logging()
+steps.announce_plan(PLAN, count_missing(PLAN))
+
+
+def get_final_output():
+    """The final targets: every image, and per experiment the tables, metadata, grid, page.
+
+    Images are listed themselves: Snakemake does not rerun a job for a missing
+    intermediate file when the files after it are up to date, so a deleted image must be
+    a target to be made again.
+    """
+    outputs = PLAN.paths()
+    for experiment in PLAN.experiments:
+        outputs += [
+            f"{RESULTS}/{experiment}/results.csv",
+            f"{RESULTS}/{experiment}/summary.csv",
+            f"{RESULTS}/{experiment}/metadata.json",
+            f"{RESULTS}/{experiment}/grid.png",
+            f"{RESULTS}/{experiment}/index.html",
+        ]
+    return outputs
+
+
+def get_model_inputs(wildcards):
+    return PLAN.models[wildcards.model].input_files
+
+
+def get_image_settings(wildcards):
+    job = PLAN.lookup(
+        wildcards.experiment,
+        wildcards.model,
+        wildcards.cell,
+        wildcards.prompt,
+        wildcards.image,
+        wildcards.seed,
+    )
+    return PLAN.settings(job)
+
+
+def get_experiment_images(wildcards):
+    return PLAN.paths(wildcards.experiment)
+
+
+def get_metric_tables(wildcards):
+    tables = {}
+    for metric, enabled in steps.enabled_metrics(config).items():
+        if enabled:
+            tables[metric] = f"{RESULTS}/{wildcards.experiment}/metrics/{metric}.csv"
+    return tables
+
+
+def _alternatives(names):
+    return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+
+
+wildcard_constraints:
+    experiment=_alternatives(PLAN.experiments),
+    model=_alternatives(PLAN.models),
+    cell=_alternatives({c.name for cells in PLAN.experiments.values() for c in cells}),
+    builtin=r"[A-Za-z0-9._-]+",
+    prompt=r"\d\d\d+",
+    image=r"\d\d+",
+    seed=r"\d+",

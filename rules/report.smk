@@ -1,0 +1,69 @@
+rule results_table:
+    input:
+        unpack(get_metric_tables),
+        images=get_experiment_images,
+    output:
+        results=report(
+            f"{RESULTS}/{{experiment}}/results.csv",
+            caption="../report/results.rst",
+            category="Tables",
+            labels={"experiment": "{experiment}", "table": "results"},
+        ),
+        summary=report(
+            f"{RESULTS}/{{experiment}}/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"experiment": "{experiment}", "table": "summary"},
+        ),
+    log:
+        f"{RESULTS}/{{experiment}}/logs/results_table.log",
+    run:
+        steps.results_table(PLAN, wildcards.experiment, dict(input), output, log[0])
+
+
+rule metadata:
+    input:
+        f"{RESULTS}/{{experiment}}/results.csv",
+    output:
+        f"{RESULTS}/{{experiment}}/metadata.json",
+    log:
+        f"{RESULTS}/{{experiment}}/logs/metadata.log",
+    run:
+        steps.metadata(PLAN, wildcards.experiment, output[0], log[0])
+
+
+rule grid:
+    input:
+        get_experiment_images,
+    output:
+        report(
+            f"{RESULTS}/{{experiment}}/grid.png",
+            caption="../report/grid.rst",
+            category="Grids",
+            labels={"experiment": "{experiment}"},
+        ),
+    log:
+        f"{RESULTS}/{{experiment}}/logs/grid.log",
+    params:
+        cell_size=config["report"]["grid_cell_size"],
+    run:
+        steps.grid(PLAN, wildcards.experiment, params.cell_size, output[0], log[0])
+
+
+rule report_page:
+    input:
+        results=f"{RESULTS}/{{experiment}}/results.csv",
+        summary=f"{RESULTS}/{{experiment}}/summary.csv",
+        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
+        grid=f"{RESULTS}/{{experiment}}/grid.png",
+    output:
+        report(
+            f"{RESULTS}/{{experiment}}/index.html",
+            caption="../report/page.rst",
+            category="Pages",
+            labels={"experiment": "{experiment}"},
+        ),
+    log:
+        f"{RESULTS}/{{experiment}}/logs/report_page.log",
+    run:
+        steps.report_page(PLAN, wildcards.experiment, dict(input), output[0], log[0])

@@ -1,0 +1,195 @@
+"""`make bench`: figures for the workflow's overhead, printed (and saved as JSON).
+
+1. Dry-run seconds (`snakemake -n`, output discarded) for a 2,000- and a 20,000-image plan.
+2. Wall time of `snakemake generate` making 50 tiny-SDXL images against a plain diffusers
+   loop making the same 50 images from the same checkpoint, both counted from process
+   start, as a ratio; the images of both are compared pixel for pixel.
+3. Peak RSS of each process.
+
+Run from the repository root: `python scripts/bench.py [--repeats N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "prompts", "report", "profiles"]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+LOOP = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, "scripts")
+import torch
+from t2ibench.models.single_file import load_sdxl_single_file
+from t2ibench.samplers import make_scheduler
+prompts, seeds, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+import json
+prompts, seeds = json.loads(prompts), json.loads(seeds)
+pipe = load_sdxl_single_file(Path("resources/models/builtin/tiny-sdxl.safetensors"),
+                             Path("resources/models/builtin/tiny-sdxl.config"))
+pipe.set_progress_bar_config(disable=True)
+pipe.scheduler = make_scheduler("euler_a", dict(pipe.scheduler.config), "epsilon")
+out.mkdir(parents=True, exist_ok=True)
+for p, text in enumerate(prompts):
+    for i, seed in enumerate(seeds):
+        image = pipe(prompt=text, negative_prompt=None, num_inference_steps=4,
+                     guidance_scale=5.0, width=64, height=64,
+                     generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        image.save(out / f"p{p:03d}_i{i:02d}_s{seed}.png")
+"""
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Run a command; return (wall seconds from process start, peak RSS in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def workdir(root: Path, name: str) -> Path:
+    work = root / name
+    work.mkdir()
+    for item in WORKFLOW_FILES:
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, work / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / item)
+    return work
+
+
+def bench_config(work: Path, n_prompts: int, images_per_prompt: int) -> dict:
+    prompts = {
+        f"bench_{i:05d}": {"text": f"a photo of object number {i}", "category": "bench"}
+        for i in range(n_prompts)
+    }
+    (work / "prompts" / "bench.json").write_text(json.dumps(prompts))
+    config = {
+        "models": [{"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"}],
+        "prompts": {"sources": ["prompts/bench.json"]},
+        "generation": {
+            "sampler": "euler_a",
+            "steps": 4,
+            "guidance_scale": 5.0,
+            "seed": 218,
+            "images_per_prompt": images_per_prompt,
+            "width": 64,
+            "height": 64,
+            "negative_prompt": "",
+        },
+    }
+    (work / "bench.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+def dry_run(root: Path, images: int) -> float:
+    work = workdir(root, f"dry{images}")
+    bench_config(work, images // 10, 10)
+    seconds, _ = run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", "bench.yaml"], work)
+    return seconds
+
+
+def compare_images(a: Path, b: Path) -> int:
+    """How many of the images in `a` differ in pixels from the same-named ones in `b`."""
+    from PIL import Image, ImageChops
+
+    differ = 0
+    for path in sorted(a.glob("*.png")):
+        with Image.open(path) as x, Image.open(b / path.name) as y:
+            if ImageChops.difference(x.convert("RGB"), y.convert("RGB")).getbbox():
+                differ += 1
+    return differ
+
+
+def workflow_vs_loop(root: Path, repeats: int) -> dict:
+    work = workdir(root, "ratio")
+    config = bench_config(work, 25, 2)  # 25 prompts x 2 images = 50 images
+    run(
+        [
+            SNAKEMAKE,
+            "--cores",
+            "1",
+            "--configfile",
+            "bench.yaml",
+            "resources/models/builtin/tiny-sdxl.safetensors",
+        ],
+        work,
+    )
+    prompts = [f"a photo of object number {i}" for i in range(25)]
+    seeds = [config["generation"]["seed"] + i for i in range(2)]
+    results = {"workflow_s": [], "loop_s": [], "workflow_rss_mib": 0.0, "loop_rss_mib": 0.0}
+    for _ in range(repeats):
+        shutil.rmtree(work / "results", ignore_errors=True)
+        shutil.rmtree(work / ".snakemake", ignore_errors=True)
+        seconds, rss = run(
+            [SNAKEMAKE, "--cores", "2", "--configfile", "bench.yaml", "generate"], work
+        )
+        results["workflow_s"].append(round(seconds, 2))
+        results["workflow_rss_mib"] = max(results["workflow_rss_mib"], round(rss, 1))
+        shutil.rmtree(work / "loop", ignore_errors=True)
+        seconds, rss = run(
+            [sys.executable, "-c", LOOP, json.dumps(prompts), json.dumps(seeds), "loop"], work
+        )
+        results["loop_s"].append(round(seconds, 2))
+        results["loop_rss_mib"] = max(results["loop_rss_mib"], round(rss, 1))
+    results["ratio"] = round(min(results["workflow_s"]) / min(results["loop_s"]), 3)
+    results["images_differing"] = compare_images(
+        work / "loop", work / "results" / "baseline" / "tiny-sdxl" / "default"
+    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "bench.json")
+    args = parser.parse_args()
+    figures = {"cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="t2ibench-bench-") as tmp:
+        root = Path(tmp)
+        for images in (2000, 20000):
+            figures[f"dry_run_{images}_s"] = round(dry_run(root, images), 2)
+            print(
+                f"dry run, {images:>6} images: {figures[f'dry_run_{images}_s']:.2f} s", flush=True
+            )
+        ratio = workflow_vs_loop(root, args.repeats)
+    figures.update(ratio)
+    print(
+        f"50 images, workflow (snakemake generate): {ratio['workflow_s']} s, "
+        f"peak RSS {ratio['workflow_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"50 images, plain diffusers loop:          {ratio['loop_s']} s, "
+        f"peak RSS {ratio['loop_rss_mib']:.0f} MiB"
+    )
+    print(f"ratio workflow/loop (best of {args.repeats}): {ratio['ratio']:.3f}")
+    print(f"images that differ between the two: {ratio['images_differing']} of 50")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures saved to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

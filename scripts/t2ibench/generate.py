@@ -1,0 +1,237 @@
+"""Image generation: load each model once per process, then make images on demand.
+
+One Snakemake job makes one image. Jobs reach :func:`generate_image`, which takes the
+pipeline from a process-wide cache, so a process that runs many jobs loads each model
+once. The default profile runs jobs as threads of the main Snakemake process
+(`force-use-threads`), which makes that one process for a whole local run. A lock
+serialises use of the device: diffusers pipelines and schedulers are not thread-safe,
+and one GPU runs one image at a time anyway.
+
+Determinism: the initial noise comes from a CPU ``torch.Generator`` seeded with the
+image's seed, so the same seed gives the same latents on any device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from t2ibench import __version__
+from t2ibench.io import atomic_write, write_json
+from t2ibench.models.registry import ModelSpec
+
+log = logging.getLogger("t2ibench")
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+SAMPLER_LABELS = {
+    "euler_a": "Euler a",
+    "euler": "Euler",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "heun": "Heun",
+    "lms": "LMS",
+    "lms_karras": "LMS Karras",
+}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return device
+
+
+@dataclass
+class LoadedModel:
+    pipe: object
+    scheduler_config: dict
+    sha256: str
+    load_seconds: float
+
+
+@dataclass
+class Progress:
+    """Images done in this process, and their rate, logged every few seconds."""
+
+    total: int = 0
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_report: float = 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last_report >= 5.0 or self.done >= self.total:
+            self.last_report = now
+            rate = self.done / max(now - self.started, 1e-9)
+            total = max(self.total, self.done)
+            left = (total - self.done) / rate if rate > 0 else float("nan")
+            log.info(
+                "generated %d/%d images (%.2f img/s, ~%.0f s left)", self.done, total, rate, left
+            )
+
+
+class Generator:
+    """Process-wide pipeline cache plus the generation call."""
+
+    def __init__(self):
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self.load_count = 0
+        self.progress = Progress()
+
+    def model(
+        self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None
+    ) -> LoadedModel:
+        key = f"{spec.name}|{spec.checkpoint}|{device}|{dtype}"
+        if key not in self._models:
+            self._models[key] = self._load(spec, device, dtype, sha_cache)
+        return self._models[key]
+
+    def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None):
+        import torch
+
+        from t2ibench.models.checks import sha256_file
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        start = time.perf_counter()
+        torch_dtype = getattr(torch, DTYPES[dtype])
+        if spec.kind == "diffusers":
+            from diffusers import StableDiffusionXLPipeline
+
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                spec.checkpoint, torch_dtype=torch_dtype, local_files_only=True
+            )
+            sha = ""
+        else:
+            from t2ibench.models.single_file import load_sdxl_single_file
+
+            pipe = load_sdxl_single_file(Path(spec.checkpoint), Path(spec.config_dir), torch_dtype)
+            sha = sha256_file(Path(spec.checkpoint), sha_cache)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device)
+        self.load_count += 1
+        seconds = time.perf_counter() - start
+        log.info(
+            "Loading model %s from %s on %s/%s: %.1f s (model loads in this process: %d)",
+            spec.name,
+            spec.checkpoint,
+            device,
+            dtype,
+            seconds,
+            self.load_count,
+        )
+        return LoadedModel(pipe, dict(pipe.scheduler.config), sha, seconds)
+
+    def generate(
+        self,
+        spec: ModelSpec,
+        settings: dict,
+        image_path: str,
+        record_path: str,
+        device: str,
+        sha_cache: Path | None = None,
+    ) -> dict:
+        """Make one image and write it (PNG with embedded parameters) plus its record."""
+        import torch
+
+        from t2ibench.samplers import make_scheduler
+
+        device = resolve_device(device)
+        with self._lock:
+            loaded = self.model(spec, device, settings["dtype"], sha_cache)
+            pipe = loaded.pipe
+            pipe.scheduler = make_scheduler(
+                settings["sampler"], loaded.scheduler_config, settings["prediction_type"]
+            )
+            tokens = count_tokens(pipe.tokenizer, settings["prompt"])
+            start = time.perf_counter()
+            image = pipe(
+                prompt=settings["prompt"],
+                negative_prompt=settings["negative_prompt"] or None,
+                num_inference_steps=settings["steps"],
+                guidance_scale=settings["guidance_scale"],
+                width=settings["width"],
+                height=settings["height"],
+                generator=torch.Generator("cpu").manual_seed(settings["seed"]),
+            ).images[0]
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        record = {
+            "settings": settings,
+            "generation_seconds": round(seconds, 4),
+            "prompt_tokens": tokens,
+            "prompt_truncated": tokens > pipe.tokenizer.model_max_length - 2,
+            "model_sha256": loaded.sha256,
+            "device": device,
+            "versions": library_versions(),
+        }
+        # The record first, the image last: an existing PNG means a finished image.
+        write_json(record_path, record)
+        save_png(image, image_path, settings, loaded.sha256)
+        self.progress.step()
+        return record
+
+
+def count_tokens(tokenizer, prompt: str) -> int:
+    """Prompt tokens without the start/end tokens, before any truncation."""
+    return len(tokenizer(prompt, truncation=False, add_special_tokens=False)["input_ids"])
+
+
+def library_versions() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {
+        "t2ibench": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def a1111_parameters(settings: dict, model_sha256: str) -> str:
+    """The `parameters` text A1111-style tools read (prompt, negative, then settings)."""
+    fields = [
+        f"Steps: {settings['steps']}",
+        f"Sampler: {SAMPLER_LABELS.get(settings['sampler'], settings['sampler'])}",
+        f"CFG scale: {settings['guidance_scale']}",
+        f"Seed: {settings['seed']}",
+        f"Size: {settings['width']}x{settings['height']}",
+    ]
+    if model_sha256:
+        fields.append(f"Model hash: {model_sha256[:10]}")
+    fields += [f"Model: {settings['model']}", f"Version: t2ibench {__version__}"]
+    return f"{settings['prompt']}\nNegative prompt: {settings['negative_prompt']}\n" + ", ".join(
+        fields
+    )
+
+
+def save_png(image, path: str, settings: dict, model_sha256: str) -> None:
+    """Save with the parameters as PNG text; no timestamps, so re-runs are byte-identical."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_itxt("parameters", a1111_parameters(settings, model_sha256))
+    meta = {**settings, "model_sha256": model_sha256, "versions": library_versions()}
+    info.add_itxt("t2ibench", json.dumps(meta, sort_keys=True))
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+
+
+GENERATOR = Generator()

@@ -1,0 +1,124 @@
+"""A static HTML page per experiment: opens from disk, no server, links are relative."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+from t2ibench.plan import Plan
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f3f3f3; }
+td.text { text-align: left; max-width: 28em; }
+.gallery td { text-align: center; vertical-align: top; }
+.gallery img { width: 128px; image-rendering: pixelated; display: block; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+
+def _rel(path: str, page_dir: Path) -> str:
+    return html.escape(os.path.relpath(Path(path).resolve(), page_dir.resolve()))
+
+
+def _summary_table(summary) -> str:
+    if summary.empty:
+        return "<p>No images yet.</p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in summary.columns)
+    body = []
+    for _, row in summary.iterrows():
+        cells = []
+        for value in row:
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _gallery(results, page_dir: Path) -> str:
+    if results.empty:
+        return ""
+    columns = list(dict.fromkeys(zip(results["model"], results["cell"], strict=True)))
+    head = "<th>prompt</th>" + "".join(
+        f"<th>{html.escape(m)}<br><span class=note>{html.escape(c)}</span></th>" for m, c in columns
+    )
+    rows = []
+    for _, group in results.groupby("prompt_index", sort=True):
+        text = group["prompt_text"].iloc[0]
+        cells = [
+            f"<td class=text><b>{html.escape(str(group['prompt_id'].iloc[0]))}</b><br>"
+            f"{html.escape(text)}</td>"
+        ]
+        for model, cell in columns:
+            images = group[(group["model"] == model) & (group["cell"] == cell)]
+            figures = []
+            for _, row in images.sort_values("image_index").iterrows():
+                caption = f"seed {row['seed']}"
+                if "clip_score" in row and row["clip_score"] == row["clip_score"]:
+                    caption += f" · CLIP {row['clip_score']:.2f}"
+                figures.append(
+                    f"<a href='{_rel(row['image_path'], page_dir)}'>"
+                    f"<img src='{_rel(row['image_path'], page_dir)}' "
+                    f"alt='{html.escape(caption)}'></a>"
+                    f"<span class=note>{html.escape(caption)}</span>"
+                )
+            cells.append("<td>" + "<br>".join(figures) + "</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class=gallery><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str) -> None:
+    import pandas as pd
+
+    from t2ibench.io import write_text
+
+    page_dir = Path(output).parent
+    results = pd.read_csv(inputs["results"])
+    summary = pd.read_csv(inputs["summary"])
+    meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
+    links = " · ".join(
+        f"<a href='{_rel(inputs[key], page_dir)}'>{name}</a>"
+        for key, name in [
+            ("results", "results.csv"),
+            ("summary", "summary.csv"),
+            ("metadata", "metadata.json"),
+            ("grid", "grid.png"),
+        ]
+    )
+    system = meta["system"]
+    models = "".join(
+        f"<li><b>{html.escape(m['name'])}</b>: {html.escape(m['source'])} "
+        f"({html.escape(m['prediction_type'])}, {html.escape(m['prediction_type_reason'])})"
+        f"<br><span class=note>sha256 {html.escape(str(m['sha256']))}</span></li>"
+        for m in meta["models"]
+    )
+    gen = meta["generation"]
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>t2ibench: {html.escape(experiment)}</title><style>{STYLE}</style></head>
+<body>
+<h1>t2ibench: {html.escape(experiment)}</h1>
+<p>{html.escape(meta.get("description", ""))}</p>
+<p>{links}</p>
+<p class=note>Generated {html.escape(meta["timestamp"])} on {html.escape(system["device_name"])}
+({html.escape(system["device"])}), torch {html.escape(system["torch"])},
+diffusers {html.escape(system["diffusers"])}. Sampler {html.escape(gen["sampler"])},
+{gen["steps"]} steps, CFG {gen["guidance_scale"]}, {gen["width"]}x{gen["height"]},
+base seed {gen["seed"]} (image i uses seed + i).</p>
+<h2>Models</h2><ul>{models}</ul>
+<h2>Summary</h2>
+<p class=note>CLIP score: 100 &times; max(cos(image, text), 0) per image.
+LPIPS diversity: mean pairwise LPIPS among a prompt's images (higher = more varied).</p>
+{_summary_table(summary)}
+<h2>Grid</h2>
+<p><a href='{_rel(inputs["grid"], page_dir)}'>
+<img src='{_rel(inputs["grid"], page_dir)}' style="max-width:100%" alt="grid"></a></p>
+<h2>Images</h2>
+{_gallery(results, page_dir)}
+</body></html>
+"""
+    write_text(output, body)

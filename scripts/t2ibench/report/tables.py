@@ -1,0 +1,185 @@
+"""results.csv, summary.csv and metadata.json of an experiment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+
+from t2ibench.plan import Plan
+
+SETTING_COLUMNS = [
+    "sampler",
+    "steps",
+    "guidance_scale",
+    "width",
+    "height",
+    "negative_prompt",
+    "dtype",
+    "prediction_type",
+]
+# Metrics measured once per image, and once per (model, cell, prompt).
+IMAGE_METRICS = ["clip_score"]
+PROMPT_METRICS = ["lpips_diversity"]
+
+
+def _read_record(image_path: str) -> dict:
+    record = Path(image_path).with_suffix(".json")
+    if record.exists():
+        return json.loads(record.read_text(encoding="utf-8"))
+    return {}
+
+
+def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
+    """One row per existing image of the experiment, with its settings and metrics."""
+    import pandas as pd
+
+    from t2ibench.scoring import existing_jobs
+
+    rows = []
+    for job in existing_jobs(plan, experiment):
+        path = plan.path(job)
+        prompt = plan.prompts[job.prompt_index]
+        settings = plan.settings(job)
+        record = _read_record(path)
+        row = {
+            "experiment": job.experiment,
+            "model": job.model,
+            "cell": job.cell,
+            "prompt_id": prompt.id,
+            "prompt_index": job.prompt_index,
+            "prompt_text": prompt.text,
+            "prompt_category": prompt.category,
+            "image_index": job.image_index,
+            "seed": job.seed,
+            **{key: settings[key] for key in SETTING_COLUMNS},
+            "generation_seconds": record.get("generation_seconds"),
+            "prompt_tokens": record.get("prompt_tokens"),
+            "prompt_truncated": record.get("prompt_truncated"),
+            "device": record.get("device"),
+            "image_path": path,
+        }
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    if "clip_score" in metric_tables:
+        clip = pd.read_csv(metric_tables["clip_score"])
+        frame = frame.merge(clip, on="image_path", how="left")
+    if "lpips_diversity" in metric_tables:
+        lpips = pd.read_csv(metric_tables["lpips_diversity"])
+        frame = frame.merge(
+            lpips[["model", "cell", "prompt_index", "lpips_diversity"]],
+            on=["model", "cell", "prompt_index"],
+            how="left",
+        )
+    # Paths last, metrics just before them: the columns people read first come first.
+    columns = [c for c in frame.columns if c != "image_path"] + ["image_path"]
+    return frame[columns]
+
+
+def summary_frame(results):
+    """Per model and cell: mean, std and n of each metric.
+
+    Per-image metrics are summarised over images; per-prompt metrics (LPIPS diversity)
+    over prompts, since each prompt contributes one value.
+    """
+    import pandas as pd
+
+    rows = []
+    if results.empty:
+        return pd.DataFrame(rows)
+    for (model, cell), group in results.groupby(["model", "cell"], sort=False):
+        row = {
+            "model": model,
+            "cell": cell,
+            "images": len(group),
+            "prompts": group["prompt_index"].nunique(),
+        }
+        for metric in IMAGE_METRICS + ["generation_seconds"]:
+            if metric in group:
+                _describe(row, metric, group[metric])
+        for metric in PROMPT_METRICS:
+            if metric in group:
+                _describe(row, metric, group.drop_duplicates("prompt_index")[metric])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _describe(row: dict, metric: str, values) -> None:
+    values = values.dropna().astype(float)
+    row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
+    row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+    row[f"{metric}_n"] = len(values)
+
+
+def system_info(device: str) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    from t2ibench import __version__
+    from t2ibench.generate import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.startswith("cuda"):
+        device_name = torch.cuda.get_device_name(torch.device(resolved))
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "t2ibench": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "device": resolved,
+        "device_name": device_name,
+    }
+
+
+def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
+    from t2ibench.models.checks import sha256_file
+
+    models = []
+    for spec in plan.models.values():
+        checkpoint = Path(spec.checkpoint)
+        models.append(
+            {
+                "name": spec.name,
+                "source": spec.source,
+                "kind": spec.kind,
+                "path": str(checkpoint.resolve()),
+                "sha256": sha256_file(checkpoint, sha_cache) if checkpoint.is_file() else None,
+                "family": spec.family,
+                "prediction_type": spec.prediction_type,
+                "prediction_type_reason": spec.prediction_reason,
+            }
+        )
+    cells = plan.experiments[experiment]
+    variables = sorted({key for cell in cells for key in cell.settings})
+    return {
+        "experiment": experiment,
+        "description": "Baseline: every model with the config's generation settings."
+        if experiment == "baseline"
+        else "",
+        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": plan.config,
+        "models": models,
+        "variables": {key: [cell.settings.get(key) for cell in cells] for key in variables},
+        "cells": {cell.name: cell.settings for cell in cells},
+        "generation": plan.config["generation"],
+        "prompts": [
+            {
+                "index": i,
+                "id": p.id,
+                "text": p.text,
+                "category": p.category,
+                "reference_image": p.reference_image,
+            }
+            for i, p in enumerate(plan.prompts)
+        ],
+        "images_planned": sum(1 for j in plan.jobs if j.experiment == experiment),
+        "system": system_info(plan.config["device"]),
+    }

@@ -1,0 +1,160 @@
+"""One function per Snakemake rule: the rules stay thin and call these.
+
+Each function takes plain values (the plan, wildcards, paths), imports heavy libraries
+only when it runs, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from t2ibench.plan import Plan
+
+log = logging.getLogger("t2ibench")
+
+
+def setup_logging() -> None:
+    """Log t2ibench messages to stderr once per process (beside Snakemake's own log).
+
+    Some libraries (open_clip) log through the root logger, which makes Python install a
+    stderr handler on it; Snakemake's messages would then print twice. A root handler
+    that drops records prevents that.
+    """
+    if not logging.root.handlers:
+        logging.root.addHandler(logging.NullHandler())
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("t2ibench: %(message)s"))
+        handler.setLevel(logging.INFO)  # per-image details go to the rule logs only
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+
+
+@contextlib.contextmanager
+def logged(path: str):
+    """Also write t2ibench log messages to a rule's log file while it runs."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def announce_plan(plan: Plan, missing: int) -> None:
+    from t2ibench.generate import GENERATOR
+
+    GENERATOR.progress.total = missing
+    log.info(
+        "plan: %d images over %d model(s) and %d prompt(s); %d not generated yet",
+        len(plan.jobs),
+        len(plan.models),
+        len(plan.prompts),
+        missing,
+    )
+
+
+def sha_cache_path(plan: Plan) -> Path:
+    return Path(plan.config["resources_dir"]) / "cache" / "sha256.json"
+
+
+def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_path: str) -> None:
+    from t2ibench.models.tiny import materialise_builtin as build
+
+    with logged(log_path):
+        build(builtin_id, Path(checkpoint), Path(config_dir))
+        log.info("built-in model %s written to %s", builtin_id, checkpoint)
+
+
+def generate_image(
+    plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
+) -> None:
+    from t2ibench.generate import GENERATOR
+
+    with logged(log_path):
+        result = GENERATOR.generate(
+            plan.models[model],
+            settings,
+            image,
+            record,
+            plan.config["device"],
+            sha_cache=sha_cache_path(plan),
+        )
+        log.debug(
+            "%s: %.3f s, %d prompt tokens",
+            image,
+            result["generation_seconds"],
+            result["prompt_tokens"],
+        )
+
+
+def enabled_metrics(config: dict) -> dict[str, bool]:
+    return {
+        "clip_score": config["metrics"]["clip"]["enabled"],
+        "lpips_diversity": config["metrics"]["lpips"]["enabled"],
+    }
+
+
+def score_cache_path(plan: Plan) -> Path:
+    return Path(plan.config["resources_dir"]) / "cache" / "scores.sqlite"
+
+
+def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_path: str) -> None:
+    from t2ibench import scoring
+    from t2ibench.io import write_csv
+
+    with logged(log_path):
+        table = scoring.clip_scores(plan, experiment, clip_config, score_cache_path(plan))
+        write_csv(table, output)
+
+
+def lpips_diversity(
+    plan: Plan, experiment: str, lpips_config: dict, output: str, log_path: str
+) -> None:
+    from t2ibench import scoring
+    from t2ibench.io import write_csv
+
+    with logged(log_path):
+        table = scoring.lpips_diversities(plan, experiment, lpips_config, score_cache_path(plan))
+        write_csv(table, output)
+
+
+def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) -> None:
+    from t2ibench.io import write_csv
+    from t2ibench.report import tables
+
+    with logged(log_path):
+        metric_tables = {k: v for k, v in inputs.items() if k != "images"}
+        results = tables.results_frame(plan, experiment, metric_tables)
+        write_csv(results, outputs.results)
+        write_csv(tables.summary_frame(results), outputs.summary)
+        log.info("%s: results.csv has %d rows", experiment, len(results))
+
+
+def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
+    from t2ibench.io import write_json
+    from t2ibench.report import tables
+
+    with logged(log_path):
+        write_json(output, tables.metadata(plan, experiment, sha_cache_path(plan)))
+
+
+def grid(plan: Plan, experiment: str, cell_size: int, output: str, log_path: str) -> None:
+    from t2ibench.report.grid import experiment_grid
+
+    with logged(log_path):
+        experiment_grid(plan, experiment, cell_size, output)
+
+
+def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path: str) -> None:
+    from t2ibench.report.html import write_experiment_page
+
+    with logged(log_path):
+        write_experiment_page(plan, experiment, inputs, output)

@@ -1,0 +1,126 @@
+"""Bad input through the real `snakemake` command: one line, non-zero, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workflow_helpers import make_workdir, snakemake, write_config
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return make_workdir(tmp_path_factory.mktemp("bad"))
+
+
+def good_config():
+    return {
+        "models": [{"name": "tiny", "source": "builtin:tiny-sdxl"}],
+        "prompts": {"sources": ["prompts/simple.json"], "num_prompts": 2},
+        "generation": {"steps": 2, "width": 64, "height": 64},
+    }
+
+
+def _safetensors_file(path, declared_end=16, actual_bytes=16):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, declared_end]}})
+    header = header.encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * actual_bytes)
+
+
+def make_case(work, case):
+    cfg = good_config()
+    if case == "unknown_key":
+        cfg["generaton"] = {}
+        return cfg, "unknown config key 'generaton'"
+    if case == "wrong_type":
+        cfg["generation"]["steps"] = "ten"
+        return cfg, "'generation.steps': expected an integer"
+    if case == "width":
+        cfg["generation"]["width"] = 1000 + 4
+        return cfg, "'generation.width': expected a multiple of 8"
+    if case == "steps":
+        cfg["generation"]["steps"] = 0
+        return cfg, "'generation.steps': expected a value >= 1"
+    if case == "images_per_prompt":
+        cfg["generation"]["images_per_prompt"] = 0
+        return cfg, "'generation.images_per_prompt': expected a value >= 1"
+    if case == "duplicate_models":
+        cfg["models"].append({"name": "tiny", "source": "builtin:tiny-sdxl-vpred"})
+        return cfg, "duplicate model name 'tiny'"
+    if case == "slash_name":
+        cfg["models"][0]["name"] = "../evil"
+        return cfg, "'models[0].name'"
+    if case == "missing_source":
+        cfg["models"][0]["source"] = "models/nothere.safetensors"
+        return cfg, "models/nothere.safetensors does not exist"
+    if case == "truncated":
+        _safetensors_file(work / "trunc.safetensors", declared_end=16, actual_bytes=5)
+        cfg["models"][0]["source"] = "trunc.safetensors"
+        return cfg, "trunc.safetensors"
+    if case == "corrupt":
+        (work / "corrupt.safetensors").write_bytes(b"\xff" * 64)
+        cfg["models"][0]["source"] = "corrupt.safetensors"
+        return cfg, "corrupt.safetensors"
+    if case in ("ckpt", "pt", "bin"):
+        (work / f"model.{case}").write_bytes(b"\x80\x04K\x01.")
+        cfg["models"][0]["source"] = f"model.{case}"
+        return cfg, f"model.{case}"
+    if case == "bad_json":
+        (work / "broken.json").write_text('{"a": {"text": "x",}}')
+        cfg["prompts"]["sources"] = ["broken.json"]
+        return cfg, "broken.json: not valid JSON"
+    if case == "duplicate_ids":
+        (work / "dup.json").write_text(json.dumps({"simple_001": {"text": "again"}}))
+        cfg["prompts"]["sources"].append("dup.json")
+        return cfg, "duplicate prompt id 'simple_001'"
+    if case == "unpaired_image":
+        folder = work / "pairs"
+        folder.mkdir(exist_ok=True)
+        (folder / "x.txt").write_text("a prompt")
+        (folder / "y.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+        cfg["prompts"]["sources"] = ["pairs"]
+        return cfg, "paired image pairs/y.png: missing its prompt file pairs/y.txt"
+    if case == "empty_prompts":
+        cfg["prompts"]["categories"] = ["no-such-category"]
+        return cfg, "the prompt set is empty"
+    if case == "sampler":
+        cfg["generation"]["sampler"] = "euler_b"
+        return cfg, "unknown sampler 'euler_b'; expected one of"
+    raise AssertionError(case)
+
+
+CASES = [
+    "unknown_key",
+    "wrong_type",
+    "width",
+    "steps",
+    "images_per_prompt",
+    "duplicate_models",
+    "slash_name",
+    "missing_source",
+    "truncated",
+    "corrupt",
+    "ckpt",
+    "pt",
+    "bin",
+    "bad_json",
+    "duplicate_ids",
+    "unpaired_image",
+    "empty_prompts",
+    "sampler",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_clear_line(work, case):
+    config, expected = make_case(work, case)
+    write_config(work, config)
+    proc = snakemake(work, "--configfile", "test-config.yaml", check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("t2ibench: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert expected in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (work / "results").exists()
+    assert not (work / "resources").exists()

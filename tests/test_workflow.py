@@ -1,0 +1,204 @@
+"""End to end: the real workflow on built-in tiny models (a few minutes in all)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from workflow_helpers import make_workdir, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = {
+    "t_001": {"text": "a red cube on a table", "category": "objects"},
+    "t_002": {"text": "a small dog in the snow", "category": "animals"},
+}
+
+
+def demo_config(work):
+    (work / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
+    return {
+        "models": [
+            {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
+            {"name": "tiny-vpred", "source": "builtin:tiny-sdxl-vpred"},
+        ],
+        "prompts": {"sources": ["prompts/test.json"]},
+        "generation": {
+            "steps": 2,
+            "width": 64,
+            "height": 64,
+            "images_per_prompt": 2,
+            "sampler": "euler_a",
+            "seed": 218,
+        },
+        "report": {"grid_cell_size": 64},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One full run, shared by the tests that only read its outputs."""
+    work = make_workdir(tmp_path_factory.mktemp("run"))
+    config = write_config(work, demo_config(work))
+    proc = snakemake(work, "--configfile", config.name)
+    return work, config, proc
+
+
+def images(work):
+    return sorted((work / "results" / "baseline").glob("*/default/p*_i*_s*.png"))
+
+
+def test_full_run_outputs(finished_run):
+    work, _, proc = finished_run
+    out = work / "results" / "baseline"
+    assert len(images(work)) == 2 * 2 * 2
+    # Each model is loaded once for its 4 images, and the log says so.
+    loads = re.findall(r"Loading model (\S+) from", proc.stderr)
+    assert sorted(loads) == ["tiny-sdxl", "tiny-vpred"]
+
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 8
+    for column in [
+        "experiment",
+        "model",
+        "cell",
+        "prompt_id",
+        "prompt_index",
+        "prompt_text",
+        "image_index",
+        "seed",
+        "sampler",
+        "steps",
+        "guidance_scale",
+        "width",
+        "height",
+        "generation_seconds",
+        "prompt_tokens",
+        "clip_score",
+        "lpips_diversity",
+        "image_path",
+    ]:
+        assert column in results.columns, column
+    assert set(results["seed"]) == {218, 219}
+    assert (results["steps"] == 2).all()
+    assert results["clip_score"].between(0, 100).all()
+    assert (results["generation_seconds"] > 0).all()
+    row = results[(results.prompt_id == "t_002")].iloc[0]
+    assert row["prompt_text"] == "a small dog in the snow"
+    assert row["prompt_tokens"] == 6
+    # LPIPS diversity is one value per model and prompt.
+    per_prompt = results.groupby(["model", "prompt_index"])["lpips_diversity"].nunique()
+    assert (per_prompt == 1).all()
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["model"]) == ["tiny-sdxl", "tiny-vpred"]
+    assert (summary["clip_score_n"] == 4).all()
+    assert (summary["lpips_diversity_n"] == 2).all()
+    first = results[results.model == "tiny-sdxl"]["clip_score"]
+    got = summary.set_index("model").loc["tiny-sdxl", "clip_score_mean"]
+    assert got == pytest.approx(first.mean())
+
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["experiment"] == "baseline"
+    assert {m["name"]: m["prediction_type"] for m in meta["models"]} == {
+        "tiny-sdxl": "epsilon",
+        "tiny-vpred": "v_prediction",
+    }
+    assert all(len(m["sha256"]) == 64 for m in meta["models"])
+    assert meta["generation"]["steps"] == 2
+    assert {"python", "torch", "diffusers", "device_name"} <= set(meta["system"])
+
+    grid = Image.open(out / "grid.png")
+    assert grid.width > 2 * 64 and grid.height > 2 * 64
+    page = (out / "index.html").read_text()
+    for link in [
+        "results.csv",
+        "summary.csv",
+        "metadata.json",
+        "grid.png",
+        "tiny-vpred/default/p001_i01_s219.png",
+    ]:
+        assert link in page
+
+
+def test_png_embeds_parameters(finished_run):
+    work, _, _ = finished_run
+    png = Image.open(work / "results/baseline/tiny-vpred/default/p001_i01_s219.png")
+    params = png.text["parameters"]
+    assert params.startswith("a small dog in the snow\nNegative prompt: ")
+    assert "Steps: 2, Sampler: Euler a, CFG scale: 5.0, Seed: 219, Size: 64x64" in params
+    meta = json.loads(png.text["t2ibench"])
+    assert meta["model"] == "tiny-vpred" and meta["seed"] == 219
+    assert len(meta["model_sha256"]) == 64
+    assert {"torch", "diffusers", "transformers"} <= set(meta["versions"])
+
+
+def test_gap_handling_regenerates_exactly_the_missing(finished_run):
+    work, config, _ = finished_run
+    all_images = images(work)
+    deleted = [all_images[1], all_images[6]]
+    before = {p: p.read_bytes() for p in deleted}
+    mtimes = {p: p.stat().st_mtime_ns for p in all_images if p not in deleted}
+    for path in deleted:
+        path.unlink()
+    proc = snakemake(work, "--configfile", config.name)
+    assert "generated 2/2 images" in proc.stderr
+    for path in deleted:
+        assert path.read_bytes() == before[path], f"{path.name} differs after regeneration"
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # The regenerated images have the same bytes, so every score comes from the cache.
+    clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
+    assert "CLIP score for 8 images (8 cached, 0 to score)" in clip_log
+    # Nothing left to do, and package code is not a rerun trigger.
+    (work / "scripts" / "t2ibench" / "generate.py").open("a").write("\n# edited\n")
+    dry = snakemake(work, "--configfile", config.name, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_setting_and_prompt_changes_rerun_only_affected(finished_run):
+    work, config_path, _ = finished_run
+
+    def rewritten_after(change):
+        before = {p: p.stat().st_mtime_ns for p in images(work)}
+        change()
+        snakemake(work, "--configfile", config_path.name)
+        return sorted(p.name for p in images(work) if p.stat().st_mtime_ns != before[p])
+
+    def edit_prompt():
+        changed = {**PROMPTS, "t_002": {"text": "a small cat in the snow", "category": "a"}}
+        (work / "prompts" / "test.json").write_text(json.dumps(changed))
+
+    # The prompt behind index 1 changed: its images (both models) and nothing else.
+    assert rewritten_after(edit_prompt) == sorted(
+        ["p001_i00_s218.png", "p001_i01_s219.png"] * 2
+    )
+    results = pd.read_csv(work / "results" / "baseline" / "results.csv")
+    assert "a small cat in the snow" in set(results["prompt_text"])
+    clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
+    assert "CLIP score for 8 images (4 cached, 4 to score)" in clip_log
+
+    def more_steps():
+        config = demo_config(work)
+        config["generation"]["steps"] = 3
+        write_config(work, config)
+
+    assert len(rewritten_after(more_steps)) == 8
+
+
+def test_interrupted_write_leaves_no_final_file(tmp_path):
+    from t2ibench.io import atomic_write
+
+    target = tmp_path / "x.png"
+
+    def crash(tmp):
+        tmp.write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, crash)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,44 @@
+"""Run the real Snakemake workflow on a copy of the repository in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COPIED = ["Snakefile", "rules", "scripts", "config", "prompts", "report", "profiles"]
+
+
+def make_workdir(tmp: Path) -> Path:
+    """A copy of the workflow (not results or caches) so runs are isolated."""
+    work = tmp / "wf"
+    work.mkdir()
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / name)
+    return work
+
+
+def write_config(work: Path, config: dict) -> Path:
+    path = work / "test-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake in `work` with the default profile's execution settings."""
+    exe = Path(sys.executable).parent / "snakemake"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [str(exe), "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
