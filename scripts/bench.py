@@ -32,6 +32,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, "scripts")
 import torch
+torch.set_num_threads(1)  # as the workflow's torch_threads: 1
 from t2ibench.models.single_file import load_sdxl_single_file
 from t2ibench.samplers import make_scheduler
 prompts, seeds, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
@@ -99,6 +100,7 @@ def bench_config(work: Path, n_prompts: int, images_per_prompt: int) -> dict:
             "height": 64,
             "negative_prompt": "",
         },
+        "torch_threads": 1,
     }
     (work / "bench.yaml").write_text(yaml.safe_dump(config))
     return config

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.slow
 PROMPTS = {
     "t_001": {"text": "a red cube on a table", "category": "objects"},
     "t_002": {"text": "a small dog in the snow", "category": "animals"},
+    "t_003": {"text": "a lighthouse at night", "category": "places"},
+    "t_004": {"text": "two green apples", "category": "objects"},
+    "t_005": {"text": "a watercolour of a fox", "category": "animals"},
 }
+IMAGES_PER_MODEL = 5 * 4  # prompts x images_per_prompt
 
 
 def demo_config(work):
@@ -31,11 +35,12 @@ def demo_config(work):
             "steps": 2,
             "width": 64,
             "height": 64,
-            "images_per_prompt": 2,
+            "images_per_prompt": 4,
             "sampler": "euler_a",
             "seed": 218,
         },
         "report": {"grid_cell_size": 64},
+        "torch_threads": 1,
     }
 
 
@@ -55,13 +60,13 @@ def images(work):
 def test_full_run_outputs(finished_run):
     work, _, proc = finished_run
     out = work / "results" / "baseline"
-    assert len(images(work)) == 2 * 2 * 2
-    # Each model is loaded once for its 4 images, and the log says so.
+    assert len(images(work)) == 2 * IMAGES_PER_MODEL
+    # Each model is loaded once for its 20 images, and the log says so.
     loads = re.findall(r"Loading model (\S+) from", proc.stderr)
     assert sorted(loads) == ["tiny-sdxl", "tiny-vpred"]
 
     results = pd.read_csv(out / "results.csv")
-    assert len(results) == 8
+    assert len(results) == 2 * IMAGES_PER_MODEL
     for column in [
         "experiment",
         "model",
@@ -83,7 +88,7 @@ def test_full_run_outputs(finished_run):
         "image_path",
     ]:
         assert column in results.columns, column
-    assert set(results["seed"]) == {218, 219}
+    assert set(results["seed"]) == {218, 219, 220, 221}
     assert (results["steps"] == 2).all()
     assert results["clip_score"].between(0, 100).all()
     assert (results["generation_seconds"] > 0).all()
@@ -96,8 +101,8 @@ def test_full_run_outputs(finished_run):
 
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(summary["model"]) == ["tiny-sdxl", "tiny-vpred"]
-    assert (summary["clip_score_n"] == 4).all()
-    assert (summary["lpips_diversity_n"] == 2).all()
+    assert (summary["clip_score_n"] == IMAGES_PER_MODEL).all()
+    assert (summary["lpips_diversity_n"] == 5).all()
     first = results[results.model == "tiny-sdxl"]["clip_score"]
     got = summary.set_index("model").loc["tiny-sdxl", "clip_score_mean"]
     assert got == pytest.approx(first.mean())
@@ -113,7 +118,7 @@ def test_full_run_outputs(finished_run):
     assert {"python", "torch", "diffusers", "device_name"} <= set(meta["system"])
 
     grid = Image.open(out / "grid.png")
-    assert grid.width > 2 * 64 and grid.height > 2 * 64
+    assert grid.width > 2 * 64 and grid.height > 5 * 64
     page = (out / "index.html").read_text()
     for link in [
         "results.csv",
@@ -152,7 +157,7 @@ def test_gap_handling_regenerates_exactly_the_missing(finished_run):
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     # The regenerated images have the same bytes, so every score comes from the cache.
     clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
-    assert "CLIP score for 8 images (8 cached, 0 to score)" in clip_log
+    assert "CLIP score for 40 images (40 cached, 0 to score)" in clip_log
     # Nothing left to do, and package code is not a rerun trigger.
     (work / "scripts" / "t2ibench" / "generate.py").open("a").write("\n# edited\n")
     dry = snakemake(work, "--configfile", config.name, "-n")
@@ -173,20 +178,19 @@ def test_setting_and_prompt_changes_rerun_only_affected(finished_run):
         (work / "prompts" / "test.json").write_text(json.dumps(changed))
 
     # The prompt behind index 1 changed: its images (both models) and nothing else.
-    assert rewritten_after(edit_prompt) == sorted(
-        ["p001_i00_s218.png", "p001_i01_s219.png"] * 2
-    )
+    expected = [f"p001_i{i:02d}_s{218 + i}.png" for i in range(4)] * 2
+    assert rewritten_after(edit_prompt) == sorted(expected)
     results = pd.read_csv(work / "results" / "baseline" / "results.csv")
     assert "a small cat in the snow" in set(results["prompt_text"])
     clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
-    assert "CLIP score for 8 images (4 cached, 4 to score)" in clip_log
+    assert "CLIP score for 40 images (32 cached, 8 to score)" in clip_log
 
     def more_steps():
         config = demo_config(work)
         config["generation"]["steps"] = 3
         write_config(work, config)
 
-    assert len(rewritten_after(more_steps)) == 8
+    assert len(rewritten_after(more_steps)) == 2 * IMAGES_PER_MODEL
 
 
 def test_interrupted_write_leaves_no_final_file(tmp_path):

@@ -55,6 +55,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def configure_torch(threads: int) -> None:
+    """Apply the config's `torch_threads` (0 keeps torch's default). Process-wide."""
+    import torch
+
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @dataclass
 class LoadedModel:
     pipe: object

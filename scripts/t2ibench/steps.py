@@ -76,8 +76,9 @@ def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_p
 def generate_image(
     plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
 ) -> None:
-    from t2ibench.generate import GENERATOR
+    from t2ibench.generate import GENERATOR, configure_torch
 
+    configure_torch(plan.config["torch_threads"])
     with logged(log_path):
         result = GENERATOR.generate(
             plan.models[model],
@@ -108,8 +109,10 @@ def score_cache_path(plan: Plan) -> Path:
 
 def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_path: str) -> None:
     from t2ibench import scoring
+    from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
 
+    configure_torch(plan.config["torch_threads"])
     with logged(log_path):
         table = scoring.clip_scores(plan, experiment, clip_config, score_cache_path(plan))
         write_csv(table, output)
@@ -119,8 +122,10 @@ def lpips_diversity(
     plan: Plan, experiment: str, lpips_config: dict, output: str, log_path: str
 ) -> None:
     from t2ibench import scoring
+    from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
 
+    configure_torch(plan.config["torch_threads"])
     with logged(log_path):
         table = scoring.lpips_diversities(plan, experiment, lpips_config, score_cache_path(plan))
         write_csv(table, output)
