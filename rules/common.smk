@@ -1,3 +1,4 @@
+import copy
 import re
 import sys
 from pathlib import Path
@@ -10,6 +11,13 @@ from t2ibench import steps
 from t2ibench.config import SCHEMA_PATH, validate_config
 from t2ibench.errors import InputError
 from t2ibench.plan import build_plan, count_missing
+
+if workflow.overwrite_configfiles:
+    # A config given with --configfile replaces the demo config/config.yaml instead of
+    # being merged into it (the schema's defaults fill what it leaves out); --config
+    # values still apply on top.
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 try:
     _validated = validate_config(config)

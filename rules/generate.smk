@@ -24,3 +24,14 @@ rule generate_image:
 rule generate:
     input:
         PLAN.paths(),
+
+
+rule image_list:
+    input:
+        get_experiment_images,
+    output:
+        f"{RESULTS}/{{experiment}}/images.txt",
+    log:
+        f"{RESULTS}/{{experiment}}/logs/image_list.log",
+    run:
+        steps.image_list(PLAN, wildcards.experiment, output[0], log[0])

@@ -1,6 +1,6 @@
 rule clip_score:
     input:
-        get_experiment_images,
+        f"{RESULTS}/{{experiment}}/images.txt",
     output:
         f"{RESULTS}/{{experiment}}/metrics/clip_score.csv",
     log:
@@ -17,7 +17,7 @@ rule clip_score:
 
 rule lpips_diversity:
     input:
-        get_experiment_images,
+        f"{RESULTS}/{{experiment}}/images.txt",
     output:
         f"{RESULTS}/{{experiment}}/metrics/lpips_diversity.csv",
     log:

@@ -1,7 +1,7 @@
 rule results_table:
     input:
         unpack(get_metric_tables),
-        images=get_experiment_images,
+        images=f"{RESULTS}/{{experiment}}/images.txt",
     output:
         results=report(
             f"{RESULTS}/{{experiment}}/results.csv",
@@ -34,7 +34,7 @@ rule metadata:
 
 rule grid:
     input:
-        get_experiment_images,
+        f"{RESULTS}/{{experiment}}/images.txt",
     output:
         report(
             f"{RESULTS}/{{experiment}}/grid.png",

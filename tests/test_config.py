@@ -107,3 +107,22 @@ def test_yaml_errors_name_the_file(tmp_path):
     listed.write_text("- a\n- b\n")
     with pytest.raises(InputError, match="list.yaml: expected a mapping"):
         load_yaml(listed)
+
+
+def test_metric_weight_files_must_exist(base_config, tmp_path):
+    missing = str(tmp_path / "nope" / "ViT-L-14.pt")
+    config = with_changes(base_config, metrics={"clip": {"pretrained": missing}})
+    with pytest.raises(InputError, match=r"'metrics.clip.pretrained': file .*ViT-L-14.pt does not"):
+        validate_config(config)
+    config = with_changes(base_config, metrics={"lpips": {"backbone_weights": "w/alex.pth"}})
+    with pytest.raises(InputError, match="'metrics.lpips.backbone_weights': file w/alex.pth"):
+        validate_config(config)
+    # A disabled metric is not checked, and a tag is not a path.
+    validate_config(
+        with_changes(
+            base_config, metrics={"lpips": {"enabled": False, "backbone_weights": "w/a.pth"}}
+        )
+    )
+    validate_config(
+        with_changes(base_config, metrics={"clip": {"model": "ViT-L-14", "pretrained": "openai"}})
+    )

@@ -151,9 +151,37 @@ def _check_semantics(config: dict) -> None:
                 f"(already used by models[{seen[name]}]); names must be unique"
             )
         seen[name] = i
+    _check_metric_files(config["metrics"])
     sampler = config["generation"]["sampler"]
     if sampler not in SAMPLERS:
         raise InputError(
             f"config key 'generation.sampler': unknown sampler '{sampler}'; "
             f"expected one of: {', '.join(SAMPLERS)}"
         )
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or Path(value).suffix.lower() in {
+        ".json",
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
+        ".ckpt",
+    }
+
+
+def _check_metric_files(metrics: dict) -> None:
+    """Metric weights named by path must exist now, not fail hours into a run."""
+    files = [
+        ("metrics.clip.model", metrics["clip"]["model"], metrics["clip"]["enabled"]),
+        ("metrics.clip.pretrained", metrics["clip"]["pretrained"], metrics["clip"]["enabled"]),
+        (
+            "metrics.lpips.backbone_weights",
+            metrics["lpips"]["backbone_weights"],
+            metrics["lpips"]["enabled"],
+        ),
+    ]
+    for key, value, enabled in files:
+        if enabled and value and _looks_like_path(value) and not Path(value).is_file():
+            raise InputError(f"config key '{key}': file {value} does not exist")

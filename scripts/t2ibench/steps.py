@@ -96,6 +96,18 @@ def generate_image(
         )
 
 
+def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
+    """The experiment's images, one path a line: the one input of the metric and report
+    rules, so Snakemake resolves each image path once rather than once per rule."""
+    from t2ibench.io import write_text
+    from t2ibench.scoring import existing_jobs
+
+    with logged(log_path):
+        paths = [plan.path(job) for job in existing_jobs(plan, experiment)]
+        write_text(output, "".join(f"{path}\n" for path in paths))
+        log.info("%s: %d images", experiment, len(paths))
+
+
 def enabled_metrics(config: dict) -> dict[str, bool]:
     return {
         "clip_score": config["metrics"]["clip"]["enabled"],

@@ -38,8 +38,7 @@ class ModelSpec:
         """Files the generation rule depends on (so Snakemake materialises builtins)."""
         if self.kind == "diffusers":
             return [str(Path(self.checkpoint) / "model_index.json")]
-        if self.kind == "builtin":
-            return [self.checkpoint, self.config_dir]  # both made by one rule
+        # For built-ins the config folder comes from the same job as the checkpoint.
         return [self.checkpoint]
 
 
