@@ -23,8 +23,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from t2ibench.workspace import copy_workflow  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "rules", "scripts", "config", "prompts", "report", "profiles"]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 LOOP = r"""
@@ -70,15 +72,7 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def workdir(root: Path, name: str) -> Path:
-    work = root / name
-    work.mkdir()
-    for item in WORKFLOW_FILES:
-        src = REPO / item
-        if src.is_dir():
-            shutil.copytree(src, work / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / item)
-    return work
+    return copy_workflow(root / name)
 
 
 def bench_config(work: Path, n_prompts: int, images_per_prompt: int) -> dict:
@@ -128,17 +122,9 @@ def compare_images(a: Path, b: Path) -> int:
 def workflow_vs_loop(root: Path, repeats: int) -> dict:
     work = workdir(root, "ratio")
     config = bench_config(work, 25, 2)  # 25 prompts x 2 images = 50 images
-    run(
-        [
-            SNAKEMAKE,
-            "--cores",
-            "1",
-            "--configfile",
-            "bench.yaml",
-            "resources/models/builtin/tiny-sdxl.safetensors",
-        ],
-        work,
-    )
+    # Targets go before --configfile, which takes every argument after it.
+    checkpoint = "resources/models/builtin/tiny-sdxl.safetensors"
+    run([SNAKEMAKE, checkpoint, "--cores", "1", "--configfile", "bench.yaml"], work)
     prompts = [f"a photo of object number {i}" for i in range(25)]
     seeds = [config["generation"]["seed"] + i for i in range(2)]
     results = {"workflow_s": [], "loop_s": [], "workflow_rss_mib": 0.0, "loop_rss_mib": 0.0}

@@ -124,3 +124,22 @@ def test_bad_input_is_one_clear_line(work, case):
     assert "Traceback" not in proc.stderr
     assert not (work / "results").exists()
     assert not (work / "resources").exists()
+
+
+def test_own_configfile_replaces_the_demo_config(work):
+    """The demo's num_prompts (10) and two tiny models must not leak into a user config."""
+    write_config(
+        work,
+        {
+            "models": [{"name": "only", "source": "builtin:tiny-sdxl"}],
+            "prompts": {"sources": ["prompts/simple.json"]},
+        },
+    )
+    proc = snakemake(work, "-n", "--configfile", "test-config.yaml")
+    assert "plan: 24 images over 1 model(s) and 12 prompt(s)" in proc.stderr
+    proc = snakemake(
+        work, "-n", "--configfile", "test-config.yaml", "--config", "results_dir=elsewhere"
+    )
+    assert "elsewhere/baseline/only/default/p011_i01_s219.png" in proc.stdout
+    proc = snakemake(work, "-n")  # no --configfile: the demo config
+    assert "plan: 60 images over 2 model(s) and 10 prompt(s)" in proc.stderr

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "rules", "scripts", "config", "prompts", "report", "profiles"]
+from t2ibench.workspace import copy_workflow
 
 
 def make_workdir(tmp: Path) -> Path:
     """A copy of the workflow (not results or caches) so runs are isolated."""
-    work = tmp / "wf"
-    work.mkdir()
-    for name in COPIED:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / name)
-    return work
+    return copy_workflow(tmp / "wf")
 
 
 def write_config(work: Path, config: dict) -> Path:
