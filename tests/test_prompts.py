@@ -126,3 +126,25 @@ def test_empty_after_filters_and_missing_source(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="prompt set is empty"):
         load_prompts(cfg(empty))
+
+
+def test_reference_images_folder_is_loaded_independently(base_config, tmp_path):
+    from PIL import Image
+
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for name in ["b.png", "a.jpg", "notes.txt"]:
+        if name.endswith(".txt"):
+            (refs / name).write_text("not an image")
+        else:
+            Image.new("RGB", (8, 8)).save(refs / name)
+    base_config["prompts"]["reference_images"] = str(refs)
+    plan = build_plan(validate_config(base_config))
+    assert [p.rsplit("/", 1)[1] for p in plan.reference_images] == ["a.jpg", "b.png"]
+    assert all(p.reference_image is None for p in plan.prompts)
+    base_config["prompts"]["reference_images"] = str(tmp_path / "missing")
+    with pytest.raises(InputError, match="'prompts.reference_images': .*missing is not a folder"):
+        build_plan(validate_config(base_config))

@@ -24,23 +24,11 @@ from pathlib import Path
 from t2ibench import __version__
 from t2ibench.io import atomic_write, write_json
 from t2ibench.models.registry import ModelSpec
+from t2ibench.samplers import SAMPLER_LABELS
 
 log = logging.getLogger("t2ibench")
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-SAMPLER_LABELS = {
-    "euler_a": "Euler a",
-    "euler": "Euler",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras",
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
-    "ddim": "DDIM",
-    "unipc": "UniPC",
-    "heun": "Heun",
-    "lms": "LMS",
-    "lms_karras": "LMS Karras",
-}
 
 
 def resolve_device(device: str) -> str:
@@ -218,7 +206,7 @@ def a1111_parameters(settings: dict, model_sha256: str) -> str:
     """The `parameters` text A1111-style tools read (prompt, negative, then settings)."""
     fields = [
         f"Steps: {settings['steps']}",
-        f"Sampler: {SAMPLER_LABELS.get(settings['sampler'], settings['sampler'])}",
+        f"Sampler: {SAMPLER_LABELS[settings['sampler']]}",
         f"CFG scale: {settings['guidance_scale']}",
         f"Seed: {settings['seed']}",
         f"Size: {settings['width']}x{settings['height']}",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench.models.registry import ModelSpec, resolve_models
-from t2ibench.prompts import Prompt, load_prompts
+from t2ibench.prompts import Prompt, load_prompts, load_reference_images
 
 IMAGE_NAME = re.compile(r"^p(?P<prompt>\d{3,})_i(?P<image>\d{2,})_s(?P<seed>\d+)\.png$")
 BASELINE = "baseline"
@@ -66,6 +66,9 @@ class Plan:
     ):
         self.config = config
         self.prompts = prompts
+        folder = config["prompts"]["reference_images"]
+        # Reference images loaded independently of the prompts (not paired with them).
+        self.reference_images = load_reference_images(folder) if folder else []
         self.models = {m.name: m for m in models}
         self.experiments = experiments
         self.results_dir = config["results_dir"]

@@ -11,9 +11,8 @@ A prompt's index is its position in that final list.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench.errors import InputError
@@ -31,11 +30,6 @@ class Prompt:
     subjects: tuple[str, ...] = ()
     environment: str = ""
     reference_image: str | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def text_hash(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
 def _read_text(path: Path) -> str:

@@ -29,6 +29,21 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
 }
 
+# The names A1111-style tools write in a PNG's `parameters` text.
+SAMPLER_LABELS = {
+    "euler_a": "Euler a",
+    "euler": "Euler",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "heun": "Heun",
+    "lms": "LMS",
+    "lms_karras": "LMS Karras",
+}
+
 
 def make_scheduler(name: str, base_config: dict, prediction_type: str):
     """Build the scheduler `name` from a model's scheduler config."""

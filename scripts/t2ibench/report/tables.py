@@ -180,6 +180,7 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
             }
             for i, p in enumerate(plan.prompts)
         ],
+        "reference_images": plan.reference_images,
         "images_planned": sum(1 for j in plan.jobs if j.experiment == experiment),
         "system": system_info(plan.config["device"]),
     }
