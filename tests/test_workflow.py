@@ -206,3 +206,51 @@ def test_interrupted_write_leaves_no_final_file(tmp_path):
         atomic_write(target, crash)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_user_single_file_and_diffusers_folder(tmp_path):
+    """A user's own .safetensors (+ config folder) and a diffusers folder run end to end."""
+    from t2ibench.models.checks import sha256_file
+    from t2ibench.models.tiny import build_tiny_sdxl_pipeline, materialise_builtin
+
+    models = tmp_path / "models"
+    materialise_builtin("tiny-sdxl", models / "my-model.safetensors", models / "my-config")
+    build_tiny_sdxl_pipeline("tiny-sdxl").save_pretrained(models / "my-diffusers")
+    work = make_workdir(tmp_path)
+    (work / "prompts" / "one.json").write_text(json.dumps({"x": {"text": "a red cube"}}))
+    config = {
+        "models": [
+            {"name": "builtin", "source": "builtin:tiny-sdxl"},
+            {
+                "name": "user.file",
+                "source": str(models / "my-model.safetensors"),
+                "config": str(models / "my-config"),
+            },
+            {"name": "user_folder", "source": str(models / "my-diffusers")},
+        ],
+        "prompts": {"sources": ["prompts/one.json"]},
+        "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2},
+        "metrics": {"lpips": {"enabled": False}},
+        "torch_threads": 1,
+    }
+    write_config(work, config)
+    proc = snakemake(work, "--configfile", "test-config.yaml")
+    assert len(re.findall(r"Loading model (\S+) from", proc.stderr)) == 3
+    out = work / "results" / "baseline"
+    for name in ["p000_i00_s218.png", "p000_i01_s219.png"]:
+        builtin = Image.open(out / "builtin" / "default" / name)
+        # Same weights through the same single-file path: identical pixels.
+        assert builtin.tobytes() == Image.open(out / "user.file" / "default" / name).tobytes()
+        folder = Image.open(out / "user_folder" / "default" / name).convert("RGB")
+        diff = max(
+            abs(a - b)
+            for a, b in zip(builtin.convert("RGB").tobytes(), folder.tobytes(), strict=True)
+        )
+        assert diff <= 2  # save_pretrained/reload differs by ~1e-6 in float32
+    results = pd.read_csv(out / "results.csv")
+    assert "lpips_diversity" not in results.columns  # disabled metric, no column
+    assert results["clip_score"].notna().all()
+    meta = {m["name"]: m for m in json.loads((out / "metadata.json").read_text())["models"]}
+    assert meta["user.file"]["sha256"] == sha256_file(models / "my-model.safetensors")
+    assert meta["user.file"]["kind"] == "single_file"
+    assert meta["user_folder"]["kind"] == "diffusers"

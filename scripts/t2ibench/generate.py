@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench import __version__
+from t2ibench.errors import InputError
 from t2ibench.io import atomic_write, write_json
 from t2ibench.models.registry import ModelSpec
 from t2ibench.samplers import SAMPLER_LABELS
@@ -32,6 +33,11 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def resolve_device(device: str) -> str:
+    """The torch device for the config's `device`.
+
+    Checked when a job runs, not when the workflow is parsed: a cluster's login node
+    often has no GPU while its compute nodes do.
+    """
     import torch
 
     if device == "auto":
@@ -40,6 +46,15 @@ def resolve_device(device: str) -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"config key 'device': {device} requested, but torch sees "
+                f"{torch.cuda.device_count()} CUDA device(s) here; use 'auto' or 'cpu'"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise InputError("config key 'device': mps requested, but it is not available here")
     return device
 
 
