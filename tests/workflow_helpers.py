@@ -23,11 +23,14 @@ def write_config(work: Path, config: dict) -> Path:
     return path
 
 
+def snakemake_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", *args]
+
+
 def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run snakemake in `work` with the default profile's execution settings."""
-    exe = Path(sys.executable).parent / "snakemake"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [str(exe), "--cores", "2", *args]
+    cmd = snakemake_command(*args)
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
