@@ -8,3 +8,12 @@ rule materialise_builtin_model:
         steps.materialise_builtin(
             wildcards.builtin, output.checkpoint, output.config, log[0]
         )
+
+
+rule sdxl_base_config:
+    output:
+        directory(f"{RESOURCES}/configs/sdxl-base"),
+    log:
+        f"{RESOURCES}/logs/sdxl_base_config.log",
+    run:
+        steps.sdxl_base_config(output[0], log[0])

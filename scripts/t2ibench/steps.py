@@ -73,6 +73,14 @@ def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_p
         log.info("built-in model %s written to %s", builtin_id, checkpoint)
 
 
+def sdxl_base_config(config_dir: str, log_path: str) -> None:
+    from t2ibench.models.sdxl_config import materialise_sdxl_config
+
+    with logged(log_path):
+        materialise_sdxl_config(Path(config_dir))
+        log.info("SDXL base configs and tokenizers written to %s", config_dir)
+
+
 def generate_image(
     plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
 ) -> None:

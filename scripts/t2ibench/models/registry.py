@@ -32,14 +32,23 @@ class ModelSpec:
     family: str
     prediction_type: str
     prediction_reason: str
+    shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
 
     @property
     def input_files(self) -> list[str]:
         """Files the generation rule depends on (so Snakemake materialises builtins)."""
         if self.kind == "diffusers":
             return [str(Path(self.checkpoint) / "model_index.json")]
-        # For built-ins the config folder comes from the same job as the checkpoint.
+        if self.shared_config:
+            return [self.checkpoint, self.config_dir]
+        # A built-in's config folder comes from the same job as its checkpoint; a user's
+        # own config folder is not a rule output.
         return [self.checkpoint]
+
+
+def sdxl_base_config_dir(resources_dir: str) -> str:
+    """The SDXL base config folder (shipped configs + offline tokenizers), made by a rule."""
+    return str(Path(resources_dir) / "configs" / "sdxl-base")
 
 
 def builtin_paths(resources_dir: str, builtin_id: str) -> tuple[str, str]:
@@ -69,8 +78,10 @@ def _read_json(path: Path) -> dict:
         raise InputError(f"model folder file {path}: missing or not valid JSON") from None
 
 
-def resolve_model(entry: dict, index: int, resources_dir: str) -> ModelSpec:
-    key = f"models[{index}].source"
+def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpec:
+    """Resolve one entry; `where` (an index into `models`, or a label) names it in errors."""
+    where = f"models[{where}]" if isinstance(where, int) else where
+    key = f"{where}.source" if where.startswith("models[") else where
     source = entry["source"]
     if source.startswith(BUILTIN_PREFIX):
         builtin_id = source[len(BUILTIN_PREFIX) :]
@@ -127,13 +138,21 @@ def resolve_model(entry: dict, index: int, resources_dir: str) -> ModelSpec:
     family = entry.get("family") or _detect_family(header, path)
     config_dir = entry.get("config")
     if not config_dir:
-        raise InputError(
-            f"config key 'models[{index}].config': single-file model {source} needs a local "
-            "diffusers config folder describing its components"
+        pred, why = _prediction_type(entry, header, None)
+        return ModelSpec(
+            entry["name"],
+            source,
+            "single_file",
+            str(path),
+            sdxl_base_config_dir(resources_dir),
+            family,
+            pred,
+            why,
+            shared_config=True,
         )
     if not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(
-            f"config key 'models[{index}].config': {config_dir} has no model_index.json"
+            f"config key '{where}.config': {config_dir} has no model_index.json"
         )
     pred, why = _prediction_type(entry, header, None)
     return ModelSpec(
@@ -151,5 +170,37 @@ def _detect_family(header: dict, path: Path) -> str:
     )
 
 
+def model_name_from_file(path: Path) -> str:
+    """A valid model name from a file stem: other characters become '_'."""
+    return re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)).strip(".") or "_"
+
+
+def models_dir_entries(folder: str) -> list[dict]:
+    """One model entry per .safetensors in `folder` (sorted by file name)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"config key 'models_dir': {folder} is not a folder")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".safetensors")
+    return [{"name": model_name_from_file(p), "source": str(p)} for p in files]
+
+
 def resolve_models(config: dict) -> list[ModelSpec]:
-    return [resolve_model(m, i, config["resources_dir"]) for i, m in enumerate(config["models"])]
+    """The listed models, then one per checkpoint in `models_dir`; names must be unique."""
+    entries = [(f"models[{i}]", m) for i, m in enumerate(config["models"])]
+    if config.get("models_dir"):
+        entries += [
+            (f"models_dir file {e['source']}", e) for e in models_dir_entries(config["models_dir"])
+        ]
+    if not entries:
+        raise InputError("config key 'models': no models; list some or set 'models_dir'")
+    seen: dict[str, str] = {}
+    for where, entry in entries:
+        if entry["name"] in seen:
+            raise InputError(
+                f"{where}: duplicate model name '{entry['name']}' "
+                f"(already used by {seen[entry['name']]}); names must be unique"
+            )
+        seen[entry["name"]] = where
+    return [
+        resolve_model(entry, i, config["resources_dir"]) for i, (_, entry) in enumerate(entries)
+    ]

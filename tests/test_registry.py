@@ -1,0 +1,95 @@
+"""Model entries resolved from the config: sources, models_dir, prediction type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from t2ibench.errors import InputError
+from t2ibench.models.registry import model_name_from_file, resolve_model, resolve_models
+
+
+def _safetensors(path, keys=("conditioner.embedders.1.model.ln_final.weight",)):
+    header = {
+        k: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+        for i, k in enumerate(keys)
+    }
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * (4 * len(keys)))
+    return path
+
+
+def config(tmp_path, models=(), models_dir=None):
+    return {
+        "models": list(models),
+        "models_dir": models_dir,
+        "resources_dir": str(tmp_path / "res"),
+    }
+
+
+def test_models_dir_adds_one_model_per_safetensors(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    _safetensors(folder / "b-model.safetensors")
+    _safetensors(folder / "My Model v2.safetensors")
+    (folder / "notes.txt").write_text("not a model")
+    listed = [{"name": "tiny", "source": "builtin:tiny-sdxl"}]
+    specs = resolve_models(config(tmp_path, listed, str(folder)))
+    assert [s.name for s in specs] == ["tiny", "My_Model_v2", "b-model"]
+    assert specs[2].source.endswith("b-model.safetensors") and specs[2].kind == "single_file"
+
+
+def test_models_dir_name_clash_and_empty(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    _safetensors(folder / "tiny.safetensors")
+    listed = [{"name": "tiny", "source": "builtin:tiny-sdxl"}]
+    with pytest.raises(InputError, match="duplicate model name 'tiny' .*models\\[0\\]"):
+        resolve_models(config(tmp_path, listed, str(folder)))
+    with pytest.raises(InputError, match="'models_dir': .*nope is not a folder"):
+        resolve_models(config(tmp_path, listed, str(tmp_path / "nope")))
+    with pytest.raises(InputError, match="no models"):
+        resolve_models(config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("stem", "name"),
+    [
+        ("plain", "plain"),
+        ("with space", "with_space"),
+        ("a..b", "a_b"),
+        ("ünï", "_n_"),
+        ("..hidden", "_hidden"),
+    ],
+)
+def test_names_from_file_stems_are_valid(tmp_path, stem, name):
+    assert model_name_from_file(tmp_path / f"{stem}.safetensors") == name
+
+
+@pytest.mark.parametrize(
+    ("name", "keys", "given", "expected", "why"),
+    [
+        ("noob-v-pred-1.0", (), None, "v_prediction", "name contains 'v-pred'"),
+        ("NoobAI_V_PRED", (), None, "v_prediction", "name contains 'V_PRED'"),
+        ("model-v-prediction", (), None, "v_prediction", "name contains 'v-prediction'"),
+        ("plain", ("v_pred",), None, "v_prediction", "checkpoint has a 'v_pred' key"),
+        ("plain", (), None, "epsilon", "default"),
+        ("noob-vpred", (), "epsilon", "epsilon", "set in config"),
+    ],
+)
+def test_prediction_type_detection(tmp_path, name, keys, given, expected, why):
+    path = _safetensors(
+        tmp_path / f"{name}.safetensors", ("conditioner.embedders.1.model.ln_final.weight", *keys)
+    )
+    entry = {"name": name, "source": str(path)}
+    if given:
+        entry["prediction_type"] = given
+    spec = resolve_model(entry, 0, str(tmp_path))
+    assert (spec.prediction_type, spec.prediction_reason) == (expected, why)
+
+
+def test_unknown_architecture_names_what_was_found(tmp_path):
+    path = _safetensors(tmp_path / "odd.safetensors", ("foo.weight", "bar.bias"))
+    with pytest.raises(InputError, match="unsupported architecture .*bar.bias, foo.weight"):
+        resolve_model({"name": "odd", "source": str(path)}, 0, str(tmp_path))
