@@ -38,3 +38,41 @@ def test_v_prediction_sets_trailing_spacing():
 def test_unknown_sampler_lists_the_valid_ones():
     with pytest.raises(InputError, match="unknown sampler 'k_euler'; expected one of: euler, "):
         make_scheduler("k_euler", SDXL_SCHEDULER, "epsilon")
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    import torch
+
+    from t2ibench.models.tiny import build_tiny_sdxl_pipeline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pipe = build_tiny_sdxl_pipeline("tiny-sdxl")
+    pipe.set_progress_bar_config(disable=True)
+    yield pipe
+    torch.set_num_threads(threads)
+
+
+def _image(pipe, name, seed):
+    import numpy as np
+    import torch
+
+    pipe.scheduler = make_scheduler(name, SDXL_SCHEDULER, "epsilon", seed=seed)
+    out = pipe(
+        prompt="a red cube",
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+    )
+    return np.asarray(out.images[0])
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_every_sampler_repeats_bit_for_bit(tiny_pipe, name):
+    first = _image(tiny_pipe, name, 218)
+    assert (first == _image(tiny_pipe, name, 218)).all()
+    assert not (first == _image(tiny_pipe, name, 219)).all()

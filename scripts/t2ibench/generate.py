@@ -167,7 +167,10 @@ class Generator:
             loaded = self.model(spec, device, settings["dtype"], sha_cache)
             pipe = loaded.pipe
             pipe.scheduler = make_scheduler(
-                settings["sampler"], loaded.scheduler_config, settings["prediction_type"]
+                settings["sampler"],
+                loaded.scheduler_config,
+                settings["prediction_type"],
+                seed=settings["seed"],
             )
             tokens = count_tokens(pipe.tokenizer, settings["prompt"])
             start = time.perf_counter()

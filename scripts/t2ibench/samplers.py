@@ -22,6 +22,10 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
     ),
+    # DPMSolverSDE draws its noise from a Brownian tree seeded by `noise_sampler_seed`,
+    # not from the pipeline's generator: make_scheduler sets it to the image's seed.
+    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
+    "dpmpp_sde_karras": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
     "ddim": ("DDIMScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
@@ -37,6 +41,8 @@ SAMPLER_LABELS = {
     "dpmpp_2m_karras": "DPM++ 2M Karras",
     "dpmpp_2m_sde": "DPM++ 2M SDE",
     "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_karras": "DPM++ SDE Karras",
     "ddim": "DDIM",
     "unipc": "UniPC",
     "heun": "Heun",
@@ -45,8 +51,12 @@ SAMPLER_LABELS = {
 }
 
 
-def make_scheduler(name: str, base_config: dict, prediction_type: str):
-    """Build the scheduler `name` from a model's scheduler config."""
+def make_scheduler(name: str, base_config: dict, prediction_type: str, seed: int = 0):
+    """Build the scheduler `name` from a model's scheduler config.
+
+    `seed` is the image's seed; samplers with their own noise source use it, so every
+    sampler repeats bit for bit for a given seed.
+    """
     import diffusers
 
     if name not in SAMPLERS:
@@ -56,6 +66,8 @@ def make_scheduler(name: str, base_config: dict, prediction_type: str):
     config = dict(base_config)
     config.update(overrides)
     config["prediction_type"] = prediction_type
+    if class_name == "DPMSolverSDEScheduler":
+        config["noise_sampler_seed"] = seed
     if prediction_type == "v_prediction":
         config["timestep_spacing"] = "trailing"
     return cls.from_config(config)

@@ -151,9 +151,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             shared_config=True,
         )
     if not (Path(config_dir) / "model_index.json").is_file():
-        raise InputError(
-            f"config key '{where}.config': {config_dir} has no model_index.json"
-        )
+        raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     pred, why = _prediction_type(entry, header, None)
     return ModelSpec(
         entry["name"], source, "single_file", str(path), str(config_dir), family, pred, why
