@@ -58,6 +58,14 @@ def get_model_inputs(wildcards):
     return PLAN.models[wildcards.model].input_files
 
 
+def get_download_url(wildcards):
+    return PLAN.models[wildcards.download].url
+
+
+def get_download_sha256(wildcards):
+    return PLAN.models[wildcards.download].sha256 or ""
+
+
 def get_image_settings(wildcards):
     job = PLAN.lookup(
         wildcards.experiment,
@@ -91,6 +99,7 @@ wildcard_constraints:
     model=_alternatives(PLAN.models),
     cell=_alternatives({c.name for cells in PLAN.experiments.values() for c in cells}),
     builtin=r"[A-Za-z0-9._-]+",
+    download=_alternatives(m.name for m in PLAN.models.values() if m.url) or "(?!)",
     prompt=r"\d\d\d+",
     image=r"\d\d+",
     seed=r"\d+",

@@ -17,3 +17,15 @@ rule sdxl_base_config:
         f"{RESOURCES}/logs/sdxl_base_config.log",
     run:
         steps.sdxl_base_config(output[0], log[0])
+
+
+rule download_model:
+    output:
+        f"{RESOURCES}/models/downloads/{{download}}.safetensors",
+    log:
+        f"{RESOURCES}/logs/download_{{download}}.log",
+    params:
+        url=get_download_url,
+        sha256=get_download_sha256,
+    run:
+        steps.download_model(params.url, params.sha256, output[0], log[0])

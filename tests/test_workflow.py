@@ -295,3 +295,55 @@ def test_ctrl_c_leaves_only_complete_images(tmp_path):
     rewritten = [p for p in survivors if p.stat().st_mtime_ns != before[p][0]]
     assert len(rewritten) <= 2
     assert all(p.read_bytes() == before[p][1] for p in survivors)
+
+
+def test_url_source_is_downloaded_once_then_used(tmp_path):
+    """An http(s) source is fetched by rule download_model, verified, and generates."""
+    import functools
+    import http.server
+    import threading
+
+    from t2ibench.models.checks import sha256_file
+    from t2ibench.models.tiny import materialise_builtin
+
+    served = tmp_path / "served"
+    materialise_builtin("tiny-sdxl", served / "tiny.safetensors", tmp_path / "tiny.config")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        work = make_workdir(tmp_path)
+        (work / "prompts" / "one.json").write_text(json.dumps({"x": {"text": "a red cube"}}))
+        url = f"http://127.0.0.1:{server.server_address[1]}/tiny.safetensors"
+        config = {
+            "models": [
+                {"name": "builtin", "source": "builtin:tiny-sdxl"},
+                {
+                    "name": "fetched",
+                    "source": url,
+                    "config": str(tmp_path / "tiny.config"),
+                    "sha256": sha256_file(served / "tiny.safetensors"),
+                },
+            ],
+            "prompts": {"sources": ["prompts/one.json"]},
+            "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 1},
+            "metrics": {"lpips": {"enabled": False}},
+            "torch_threads": 1,
+        }
+        write_config(work, config)
+        snakemake(work, "--configfile", "test-config.yaml")
+    finally:
+        server.shutdown()
+    fetched = work / "resources" / "models" / "downloads" / "fetched.safetensors"
+    assert fetched.read_bytes() == (served / "tiny.safetensors").read_bytes()
+    sidecar = json.loads(fetched.with_name("fetched.safetensors.json").read_text())
+    assert sidecar["url"] == url
+    out = work / "results" / "baseline"
+    name = "p000_i00_s218.png"
+    assert (
+        Image.open(out / "fetched" / "default" / name).tobytes()
+        == Image.open(out / "builtin" / "default" / name).tobytes()
+    )
+    # The server is gone: a second run needs nothing from it.
+    dry = snakemake(work, "--configfile", "test-config.yaml", "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -165,7 +165,7 @@ def test_default_encoding_matches_diffusers_when_settings_agree(pipe):
     """With diffusers' choices (no think block, layer -2) our embeddings are its own."""
     ours = _encode(pipe, think_block=False)
     (theirs,), _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
-    assert torch.equal(ours, theirs)
+    assert torch.allclose(ours, theirs, atol=1e-5)  # its padding to 512 reorders float sums
 
 
 # --- generation -----------------------------------------------------------------------------

@@ -9,11 +9,42 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
+_LIBRARY_LOCK = threading.Lock()
+_libraries_loaded = False
+
+
+def load_libraries() -> None:
+    """Import the heavy libraries once, under a lock, before a step uses them.
+
+    Jobs run as threads of one process, and diffusers' and transformers' lazy modules are
+    not thread-safe on first use: two jobs importing at once can fail with "cannot import
+    name 'AutoencoderKL' from 'diffusers'".
+    """
+    global _libraries_loaded
+    with _LIBRARY_LOCK:
+        if _libraries_loaded:
+            return
+        import diffusers
+        import transformers
+
+        from t2ibench.samplers import SAMPLERS
+
+        for name in ["AutoencoderKL", "UNet2DConditionModel", "StableDiffusionXLPipeline"]:
+            getattr(diffusers, name)
+        for class_name, _ in SAMPLERS.values():
+            getattr(diffusers, class_name)
+        for name in ["CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"]:
+            getattr(transformers, name)
+        import lpips  # noqa: F401
+        import open_clip  # noqa: F401
+
+        _libraries_loaded = True
 
 
 def setup_logging() -> None:
@@ -66,6 +97,7 @@ def sha_cache_path(plan: Plan) -> Path:
 
 
 def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_path: str) -> None:
+    load_libraries()
     from t2ibench.models.tiny import materialise_builtin as build
 
     with logged(log_path):
@@ -73,7 +105,22 @@ def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_p
         log.info("built-in model %s written to %s", builtin_id, checkpoint)
 
 
+def download_model(url: str, sha256: str, output: str, log_path: str) -> None:
+    load_libraries()
+    from t2ibench.models.download import ProgressPrinter, download_model
+
+    out = Path(output)
+    with logged(log_path):
+        progress = ProgressPrinter(out.stem)
+        try:
+            download_model(url, out.parent, name=out.stem, sha256=sha256 or None, progress=progress)
+        finally:
+            progress.close()
+        log.info("downloaded %s to %s", url, output)
+
+
 def sdxl_base_config(config_dir: str, log_path: str) -> None:
+    load_libraries()
     from t2ibench.models.sdxl_config import materialise_sdxl_config
 
     with logged(log_path):
@@ -84,6 +131,7 @@ def sdxl_base_config(config_dir: str, log_path: str) -> None:
 def generate_image(
     plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
 ) -> None:
+    load_libraries()
     from t2ibench.generate import GENERATOR, configure_torch
 
     configure_torch(plan.config["torch_threads"])
@@ -128,6 +176,7 @@ def score_cache_path(plan: Plan) -> Path:
 
 
 def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_path: str) -> None:
+    load_libraries()
     from t2ibench import scoring
     from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
@@ -141,6 +190,7 @@ def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_
 def lpips_diversity(
     plan: Plan, experiment: str, lpips_config: dict, output: str, log_path: str
 ) -> None:
+    load_libraries()
     from t2ibench import scoring
     from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
@@ -164,6 +214,7 @@ def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: 
 
 
 def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
+    load_libraries()
     from t2ibench.io import write_json
     from t2ibench.report import tables
 

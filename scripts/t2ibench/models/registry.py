@@ -20,6 +20,7 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
 SDXL_MARKER = "conditioner.embedders.1.model."
+URL_PREFIXES = ("https://", "http://")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class ModelSpec:
     prediction_type: str
     prediction_reason: str
     shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
+    url: str | None = None  # where a downloaded checkpoint comes from
+    sha256: str | None = None  # its expected digest, when the config gives one
 
     @property
     def input_files(self) -> list[str]:
@@ -104,6 +107,8 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             why,
         )
 
+    if source.startswith(URL_PREFIXES):
+        return _resolve_url(entry, where, resources_dir)
     path = Path(source)
     if not path.exists():
         raise InputError(f"config key '{key}': {source} does not exist")
@@ -155,6 +160,35 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
     pred, why = _prediction_type(entry, header, None)
     return ModelSpec(
         entry["name"], source, "single_file", str(path), str(config_dir), family, pred, why
+    )
+
+
+def download_path(resources_dir: str, name: str) -> str:
+    return str(Path(resources_dir) / "models" / "downloads" / f"{name}.safetensors")
+
+
+def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
+    """A checkpoint fetched by rule download_model into resources/models/downloads/.
+
+    Its header cannot be read before the download, so the prediction type comes from the
+    config or the name, and the family from the config (default sdxl).
+    """
+    config_dir = entry.get("config")
+    if config_dir and not (Path(config_dir) / "model_index.json").is_file():
+        raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
+    pred, why = _prediction_type(entry, None, None)
+    return ModelSpec(
+        entry["name"],
+        entry["source"],
+        "single_file",
+        download_path(resources_dir, entry["name"]),
+        config_dir or sdxl_base_config_dir(resources_dir),
+        entry.get("family", "sdxl"),
+        pred,
+        why,
+        shared_config=not config_dir,
+        url=entry["source"],
+        sha256=entry.get("sha256"),
     )
 
 
