@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from t2ibench import steps
 from t2ibench.config import SCHEMA_PATH, validate_config
 from t2ibench.errors import InputError
+from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan, count_missing
 
 if workflow.overwrite_configfiles:
@@ -98,7 +99,6 @@ wildcard_constraints:
     experiment=_alternatives(PLAN.experiments),
     model=_alternatives(PLAN.models),
     cell=_alternatives({c.name for cells in PLAN.experiments.values() for c in cells}),
-    builtin=r"[A-Za-z0-9._-]+",
     download=_alternatives(m.name for m in PLAN.models.values() if m.url) or "(?!)",
     prompt=r"\d\d\d+",
     image=r"\d\d+",

@@ -4,6 +4,8 @@ rule materialise_builtin_model:
         config=directory(f"{RESOURCES}/models/builtin/{{builtin}}.config"),
     log:
         f"{RESOURCES}/logs/materialise_{{builtin}}.log",
+    wildcard_constraints:
+        builtin="|".join(BUILTIN_IDS),
     run:
         steps.materialise_builtin(
             wildcards.builtin, output.checkpoint, output.config, log[0]
@@ -29,3 +31,14 @@ rule download_model:
         sha256=get_download_sha256,
     run:
         steps.download_model(params.url, params.sha256, output[0], log[0])
+
+
+rule materialise_builtin_folder:
+    output:
+        directory(f"{RESOURCES}/models/builtin/{{builtin}}"),
+    log:
+        f"{RESOURCES}/logs/materialise_{{builtin}}.log",
+    wildcard_constraints:
+        builtin="|".join(BUILTIN_FOLDER_IDS),
+    run:
+        steps.materialise_builtin_folder(wildcards.builtin, output[0], log[0])

@@ -84,6 +84,9 @@ def make_case(work, case):
     if case == "empty_prompts":
         cfg["prompts"]["categories"] = ["no-such-category"]
         return cfg, "the prompt set is empty"
+    if case == "zimage_setting_on_sdxl":
+        cfg["generation"]["shift"] = 4.0
+        return cfg, "'generation.shift': a Z-Image setting, but model 'tiny' is sdxl"
     if case == "sampler":
         cfg["generation"]["sampler"] = "euler_b"
         return cfg, "unknown sampler 'euler_b'; expected one of"
@@ -109,6 +112,7 @@ CASES = [
     "unpaired_image",
     "empty_prompts",
     "sampler",
+    "zimage_setting_on_sdxl",
 ]
 
 
@@ -142,4 +146,4 @@ def test_own_configfile_replaces_the_demo_config(work):
     )
     assert "elsewhere/baseline/only/default/p011_i01_s219.png" in proc.stdout
     proc = snakemake(work, "-n")  # no --configfile: the demo config
-    assert "plan: 60 images over 2 model(s) and 10 prompt(s)" in proc.stderr
+    assert "plan: 90 images over 3 model(s) and 10 prompt(s)" in proc.stderr

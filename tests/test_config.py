@@ -33,7 +33,18 @@ def test_default_config_file_is_valid(repo):
     assert {m["source"] for m in config["models"]} == {
         "builtin:tiny-sdxl",
         "builtin:tiny-sdxl-vpred",
+        "builtin:tiny-zimage",
     }
+
+
+def test_real_model_example_matches_the_schema(repo):
+    """The example's paths exist only on a user's machine; its keys and types must be right."""
+    import jsonschema
+
+    from t2ibench.config import load_schema
+
+    example = load_yaml(repo / "config" / "example-real.yaml")
+    jsonschema.Draft202012Validator(load_schema()).validate(example)
 
 
 def test_schema_agrees_with_snakemake_validate(base_config):

@@ -83,3 +83,35 @@ def test_wide_indices_keep_sorting(base_config, tmp_path):
     plan = build_plan(config)
     assert plan.jobs[-1].filename == "p1001_i00_s218.png"
     assert IMAGE_NAME.match(plan.jobs[-1].filename)
+
+
+def test_family_settings_are_filled_and_checked(base_config):
+    import pytest
+
+    from t2ibench.errors import InputError
+
+    config = validate_config(
+        with_changes(
+            base_config,
+            models=[{"name": "z", "source": "builtin:tiny-zimage"}],
+            generation__hidden_layer=-3,
+        )
+    )
+    plan = build_plan(config)
+    settings = plan.settings(plan.jobs[0])
+    assert settings["family"] == "zimage" and settings["sampler"] == "flow_match_euler"
+    assert settings["hidden_layer"] == -3  # set in config
+    assert settings["shift"] == 3.0 and settings["think_block"] is True  # family defaults
+    assert settings["long_prompt_mode"] == "interpolate"
+    sdxl = build_plan(validate_config(base_config))
+    assert "shift" not in sdxl.settings(sdxl.jobs[0])  # SDXL params are unchanged
+    mixed = with_changes(
+        base_config,
+        generation__shift=4.0,
+        models=[
+            {"name": "z", "source": "builtin:tiny-zimage"},
+            {"name": "s", "source": "builtin:tiny-sdxl"},
+        ],
+    )
+    with pytest.raises(InputError, match="'generation.shift': a Z-Image setting, but model 's'"):
+        build_plan(validate_config(mixed))

@@ -93,3 +93,21 @@ def test_unknown_architecture_names_what_was_found(tmp_path):
     path = _safetensors(tmp_path / "odd.safetensors", ("foo.weight", "bar.bias"))
     with pytest.raises(InputError, match="unsupported architecture .*bar.bias, foo.weight"):
         resolve_model({"name": "odd", "source": str(path)}, 0, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "family"),
+    [
+        ("StableDiffusionXLPipeline", "sdxl"),
+        ("ZImagePipeline", "zimage"),
+        ("FluxPipeline", None),
+    ],
+)
+def test_diffusers_folder_family_from_model_index(tmp_path, pipeline, family):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+    entry = {"name": "m", "source": str(tmp_path)}
+    if family:
+        assert resolve_model(entry, 0, str(tmp_path)).family == family
+    else:
+        with pytest.raises(InputError, match="unsupported architecture 'FluxPipeline'"):
+            resolve_model(entry, 0, str(tmp_path))

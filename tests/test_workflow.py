@@ -347,3 +347,37 @@ def test_url_source_is_downloaded_once_then_used(tmp_path):
     # The server is gone: a second run needs nothing from it.
     dry = snakemake(work, "--configfile", "test-config.yaml", "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_zimage_beside_sdxl_and_a_shift_change(tmp_path):
+    """The Z-Image family runs in the same workflow; its settings rerun only its images."""
+    work = make_workdir(tmp_path)
+    (work / "prompts" / "two.json").write_text(
+        json.dumps({"a": {"text": "a red cube"}, "b": {"text": "a blue sphere"}})
+    )
+    config = {
+        "models": [
+            {"name": "z", "source": "builtin:tiny-zimage"},
+            {"name": "s", "source": "builtin:tiny-sdxl"},
+        ],
+        "prompts": {"sources": ["prompts/two.json"]},
+        "generation": {"steps": 3, "width": 64, "height": 64, "images_per_prompt": 2},
+        "torch_threads": 1,
+    }
+    write_config(work, config)
+    proc = snakemake(work, "--configfile", "test-config.yaml")
+    assert sorted(re.findall(r"Loading model (\S+) from", proc.stderr)) == ["s", "z"]
+    out = work / "results" / "baseline"
+    results = pd.read_csv(out / "results.csv")
+    zrows = results[results.model == "z"]
+    assert set(zrows["family"]) == {"zimage"} and set(zrows["sampler"]) == {"flow_match_euler"}
+    assert set(zrows["shift"]) == {3.0} and set(zrows["hidden_layer"]) == {-2}
+    assert results[results.model == "s"]["shift"].isna().all()
+    z_images = sorted((out / "z" / "default").glob("*.png"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in z_images}
+    config["models"] = config["models"][:1]
+    config["generation"]["shift"] = 6.0
+    write_config(work, config)
+    snakemake(work, "--configfile", "test-config.yaml")
+    assert all(p.stat().st_mtime_ns != before[p][0] for p in z_images)
+    assert all(p.read_bytes() != before[p][1] for p in z_images)  # another shift, new image

@@ -96,12 +96,19 @@ class Progress:
             )
 
 
+# Jobs run as threads of one process. Loading a diffusers model patches torch's module
+# construction process-wide (accelerate's init_empty_weights), so a model built in another
+# thread meanwhile gets empty "meta" weights; and one device runs one model at a time
+# anyway. Every step that builds, loads or runs a model holds this lock.
+TORCH_LOCK = threading.RLock()
+
+
 class Generator:
     """Process-wide pipeline cache plus the generation call."""
 
     def __init__(self):
         self._models: dict[str, LoadedModel] = {}
-        self._lock = threading.Lock()
+        self._lock = TORCH_LOCK
         self.load_count = 0
         self.progress = Progress()
 
@@ -121,7 +128,14 @@ class Generator:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         start = time.perf_counter()
         torch_dtype = getattr(torch, DTYPES[dtype])
-        if spec.kind == "diffusers":
+        if spec.family == "zimage":
+            from diffusers import ZImagePipeline
+
+            pipe = ZImagePipeline.from_pretrained(
+                spec.checkpoint, torch_dtype=torch_dtype, local_files_only=True
+            )
+            sha = ""
+        elif spec.kind == "diffusers":
             from diffusers import StableDiffusionXLPipeline
 
             pipe = StableDiffusionXLPipeline.from_pretrained(
@@ -160,29 +174,16 @@ class Generator:
         """Make one image and write it (PNG with embedded parameters) plus its record."""
         import torch
 
-        from t2ibench.samplers import make_scheduler
-
         device = resolve_device(device)
         with self._lock:
             loaded = self.model(spec, device, settings["dtype"], sha_cache)
             pipe = loaded.pipe
-            pipe.scheduler = make_scheduler(
-                settings["sampler"],
-                loaded.scheduler_config,
-                settings["prediction_type"],
-                seed=settings["seed"],
-            )
             tokens = count_tokens(pipe.tokenizer, settings["prompt"])
             start = time.perf_counter()
-            image = pipe(
-                prompt=settings["prompt"],
-                negative_prompt=settings["negative_prompt"] or None,
-                num_inference_steps=settings["steps"],
-                guidance_scale=settings["guidance_scale"],
-                width=settings["width"],
-                height=settings["height"],
-                generator=torch.Generator("cpu").manual_seed(settings["seed"]),
-            ).images[0]
+            if settings["family"] == "zimage":
+                image = _make_zimage(pipe, settings, device)
+            else:
+                image = _make_sdxl(pipe, loaded.scheduler_config, settings)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
@@ -190,7 +191,7 @@ class Generator:
             "settings": settings,
             "generation_seconds": round(seconds, 4),
             "prompt_tokens": tokens,
-            "prompt_truncated": tokens > pipe.tokenizer.model_max_length - 2,
+            "prompt_truncated": tokens > token_limit(pipe, settings),
             "model_sha256": loaded.sha256,
             "device": device,
             "versions": library_versions(),
@@ -200,6 +201,54 @@ class Generator:
         save_png(image, image_path, settings, loaded.sha256)
         self.progress.step()
         return record
+
+
+def _make_sdxl(pipe, scheduler_config: dict, settings: dict):
+    import torch
+
+    from t2ibench.samplers import make_scheduler
+
+    pipe.scheduler = make_scheduler(
+        settings["sampler"], scheduler_config, settings["prediction_type"], seed=settings["seed"]
+    )
+    return pipe(
+        prompt=settings["prompt"],
+        negative_prompt=settings["negative_prompt"] or None,
+        num_inference_steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"],
+        width=settings["width"],
+        height=settings["height"],
+        generator=torch.Generator("cpu").manual_seed(settings["seed"]),
+    ).images[0]
+
+
+def _make_zimage(pipe, settings: dict, device: str):
+    from t2ibench.families import ZIMAGE_DEFAULTS
+    from t2ibench.models.zimage import ZImageEncoding, generate_zimage
+
+    encoding = ZImageEncoding(**{k: settings[k] for k in ZIMAGE_DEFAULTS if k != "shift"})
+    return generate_zimage(
+        pipe,
+        settings["prompt"],
+        settings["negative_prompt"],
+        encoding,
+        steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"],
+        shift=settings["shift"],
+        width=settings["width"],
+        height=settings["height"],
+        seed=settings["seed"],
+        device=device,
+    )
+
+
+def token_limit(pipe, settings: dict) -> int:
+    """Prompt tokens the text encoder sees before truncation or compression."""
+    if settings["family"] == "zimage":
+        from t2ibench.models.zimage import ZImageEncoding
+
+        return ZImageEncoding().max_sequence_length
+    return pipe.tokenizer.model_max_length - 2  # CLIP: 77 minus start and end tokens
 
 
 def count_tokens(tokenizer, prompt: str) -> int:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2ibench.families import ZIMAGE_SAMPLER, check_family_settings, family_settings
 from t2ibench.models.registry import ModelSpec, resolve_models
 from t2ibench.prompts import Prompt, load_prompts, load_reference_images
 
@@ -111,7 +112,9 @@ class Plan:
         model = self.models[job.model]
         prompt = self.prompts[job.prompt_index]
         gen = {**self.config["generation"], **self.cell(job.experiment, job.cell).settings}
+        family = family_settings(model.family, gen)
         return {
+            **family,
             "model": model.name,
             "model_source": model.source,
             "family": model.family,
@@ -119,7 +122,7 @@ class Plan:
             "prompt_id": prompt.id,
             "prompt": prompt.text,
             "negative_prompt": gen["negative_prompt"],
-            "sampler": gen["sampler"],
+            "sampler": ZIMAGE_SAMPLER if model.family == "zimage" else gen["sampler"],
             "steps": gen["steps"],
             "guidance_scale": float(gen["guidance_scale"]),
             "width": gen["width"],
@@ -150,6 +153,7 @@ def build_plan(config: dict) -> Plan:
     """Build the plan of a validated config (see t2ibench.config.validate_config)."""
     prompts = load_prompts(config["prompts"])
     models = resolve_models(config)
+    check_family_settings(config["generation"], {m.name: m.family for m in models})
     return Plan(config, prompts, models, baseline_experiments())
 
 

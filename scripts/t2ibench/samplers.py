@@ -44,6 +44,7 @@ SAMPLER_LABELS = {
     "dpmpp_sde": "DPM++ SDE",
     "dpmpp_sde_karras": "DPM++ SDE Karras",
     "ddim": "DDIM",
+    "flow_match_euler": "Euler FlowMatch",  # Z-Image's only sampler
     "unipc": "UniPC",
     "heun": "Heun",
     "lms": "LMS",

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from t2ibench.generate import TORCH_LOCK
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
@@ -35,11 +36,24 @@ def load_libraries() -> None:
 
         from t2ibench.samplers import SAMPLERS
 
-        for name in ["AutoencoderKL", "UNet2DConditionModel", "StableDiffusionXLPipeline"]:
+        for name in [
+            "AutoencoderKL",
+            "UNet2DConditionModel",
+            "StableDiffusionXLPipeline",
+            "ZImagePipeline",
+            "ZImageTransformer2DModel",
+            "FlowMatchEulerDiscreteScheduler",
+        ]:
             getattr(diffusers, name)
         for class_name, _ in SAMPLERS.values():
             getattr(diffusers, class_name)
-        for name in ["CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"]:
+        for name in [
+            "CLIPTextModel",
+            "CLIPTextModelWithProjection",
+            "CLIPTokenizer",
+            "Qwen3Model",
+            "Qwen2Tokenizer",
+        ]:
             getattr(transformers, name)
         import lpips  # noqa: F401
         import open_clip  # noqa: F401
@@ -100,9 +114,18 @@ def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_p
     load_libraries()
     from t2ibench.models.tiny import materialise_builtin as build
 
-    with logged(log_path):
+    with logged(log_path), TORCH_LOCK:
         build(builtin_id, Path(checkpoint), Path(config_dir))
         log.info("built-in model %s written to %s", builtin_id, checkpoint)
+
+
+def materialise_builtin_folder(builtin_id: str, folder: str, log_path: str) -> None:
+    load_libraries()
+    from t2ibench.models.zimage import save_tiny_zimage
+
+    with logged(log_path), TORCH_LOCK:
+        save_tiny_zimage(Path(folder))
+        log.info("built-in model %s written to %s", builtin_id, folder)
 
 
 def download_model(url: str, sha256: str, output: str, log_path: str) -> None:
@@ -182,7 +205,7 @@ def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_
     from t2ibench.io import write_csv
 
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path):
+    with logged(log_path), TORCH_LOCK:
         table = scoring.clip_scores(plan, experiment, clip_config, score_cache_path(plan))
         write_csv(table, output)
 
@@ -196,7 +219,7 @@ def lpips_diversity(
     from t2ibench.io import write_csv
 
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path):
+    with logged(log_path), TORCH_LOCK:
         table = scoring.lpips_diversities(plan, experiment, lpips_config, score_cache_path(plan))
         write_csv(table, output)
 

@@ -18,6 +18,9 @@ BUILTIN_PREFIX = "builtin:"
 # Kept in sync with t2ibench.models.tiny.BUILTIN_MODELS (tests check it); listed here so
 # that parsing a config never imports torch.
 BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
+# Built-ins materialised as diffusers folders rather than single files.
+BUILTIN_FOLDER_IDS = {"tiny-zimage": "zimage"}
+PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "ZImagePipeline": "zimage"}
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
 SDXL_MARKER = "conditioner.embedders.1.model."
 URL_PREFIXES = ("https://", "http://")
@@ -88,10 +91,24 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
     source = entry["source"]
     if source.startswith(BUILTIN_PREFIX):
         builtin_id = source[len(BUILTIN_PREFIX) :]
+        if builtin_id in BUILTIN_FOLDER_IDS:
+            folder = str(Path(resources_dir) / "models" / "builtin" / builtin_id)
+            pred, why = _prediction_type(entry, None, None)
+            return ModelSpec(
+                entry["name"],
+                source,
+                "builtin",
+                folder,
+                None,
+                BUILTIN_FOLDER_IDS[builtin_id],
+                pred,
+                why,
+            )
         if builtin_id not in BUILTIN_IDS:
+            valid = [*BUILTIN_IDS, *BUILTIN_FOLDER_IDS]
             raise InputError(
                 f"config key '{key}': unknown built-in model '{builtin_id}'; "
-                f"expected one of: {', '.join(BUILTIN_PREFIX + b for b in BUILTIN_IDS)}"
+                f"expected one of: {', '.join(BUILTIN_PREFIX + b for b in valid)}"
             )
         checkpoint, config_dir = builtin_paths(resources_dir, builtin_id)
         scheduler = {"prediction_type": "v_prediction"} if "vpred" in builtin_id else None
@@ -130,7 +147,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             "diffusers",
             str(path),
             None,
-            entry.get("family", "sdxl"),
+            entry.get("family") or _folder_family(path),
             pred,
             why,
         )
@@ -190,6 +207,16 @@ def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
         url=entry["source"],
         sha256=entry.get("sha256"),
     )
+
+
+def _folder_family(path: Path) -> str:
+    pipeline = _read_json(path / "model_index.json").get("_class_name", "")
+    if pipeline not in PIPELINE_FAMILIES:
+        raise InputError(
+            f"model folder {path}: unsupported architecture '{pipeline}' in model_index.json; "
+            f"supported: {', '.join(PIPELINE_FAMILIES)}"
+        )
+    return PIPELINE_FAMILIES[pipeline]
 
 
 def _detect_family(header: dict, path: Path) -> str:
