@@ -38,3 +38,41 @@ def test_a1111_parameters_text():
         "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 5.0, Seed: 218, Size: 832x1216, "
         "Model hash: 0123456789, Model: my-model, Version: t2ibench "
     )
+
+
+def test_sdxl_options_change_the_image():
+    import numpy as np
+    import torch
+
+    from t2ibench.generate import _make_sdxl
+    from t2ibench.models.tiny import build_tiny_sdxl_pipeline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipe = build_tiny_sdxl_pipeline("tiny-sdxl")
+        pipe.set_progress_bar_config(disable=True)
+        base = {
+            "sampler": "euler",
+            "prediction_type": "epsilon",
+            "seed": 7,
+            "prompt": "a cat",
+            "negative_prompt": "",
+            "steps": 2,
+            "guidance_scale": 5.0,
+            "width": 64,
+            "height": 64,
+            "clip_skip": None,
+            "guidance_rescale": 0.0,
+        }
+        config = dict(pipe.scheduler.config)
+
+        def image(**changes):
+            return np.asarray(_make_sdxl(pipe, config, {**base, **changes}))
+
+        reference = image()
+        assert (reference == image()).all()
+        assert not (reference == image(clip_skip=1)).all()
+        assert not (reference == image(guidance_rescale=0.7)).all()
+    finally:
+        torch.set_num_threads(threads)

@@ -104,7 +104,9 @@ def test_family_settings_are_filled_and_checked(base_config):
     assert settings["shift"] == 3.0 and settings["think_block"] is True  # family defaults
     assert settings["long_prompt_mode"] == "interpolate"
     sdxl = build_plan(validate_config(base_config))
-    assert "shift" not in sdxl.settings(sdxl.jobs[0])  # SDXL params are unchanged
+    sdxl_settings = sdxl.settings(sdxl.jobs[0])
+    assert "shift" not in sdxl_settings
+    assert (sdxl_settings["clip_skip"], sdxl_settings["guidance_rescale"]) == (None, 0.0)
     mixed = with_changes(
         base_config,
         generation__shift=4.0,
@@ -115,3 +117,19 @@ def test_family_settings_are_filled_and_checked(base_config):
     )
     with pytest.raises(InputError, match="'generation.shift': a Z-Image setting, but model 's'"):
         build_plan(validate_config(mixed))
+
+
+def test_sdxl_setting_on_a_zimage_model_is_an_error(base_config):
+    import pytest
+
+    from t2ibench.errors import InputError
+
+    config = with_changes(
+        base_config,
+        generation__clip_skip=2,
+        models=[{"name": "z", "source": "builtin:tiny-zimage"}],
+    )
+    with pytest.raises(InputError, match="'generation.clip_skip': an SDXL setting, but model 'z'"):
+        build_plan(validate_config(config))
+    plan = build_plan(validate_config(with_changes(base_config, generation__clip_skip=2)))
+    assert plan.settings(plan.jobs[0])["clip_skip"] == 2

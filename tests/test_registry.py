@@ -111,3 +111,31 @@ def test_diffusers_folder_family_from_model_index(tmp_path, pipeline, family):
     else:
         with pytest.raises(InputError, match="unsupported architecture 'FluxPipeline'"):
             resolve_model(entry, 0, str(tmp_path))
+
+
+def test_hf_source_resolves_through_the_local_cache(tmp_path, monkeypatch):
+    """hf:<org>/<name> is read from the Hugging Face cache layout, never downloaded."""
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--acme--tiny-xl" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+    )
+    (cache / "models--acme--tiny-xl" / "refs").mkdir()
+    (cache / "models--acme--tiny-xl" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    spec = resolve_model({"name": "m", "source": "hf:acme/tiny-xl"}, 0, str(tmp_path))
+    assert spec.kind == "diffusers" and spec.family == "sdxl"
+    assert spec.checkpoint == str(snapshot)
+    with pytest.raises(
+        InputError,
+        match="hf:acme/other is not in the local Hugging Face cache"
+        ".*huggingface-cli download acme/other",
+    ):
+        resolve_model({"name": "m", "source": "hf:acme/other"}, 0, str(tmp_path))
+    with pytest.raises(InputError, match="expected hf:<org>/<name>"):
+        resolve_model({"name": "m", "source": "hf:../../etc"}, 0, str(tmp_path))

@@ -19,16 +19,19 @@ ZIMAGE_DEFAULTS = {
     "long_prompt_mode": "interpolate",
 }
 ZIMAGE_SAMPLER = "flow_match_euler"
+# SDXL call options: CLIP skip (1 = the last layer, as diffusers counts: None = no skip)
+# and guidance rescale (0 = off; 0.7 is the usual value for v-prediction models).
+SDXL_DEFAULTS = {"clip_skip": None, "guidance_rescale": 0.0}
+FAMILY_DEFAULTS = {"sdxl": SDXL_DEFAULTS, "zimage": ZIMAGE_DEFAULTS}
 
 
 def family_settings(family: str, generation: dict) -> dict:
     """The family's own settings for one image, with defaults filled in."""
-    if family != "zimage":
-        return {}
     settings = {
-        k: generation[k] if generation.get(k) is not None else v for k, v in ZIMAGE_DEFAULTS.items()
+        k: generation[k] if generation.get(k) is not None else v
+        for k, v in FAMILY_DEFAULTS[family].items()
     }
-    if settings["hidden_layer_blend"]:
+    if settings.get("hidden_layer_blend"):
         settings["hidden_layer_blend"] = {
             int(layer): float(w) for layer, w in settings["hidden_layer_blend"].items()
         }
@@ -36,11 +39,15 @@ def family_settings(family: str, generation: dict) -> dict:
 
 
 def check_family_settings(generation: dict, families: dict[str, str]) -> None:
-    """A Z-Image setting is an error while an SDXL model is configured (it would not apply)."""
-    set_keys = [k for k in ZIMAGE_DEFAULTS if generation.get(k) is not None]
-    sdxl = [name for name, family in families.items() if family != "zimage"]
-    if set_keys and sdxl:
-        raise InputError(
-            f"config key 'generation.{set_keys[0]}': a Z-Image setting, but model "
-            f"'{sdxl[0]}' is {families[sdxl[0]]}; remove it or run the Z-Image models alone"
-        )
+    """A family's own setting is an error while a model of another family is configured:
+    it would silently not apply to that model."""
+    for family, defaults in FAMILY_DEFAULTS.items():
+        set_keys = [k for k in defaults if generation.get(k) is not None]
+        others = [name for name, f in families.items() if f != family]
+        if set_keys and others:
+            label = {"sdxl": "an SDXL", "zimage": "a Z-Image"}[family]
+            raise InputError(
+                f"config key 'generation.{set_keys[0]}': {label} setting, but model "
+                f"'{others[0]}' is {families[others[0]]}; remove it or run the "
+                f"{family} models alone"
+            )

@@ -216,6 +216,8 @@ def _make_sdxl(pipe, scheduler_config: dict, settings: dict):
         negative_prompt=settings["negative_prompt"] or None,
         num_inference_steps=settings["steps"],
         guidance_scale=settings["guidance_scale"],
+        guidance_rescale=settings["guidance_rescale"],
+        clip_skip=settings["clip_skip"],
         width=settings["width"],
         height=settings["height"],
         generator=torch.Generator("cpu").manual_seed(settings["seed"]),

@@ -24,6 +24,7 @@ PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "ZImagePipeline": "zim
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
 SDXL_MARKER = "conditioner.embedders.1.model."
 URL_PREFIXES = ("https://", "http://")
+HF_PREFIX = "hf:"
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,11 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
 
     if source.startswith(URL_PREFIXES):
         return _resolve_url(entry, where, resources_dir)
-    path = Path(source)
+    path = (
+        Path(hf_cached_folder(source[len(HF_PREFIX) :], key))
+        if source.startswith(HF_PREFIX)
+        else Path(source)
+    )
     if not path.exists():
         raise InputError(f"config key '{key}': {source} does not exist")
     if path.is_dir():
@@ -178,6 +183,27 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
     return ModelSpec(
         entry["name"], source, "single_file", str(path), str(config_dir), family, pred, why
     )
+
+
+def hf_cached_folder(repo_id: str, key: str) -> str:
+    """The local snapshot of a Hugging Face model repo; never downloads.
+
+    Honours the usual cache settings (HF_HOME, HF_HUB_CACHE). A repo that is not cached
+    is an error that says how to fetch it.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+", repo_id):
+        raise InputError(f"config key '{key}': expected hf:<org>/<name>, got hf:{repo_id}")
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise InputError(
+            f"config key '{key}': hf:{repo_id} is not in the local Hugging Face cache and "
+            f"nothing is downloaded during a run; fetch it first with "
+            f"`huggingface-cli download {repo_id}` (or set HF_HUB_CACHE)"
+        ) from None
 
 
 def download_path(resources_dir: str, name: str) -> str:

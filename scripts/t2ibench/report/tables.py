@@ -7,7 +7,7 @@ import json
 import platform
 from pathlib import Path
 
-from t2ibench.families import ZIMAGE_DEFAULTS
+from t2ibench.families import FAMILY_DEFAULTS
 from t2ibench.plan import Plan
 
 SETTING_COLUMNS = [
@@ -56,8 +56,10 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
             "image_index": job.image_index,
             "seed": job.seed,
             **{key: settings[key] for key in SETTING_COLUMNS},
-            # The family's own settings (Z-Image: shift, hidden layer, ...), as applied.
-            **{key: settings[key] for key in ZIMAGE_DEFAULTS if key in settings},
+            # The family's own settings (SDXL: clip skip; Z-Image: shift, ...), as applied.
+            **{
+                key: settings[key] for d in FAMILY_DEFAULTS.values() for key in d if key in settings
+            },
             "generation_seconds": record.get("generation_seconds"),
             "prompt_tokens": record.get("prompt_tokens"),
             "prompt_truncated": record.get("prompt_truncated"),
