@@ -189,6 +189,7 @@ class Generator:
             seconds = time.perf_counter() - start
         record = {
             "settings": settings,
+            "image_flag": image_flag(image),
             "generation_seconds": round(seconds, 4),
             "prompt_tokens": tokens,
             "prompt_truncated": tokens > token_limit(pipe, settings),
@@ -201,6 +202,16 @@ class Generator:
         save_png(image, image_path, settings, loaded.sha256)
         self.progress.step()
         return record
+
+
+def image_flag(image) -> str:
+    """'black' for an all-black image (NaN latents decode to black), else ''.
+
+    Such images are kept, so the run is complete, but flagged and left unscored: a CLIP
+    score of a black square would quietly drag a model's mean down.
+    """
+    bands = image.convert("RGB").getextrema()  # (min, max) per channel
+    return "black" if all(high == 0 for _, high in bands) else ""
 
 
 def _make_sdxl(pipe, scheduler_config: dict, settings: dict):

@@ -8,6 +8,7 @@ covers the images that are there, whoever made them.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from pathlib import Path
@@ -19,6 +20,21 @@ log = logging.getLogger("t2ibench")
 
 def existing_jobs(plan: Plan, experiment: str) -> list[ImageJob]:
     return [j for j in plan.jobs if j.experiment == experiment and Path(plan.path(j)).exists()]
+
+
+def image_record(image_path: str) -> dict:
+    """The generation record beside an image ({} for images made elsewhere)."""
+    record = Path(image_path).with_suffix(".json")
+    return json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
+
+
+def scorable_jobs(plan: Plan, experiment: str) -> list[ImageJob]:
+    """Existing images, less those flagged at generation (black / NaN)."""
+    return [
+        j
+        for j in existing_jobs(plan, experiment)
+        if not image_record(plan.path(j)).get("image_flag")
+    ]
 
 
 def _open_rgb(path: str):
@@ -36,7 +52,7 @@ def clip_scores(plan: Plan, experiment: str, clip_config: dict, cache_path: Path
     from t2ibench.metrics.cache import ScoreCache, image_sha256
     from t2ibench.metrics.clip_score import ClipScorer
 
-    jobs = existing_jobs(plan, experiment)
+    jobs = scorable_jobs(plan, experiment)
     paths = [plan.path(j) for j in jobs]
     prompts = [plan.prompts[j.prompt_index].text for j in jobs]
     scorer = ClipScorer(
@@ -75,7 +91,7 @@ def lpips_diversities(plan: Plan, experiment: str, lpips_config: dict, cache_pat
     from t2ibench.metrics.lpips_diversity import LpipsScorer
 
     groups: dict[tuple, list[str]] = {}
-    for job in existing_jobs(plan, experiment):
+    for job in scorable_jobs(plan, experiment):
         groups.setdefault((job.model, job.cell, job.prompt_index), []).append(plan.path(job))
     scorer = LpipsScorer(
         lpips_config["net"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 from pathlib import Path
 
@@ -26,25 +25,18 @@ IMAGE_METRICS = ["clip_score"]
 PROMPT_METRICS = ["lpips_diversity"]
 
 
-def _read_record(image_path: str) -> dict:
-    record = Path(image_path).with_suffix(".json")
-    if record.exists():
-        return json.loads(record.read_text(encoding="utf-8"))
-    return {}
-
-
 def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
     """One row per existing image of the experiment, with its settings and metrics."""
     import pandas as pd
 
-    from t2ibench.scoring import existing_jobs
+    from t2ibench.scoring import existing_jobs, image_record
 
     rows = []
     for job in existing_jobs(plan, experiment):
         path = plan.path(job)
         prompt = plan.prompts[job.prompt_index]
         settings = plan.settings(job)
-        record = _read_record(path)
+        record = image_record(path)
         row = {
             "experiment": job.experiment,
             "model": job.model,
@@ -64,6 +56,7 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
             "prompt_tokens": record.get("prompt_tokens"),
             "prompt_truncated": record.get("prompt_truncated"),
             "device": record.get("device"),
+            "image_flag": record.get("image_flag", ""),
             "image_path": path,
         }
         rows.append(row)
@@ -102,6 +95,8 @@ def summary_frame(results):
             "cell": cell,
             "images": len(group),
             "prompts": group["prompt_index"].nunique(),
+            # Black / NaN images: kept, flagged, and left out of every metric.
+            "flagged_images": int((group["image_flag"].fillna("") != "").sum()),
         }
         for metric in IMAGE_METRICS + ["generation_seconds"]:
             if metric in group:
