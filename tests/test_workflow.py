@@ -138,6 +138,8 @@ def test_png_embeds_parameters(finished_run):
     assert "Steps: 2, Sampler: Euler a, CFG scale: 5.0, Seed: 219, Size: 64x64" in params
     meta = json.loads(png.text["t2ibench"])
     assert meta["model"] == "tiny-vpred" and meta["seed"] == 219
+    assert meta["prediction_type"] == "v_prediction"
+    assert meta["prediction_type_reason"] == "name contains 'vpred'"
     assert len(meta["model_sha256"]) == 64
     assert {"torch", "diffusers", "transformers"} <= set(meta["versions"])
 

@@ -199,7 +199,7 @@ class Generator:
         }
         # The record first, the image last: an existing PNG means a finished image.
         write_json(record_path, record)
-        save_png(image, image_path, settings, loaded.sha256)
+        save_png(image, image_path, settings, loaded.sha256, spec.prediction_reason)
         self.progress.step()
         return record
 
@@ -299,13 +299,23 @@ def a1111_parameters(settings: dict, model_sha256: str) -> str:
     )
 
 
-def save_png(image, path: str, settings: dict, model_sha256: str) -> None:
-    """Save with the parameters as PNG text; no timestamps, so re-runs are byte-identical."""
+def save_png(
+    image, path: str, settings: dict, model_sha256: str, prediction_reason: str = ""
+) -> None:
+    """Save with the parameters as PNG text; no timestamps, so re-runs are byte-identical.
+
+    `prediction_reason` says why the prediction type was chosen (config, name, key).
+    """
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     info.add_itxt("parameters", a1111_parameters(settings, model_sha256))
-    meta = {**settings, "model_sha256": model_sha256, "versions": library_versions()}
+    meta = {
+        **settings,
+        "model_sha256": model_sha256,
+        "prediction_type_reason": prediction_reason,
+        "versions": library_versions(),
+    }
     info.add_itxt("t2ibench", json.dumps(meta, sort_keys=True))
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
 
