@@ -50,8 +50,11 @@ def _check_model_id(model_id: str) -> None:
         raise InputError(f"unknown built-in model {model_id!r}; valid ids: {valid}")
 
 
-def _vae() -> AutoencoderKL:
-    """Four blocks like SDXL's VAE, so latents are 1/8 of the image side."""
+def tiny_vae(latent_channels: int = 4, scaling_factor: float = 0.13025, **extra) -> AutoencoderKL:
+    """Four blocks like SDXL's VAE, so latents are 1/8 of the image side.
+
+    The defaults are SDXL's latent settings; other families pass their own.
+    """
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -60,9 +63,10 @@ def _vae() -> AutoencoderKL:
         block_out_channels=(8, 16, 16, 16),
         layers_per_block=1,
         norm_num_groups=8,
-        latent_channels=4,
+        latent_channels=latent_channels,
         sample_size=IMAGE_SIZE,
-        scaling_factor=0.13025,
+        scaling_factor=scaling_factor,
+        **extra,
     )
 
 
@@ -134,7 +138,7 @@ def build_tiny_sdxl_pipeline(
     _check_model_id(model_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae = _vae()
+        vae = tiny_vae()
         unet = _unet(IMAGE_SIZE // 2 ** (len(vae.config.block_out_channels) - 1))
         text_encoder = CLIPTextModel(_text_config(TEXT_WIDTH, "quick_gelu", VOCAB_SIZE - 1))
         text_encoder_2 = CLIPTextModelWithProjection(_text_config(TEXT_2_WIDTH, "gelu", 0))

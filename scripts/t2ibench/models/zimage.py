@@ -29,11 +29,11 @@ from tokenizers import AddedToken
 from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
 
 from t2ibench.errors import InputError
+from t2ibench.models.tiny import tiny_vae
 
 LongPromptMode = Literal["truncate", "interpolate", "pool", "attention_pool"]
 LONG_PROMPT_MODES = ("truncate", "interpolate", "pool", "attention_pool")
 
-IMAGE_SIZE = 64
 TEXT_WIDTH = 32  # the text encoder's hidden size, which the transformer reads as cap_feat_dim
 TEXT_LAYERS = 6  # so that hidden layers -1 .. -6 all exist, as in the hidden-layer sweep
 LATENT_CHANNELS = 16
@@ -172,16 +172,8 @@ def _transformer() -> ZImageTransformer2DModel:
 def _vae() -> AutoencoderKL:
     """Four blocks, so latents are 1/8 of the image side, with Z-Image's (Flux's) 16
     latent channels and latent scaling: z = (x - shift) * scale."""
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        norm_num_groups=8,
+    return tiny_vae(
         latent_channels=LATENT_CHANNELS,
-        sample_size=IMAGE_SIZE,
         scaling_factor=0.3611,
         shift_factor=0.1159,
         use_quant_conv=False,
