@@ -120,6 +120,8 @@ def test_full_run_outputs(finished_run):
     grid = Image.open(out / "grid.png")
     assert grid.width > 2 * 64 and grid.height > 5 * 64
     page = (out / "index.html").read_text()
+    assert "Demo numbers: images and scores here mean nothing." in page
+    assert "CLIP score uses random weights" in page
     for link in [
         "results.csv",
         "summary.csv",

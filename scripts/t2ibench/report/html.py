@@ -18,6 +18,7 @@ td.text { text-align: left; max-width: 28em; }
 .gallery td { text-align: center; vertical-align: top; }
 .gallery img { width: 128px; image-rendering: pixelated; display: block; }
 .note { color: #666; font-size: 0.9em; }
+.warn { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.6em 1em; }
 """
 
 
@@ -71,6 +72,33 @@ def _gallery(results, page_dir: Path) -> str:
     return f"<table class=gallery><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _identity(model: dict) -> str:
+    if model["sha256"]:
+        return f"sha256 {model['sha256']}"
+    return f"diffusers folder {model['path']}"
+
+
+def demo_warning(config: dict) -> str:
+    """A banner when anything on the page comes from random weights (the demo)."""
+    reasons = [
+        f"model {m['name']} is a built-in tiny model"
+        for m in config["models"]
+        if m["source"].startswith("builtin:")
+    ]
+    metrics = config["metrics"]
+    if metrics["clip"]["enabled"] and not metrics["clip"]["pretrained"]:
+        reasons.append("CLIP score uses random weights")
+    if metrics["lpips"]["enabled"] and not metrics["lpips"]["backbone_weights"]:
+        reasons.append("LPIPS uses a random backbone")
+    if not reasons:
+        return ""
+    return (
+        "<p class=warn><b>Demo numbers: images and scores here mean nothing.</b> "
+        + html.escape("; ".join(reasons))
+        + ".</p>"
+    )
+
+
 def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str) -> None:
     import pandas as pd
 
@@ -93,7 +121,7 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
     models = "".join(
         f"<li><b>{html.escape(m['name'])}</b>: {html.escape(m['source'])} "
         f"({html.escape(m['prediction_type'])}, {html.escape(m['prediction_type_reason'])})"
-        f"<br><span class=note>sha256 {html.escape(str(m['sha256']))}</span></li>"
+        f"<br><span class=note>{html.escape(_identity(m))}</span></li>"
         for m in meta["models"]
     )
     gen = meta["generation"]
@@ -102,6 +130,7 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
 <title>t2ibench: {html.escape(experiment)}</title><style>{STYLE}</style></head>
 <body>
 <h1>t2ibench: {html.escape(experiment)}</h1>
+{demo_warning(meta["config"])}
 <p>{html.escape(meta.get("description", ""))}</p>
 <p>{links}</p>
 <p class=note>Generated {html.escape(meta["timestamp"])} on {html.escape(system["device_name"])}
