@@ -136,3 +136,39 @@ def test_metric_weight_files_must_exist(base_config, tmp_path):
     validate_config(
         with_changes(base_config, metrics={"clip": {"model": "ViT-L-14", "pretrained": "openai"}})
     )
+
+
+def test_hardware_profiles(base_config):
+    for name in ["cpu", "consumer-24gb", "datacenter-80gb", "low-vram"]:
+        config = validate_config(with_changes(base_config, hardware=name))
+        assert config["dtype"] in ("fp32", "fp16", "bf16")
+    config = validate_config(with_changes(base_config, hardware="consumer-24gb"))
+    assert (config["device"], config["dtype"]) == ("cuda", "bf16")
+    assert config["memory"]["vae_tiling"] is True
+    # Keys in the config win over the profile.
+    config = validate_config(
+        with_changes(
+            base_config, hardware="consumer-24gb", dtype="fp16", memory={"vae_tiling": False}
+        )
+    )
+    assert config["dtype"] == "fp16" and config["memory"]["vae_tiling"] is False
+    assert config["memory"]["vae_slicing"] is True
+    with pytest.raises(
+        InputError,
+        match="'hardware': unknown profile 'h100'; expected one of: "
+        "consumer-24gb, cpu, datacenter-80gb, low-vram",
+    ):
+        validate_config(with_changes(base_config, hardware="h100"))
+
+
+def test_zero_terminal_snr_needs_a_sampler_that_supports_it(base_config):
+    config = validate_config(
+        with_changes(base_config, generation__zero_terminal_snr=True, generation__sampler="euler")
+    )
+    assert config["generation"]["zero_terminal_snr"] is True
+    with pytest.raises(InputError, match="'generation.zero_terminal_snr': sampler 'heun' does"):
+        validate_config(
+            with_changes(
+                base_config, generation__zero_terminal_snr=True, generation__sampler="heun"
+            )
+        )

@@ -64,6 +64,7 @@ def test_sdxl_options_change_the_image():
             "height": 64,
             "clip_skip": None,
             "guidance_rescale": 0.0,
+            "zero_terminal_snr": False,
         }
         config = dict(pipe.scheduler.config)
 
@@ -74,5 +75,20 @@ def test_sdxl_options_change_the_image():
         assert (reference == image()).all()
         assert not (reference == image(clip_skip=1)).all()
         assert not (reference == image(guidance_rescale=0.7)).all()
+        # Zero terminal SNR matters where sampling starts at the last timestep: v-prediction
+        # with trailing spacing, its intended use.
+        vpred = image(prediction_type="v_prediction")
+        assert not (vpred == image(prediction_type="v_prediction", zero_terminal_snr=True)).all()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_memory_options_on_cpu():
+    from t2ibench.generate import place_pipeline
+    from t2ibench.models.tiny import build_tiny_sdxl_pipeline
+
+    pipe = build_tiny_sdxl_pipeline("tiny-sdxl")
+    place_pipeline(pipe, "cpu", {"cpu_offload": "none", "vae_tiling": True, "vae_slicing": True})
+    assert pipe.vae.use_tiling and pipe.vae.use_slicing
+    with pytest.raises(InputError, match="'memory.cpu_offload': 'model' needs a CUDA device"):
+        place_pipeline(pipe, "cpu", {"cpu_offload": "model"})

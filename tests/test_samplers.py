@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from t2ibench.errors import InputError
-from t2ibench.samplers import SAMPLER_LABELS, SAMPLERS, make_scheduler
+from t2ibench.samplers import SAMPLER_LABELS, SAMPLERS, ZERO_SNR, make_scheduler
 
 SDXL_SCHEDULER = {
     "beta_start": 0.00085,
@@ -76,3 +78,31 @@ def test_every_sampler_repeats_bit_for_bit(tiny_pipe, name):
     first = _image(tiny_pipe, name, 218)
     assert (first == _image(tiny_pipe, name, 218)).all()
     assert not (first == _image(tiny_pipe, name, 219)).all()
+
+
+def test_zero_snr_flag():
+    scheduler = make_scheduler("ddim", SDXL_SCHEDULER, "v_prediction", zero_snr=True)
+    assert scheduler.config.rescale_betas_zero_snr is True
+    with pytest.raises(InputError, match="'heun' does not support zero terminal SNR"):
+        make_scheduler("heun", SDXL_SCHEDULER, "v_prediction", zero_snr=True)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_overrides_apply_to_a_config_read_from_disk(tmp_path, name):
+    """A saved scheduler config lists missing keys in _use_default_values; overrides of
+    those keys must still apply."""
+    from diffusers import EulerDiscreteScheduler
+
+    # Like real SDXL's scheduler_config.json: only some keys (no use_karras_sigmas, ...).
+    (tmp_path / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "EulerDiscreteScheduler", **SDXL_SCHEDULER})
+    )
+    scheduler = EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(tmp_path))
+    loaded = dict(scheduler.config)  # what the generator keeps for a loaded model
+    assert "use_karras_sigmas" in loaded["_use_default_values"]
+    scheduler = make_scheduler(name, loaded, "v_prediction", zero_snr=False)
+    for key, value in SAMPLERS[name][1].items():
+        assert scheduler.config[key] == value, key
+    if SAMPLERS[name][0] in ZERO_SNR:
+        snr = make_scheduler(name, loaded, "v_prediction", zero_snr=True)
+        assert snr.config.rescale_betas_zero_snr is True

@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from t2ibench.errors import InputError
-from t2ibench.samplers import SAMPLERS
+from t2ibench.samplers import SAMPLERS, ZERO_SNR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
@@ -107,6 +107,33 @@ def format_schema_error(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {error.message}"
 
 
+HARDWARE_DIR = REPO_ROOT / "config" / "hardware"
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_hardware_profile(config: dict) -> dict:
+    """Put the named config/hardware/ profile under the config: the config's keys win."""
+    name = config.get("hardware")
+    if not name:
+        return config
+    profiles = sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
+    if name not in profiles:
+        raise InputError(
+            f"config key 'hardware': unknown profile '{name}'; expected one of: "
+            f"{', '.join(profiles)} (files in {HARDWARE_DIR})"
+        )
+    return _merge(load_yaml(HARDWARE_DIR / f"{name}.yaml"), config)
+
+
 def _fill_defaults(instance: Any, schema: dict) -> None:
     """Fill `default:` values from the schema, recursing into objects and array items."""
     if schema.get("type") == "object" and isinstance(instance, dict):
@@ -128,6 +155,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     schema = schema or load_schema()
     if not isinstance(config, dict):
         raise InputError("config: expected a mapping of keys")
+    config = apply_hardware_profile(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path))
@@ -157,6 +185,11 @@ def _check_semantics(config: dict) -> None:
         raise InputError(
             f"config key 'generation.sampler': unknown sampler '{sampler}'; "
             f"expected one of: {', '.join(SAMPLERS)}"
+        )
+    if config["generation"]["zero_terminal_snr"] and SAMPLERS[sampler][0] not in ZERO_SNR:
+        raise InputError(
+            f"config key 'generation.zero_terminal_snr': sampler '{sampler}' does not support "
+            f"it; use one of: {', '.join(n for n, (c, _) in SAMPLERS.items() if c in ZERO_SNR)}"
         )
 
 

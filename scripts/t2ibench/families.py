@@ -21,7 +21,7 @@ ZIMAGE_DEFAULTS = {
 ZIMAGE_SAMPLER = "flow_match_euler"
 # SDXL call options: CLIP skip (1 = the last layer, as diffusers counts: None = no skip)
 # and guidance rescale (0 = off; 0.7 is the usual value for v-prediction models).
-SDXL_DEFAULTS = {"clip_skip": None, "guidance_rescale": 0.0}
+SDXL_DEFAULTS = {"clip_skip": None, "guidance_rescale": 0.0, "zero_terminal_snr": False}
 FAMILY_DEFAULTS = {"sdxl": SDXL_DEFAULTS, "zimage": ZIMAGE_DEFAULTS}
 
 

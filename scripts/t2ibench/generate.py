@@ -113,14 +113,14 @@ class Generator:
         self.progress = Progress()
 
     def model(
-        self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None
+        self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict
     ) -> LoadedModel:
-        key = f"{spec.name}|{spec.checkpoint}|{device}|{dtype}"
+        key = f"{spec.name}|{spec.checkpoint}|{device}|{dtype}|{sorted(memory.items())}"
         if key not in self._models:
-            self._models[key] = self._load(spec, device, dtype, sha_cache)
+            self._models[key] = self._load(spec, device, dtype, sha_cache, memory)
         return self._models[key]
 
-    def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None):
+    def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict):
         import torch
 
         from t2ibench.models.checks import sha256_file
@@ -148,7 +148,7 @@ class Generator:
             pipe = load_sdxl_single_file(Path(spec.checkpoint), Path(spec.config_dir), torch_dtype)
             sha = sha256_file(Path(spec.checkpoint), sha_cache)
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(device)
+        place_pipeline(pipe, device, memory)
         self.load_count += 1
         seconds = time.perf_counter() - start
         log.info(
@@ -170,13 +170,14 @@ class Generator:
         record_path: str,
         device: str,
         sha_cache: Path | None = None,
+        memory: dict | None = None,
     ) -> dict:
         """Make one image and write it (PNG with embedded parameters) plus its record."""
         import torch
 
         device = resolve_device(device)
         with self._lock:
-            loaded = self.model(spec, device, settings["dtype"], sha_cache)
+            loaded = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
             pipe = loaded.pipe
             tokens = count_tokens(pipe.tokenizer, settings["prompt"])
             start = time.perf_counter()
@@ -204,6 +205,32 @@ class Generator:
         return record
 
 
+def place_pipeline(pipe, device: str, memory: dict) -> None:
+    """Put the pipeline on `device` with the config's memory options.
+
+    CPU offload keeps weights in CPU memory and moves each component (model) or layer
+    (sequential) to the GPU when it runs: slower, but fits big models on small GPUs.
+    VAE tiling and slicing decode large images and batches in pieces.
+    """
+    offload = memory.get("cpu_offload", "none")
+    if offload != "none":
+        if not device.startswith("cuda"):
+            raise InputError(
+                f"config key 'memory.cpu_offload': '{offload}' needs a CUDA device, got {device}"
+            )
+        gpu_id = int(device.split(":")[1]) if ":" in device else 0
+        if offload == "model":
+            pipe.enable_model_cpu_offload(gpu_id=gpu_id)
+        else:
+            pipe.enable_sequential_cpu_offload(gpu_id=gpu_id)
+    else:
+        pipe.to(device)
+    if memory.get("vae_tiling"):
+        pipe.vae.enable_tiling()
+    if memory.get("vae_slicing"):
+        pipe.vae.enable_slicing()
+
+
 def image_flag(image) -> str:
     """'black' for an all-black image (NaN latents decode to black), else ''.
 
@@ -220,7 +247,11 @@ def _make_sdxl(pipe, scheduler_config: dict, settings: dict):
     from t2ibench.samplers import make_scheduler
 
     pipe.scheduler = make_scheduler(
-        settings["sampler"], scheduler_config, settings["prediction_type"], seed=settings["seed"]
+        settings["sampler"],
+        scheduler_config,
+        settings["prediction_type"],
+        seed=settings["seed"],
+        zero_snr=settings["zero_terminal_snr"],
     )
     return pipe(
         prompt=settings["prompt"],

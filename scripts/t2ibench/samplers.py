@@ -33,6 +33,15 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
 }
 
+# Schedulers that take `rescale_betas_zero_snr` (others, such as Heun, silently drop it).
+ZERO_SNR = {
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "DPMSolverMultistepScheduler",
+    "DDIMScheduler",
+    "UniPCMultistepScheduler",
+}
+
 # The names A1111-style tools write in a PNG's `parameters` text.
 SAMPLER_LABELS = {
     "euler_a": "Euler a",
@@ -52,7 +61,9 @@ SAMPLER_LABELS = {
 }
 
 
-def make_scheduler(name: str, base_config: dict, prediction_type: str, seed: int = 0):
+def make_scheduler(
+    name: str, base_config: dict, prediction_type: str, seed: int = 0, zero_snr: bool = False
+):
     """Build the scheduler `name` from a model's scheduler config.
 
     `seed` is the image's seed; samplers with their own noise source use it, so every
@@ -64,11 +75,17 @@ def make_scheduler(name: str, base_config: dict, prediction_type: str, seed: int
         raise InputError(f"unknown sampler '{name}'; expected one of: {', '.join(SAMPLERS)}")
     class_name, overrides = SAMPLERS[name]
     cls = getattr(diffusers, class_name)
-    config = dict(base_config)
+    # A config read from disk lists the keys it lacked in `_use_default_values`, and
+    # from_config silently ignores any key listed there, overrides included: drop it.
+    config = {k: v for k, v in base_config.items() if k != "_use_default_values"}
     config.update(overrides)
     config["prediction_type"] = prediction_type
     if class_name == "DPMSolverSDEScheduler":
         config["noise_sampler_seed"] = seed
+    if zero_snr:
+        if class_name not in ZERO_SNR:
+            raise InputError(f"sampler '{name}' does not support zero terminal SNR")
+        config["rescale_betas_zero_snr"] = True
     if prediction_type == "v_prediction":
         config["timestep_spacing"] = "trailing"
     return cls.from_config(config)

@@ -166,6 +166,7 @@ def generate_image(
             record,
             plan.config["device"],
             sha_cache=sha_cache_path(plan),
+            memory=plan.config["memory"],
         )
         log.debug(
             "%s: %.3f s, %d prompt tokens",
