@@ -87,6 +87,10 @@ def make_case(work, case):
     if case == "zimage_setting_on_sdxl":
         cfg["generation"]["shift"] = 4.0
         return cfg, "'generation.shift': a Z-Image setting, but model 'tiny' is sdxl"
+    if case == "hidden_layer_range":
+        cfg["models"] = [{"name": "z", "source": "builtin:tiny-zimage"}]
+        cfg["generation"]["hidden_layer"] = -20
+        return cfg, "'generation.hidden_layer': layer -20 is out of range for model 'z'"
     if case == "sampler":
         cfg["generation"]["sampler"] = "euler_b"
         return cfg, "unknown sampler 'euler_b'; expected one of"
@@ -113,6 +117,7 @@ CASES = [
     "empty_prompts",
     "sampler",
     "zimage_setting_on_sdxl",
+    "hidden_layer_range",
 ]
 
 

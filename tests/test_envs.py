@@ -51,3 +51,10 @@ def test_builtin_ids_agree_with_the_model_builders():
     from t2ibench.models.tiny import BUILTIN_MODELS
 
     assert set(BUILTIN_IDS) == set(BUILTIN_MODELS)
+
+
+def test_tiny_zimage_layer_count_agrees():
+    from t2ibench.models.registry import TINY_ZIMAGE_TEXT_LAYERS
+    from t2ibench.models.zimage import TEXT_LAYERS
+
+    assert TINY_ZIMAGE_TEXT_LAYERS == TEXT_LAYERS

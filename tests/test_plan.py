@@ -133,3 +133,28 @@ def test_sdxl_setting_on_a_zimage_model_is_an_error(base_config):
         build_plan(validate_config(config))
     plan = build_plan(validate_config(with_changes(base_config, generation__clip_skip=2)))
     assert plan.settings(plan.jobs[0])["clip_skip"] == 2
+
+
+def test_hidden_layer_out_of_range_is_caught_before_generation(base_config):
+    import pytest
+
+    from t2ibench.errors import InputError
+
+    zimage = [{"name": "z", "source": "builtin:tiny-zimage"}]
+    build_plan(
+        validate_config(with_changes(base_config, models=zimage, generation__hidden_layer=-7))
+    )
+    with pytest.raises(
+        InputError,
+        match="'generation.hidden_layer': layer -8 is out of range "
+        "for model 'z', whose text encoder has 6 layers",
+    ):
+        build_plan(
+            validate_config(with_changes(base_config, models=zimage, generation__hidden_layer=-8))
+        )
+    with pytest.raises(InputError, match="'generation.hidden_layer_blend': layer 9"):
+        build_plan(
+            validate_config(
+                with_changes(base_config, models=zimage, generation__hidden_layer_blend={9: 1.0})
+            )
+        )

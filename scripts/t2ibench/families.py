@@ -51,3 +51,24 @@ def check_family_settings(generation: dict, families: dict[str, str]) -> None:
                 f"'{others[0]}' is {families[others[0]]}; remove it or run the "
                 f"{family} models alone"
             )
+
+
+def check_hidden_layers(generation: dict, text_layers: dict[str, int | None]) -> None:
+    """`hidden_layer` and blend layers must exist in every Z-Image model's text encoder.
+
+    Hidden-state indices run from -(n + 1) to n for n layers (0 = token embeddings).
+    """
+    layers = []
+    if generation.get("hidden_layer") is not None:
+        layers.append(("hidden_layer", int(generation["hidden_layer"])))
+    for layer in generation.get("hidden_layer_blend") or {}:
+        layers.append(("hidden_layer_blend", int(layer)))
+    for model, n in text_layers.items():
+        if n is None:
+            continue
+        for key, layer in layers:
+            if not -(n + 1) <= layer <= n:
+                raise InputError(
+                    f"config key 'generation.{key}': layer {layer} is out of range for model "
+                    f"'{model}', whose text encoder has {n} layers (valid: {-(n + 1)} to {n})"
+                )

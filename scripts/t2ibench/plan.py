@@ -14,7 +14,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2ibench.families import ZIMAGE_SAMPLER, check_family_settings, family_settings
+from t2ibench.families import (
+    ZIMAGE_SAMPLER,
+    check_family_settings,
+    check_hidden_layers,
+    family_settings,
+)
 from t2ibench.models.registry import ModelSpec, resolve_models
 from t2ibench.prompts import Prompt, load_prompts, load_reference_images
 
@@ -154,6 +159,7 @@ def build_plan(config: dict) -> Plan:
     prompts = load_prompts(config["prompts"])
     models = resolve_models(config)
     check_family_settings(config["generation"], {m.name: m.family for m in models})
+    check_hidden_layers(config["generation"], {m.name: m.text_layers for m in models})
     return Plan(config, prompts, models, baseline_experiments())
 
 

@@ -20,6 +20,7 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
 # Built-ins materialised as diffusers folders rather than single files.
 BUILTIN_FOLDER_IDS = {"tiny-zimage": "zimage"}
+TINY_ZIMAGE_TEXT_LAYERS = 6  # t2ibench.models.zimage.TEXT_LAYERS (a test checks they agree)
 PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "ZImagePipeline": "zimage"}
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
 SDXL_MARKER = "conditioner.embedders.1.model."
@@ -38,6 +39,7 @@ class ModelSpec:
     prediction_type: str
     prediction_reason: str
     shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
+    text_layers: int | None = None  # Z-Image: the text encoder's layer count, when known
     url: str | None = None  # where a downloaded checkpoint comes from
     sha256: str | None = None  # its expected digest, when the config gives one
 
@@ -104,6 +106,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 BUILTIN_FOLDER_IDS[builtin_id],
                 pred,
                 why,
+                text_layers=TINY_ZIMAGE_TEXT_LAYERS,
             )
         if builtin_id not in BUILTIN_IDS:
             valid = [*BUILTIN_IDS, *BUILTIN_FOLDER_IDS]
@@ -155,6 +158,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             entry.get("family") or _folder_family(path),
             pred,
             why,
+            text_layers=_text_layers(path),
         )
 
     if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() != ".safetensors":
@@ -233,6 +237,12 @@ def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
         url=entry["source"],
         sha256=entry.get("sha256"),
     )
+
+
+def _text_layers(path: Path) -> int | None:
+    """The text encoder's layer count from a diffusers folder, without loading it."""
+    config = path / "text_encoder" / "config.json"
+    return _read_json(config).get("num_hidden_layers") if config.is_file() else None
 
 
 def _folder_family(path: Path) -> str:
