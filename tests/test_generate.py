@@ -92,3 +92,33 @@ def test_memory_options_on_cpu():
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     with pytest.raises(InputError, match="'memory.cpu_offload': 'model' needs a CUDA device"):
         place_pipeline(pipe, "cpu", {"cpu_offload": "model"})
+
+
+def test_zimage_text_encoder_placed_on_its_own_device():
+    import numpy as np
+
+    from t2ibench.generate import _make_zimage, place_pipeline
+    from t2ibench.models.zimage import build_tiny_zimage_pipeline
+
+    pipe = build_tiny_zimage_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    place_pipeline(pipe, "cpu", {"text_encoder_device": "cpu"})
+    assert pipe.text_encoder.device.type == "cpu"
+    settings = {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "steps": 2,
+        "guidance_scale": 2.0,
+        "width": 64,
+        "height": 64,
+        "seed": 3,
+        "shift": 3.0,
+        "hidden_layer": -2,
+        "hidden_layer_blend": None,
+        "system_prompt": None,
+        "think_block": True,
+        "thinking_content": None,
+        "long_prompt_mode": "interpolate",
+    }
+    first = np.asarray(_make_zimage(pipe, settings, "cpu"))
+    assert (first == np.asarray(_make_zimage(pipe, settings, "cpu"))).all()

@@ -225,6 +225,9 @@ def place_pipeline(pipe, device: str, memory: dict) -> None:
             pipe.enable_sequential_cpu_offload(gpu_id=gpu_id)
     else:
         pipe.to(device)
+    encoder_device = memory.get("text_encoder_device")
+    if encoder_device and hasattr(pipe, "transformer"):  # Z-Image: encoding moves between
+        pipe.text_encoder.to(resolve_device(encoder_device))  # devices in encode_prompt
     if memory.get("vae_tiling"):
         pipe.vae.enable_tiling()
     if memory.get("vae_slicing"):
