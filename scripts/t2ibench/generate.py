@@ -147,6 +147,8 @@ class Generator:
 
             pipe = load_sdxl_single_file(Path(spec.checkpoint), Path(spec.config_dir), torch_dtype)
             sha = sha256_file(Path(spec.checkpoint), sha_cache)
+        if spec.vae:
+            pipe.vae = load_vae(spec, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
         place_pipeline(pipe, device, memory)
         self.load_count += 1
@@ -203,6 +205,24 @@ class Generator:
         save_png(image, image_path, settings, loaded.sha256, spec.prediction_reason)
         self.progress.step()
         return record
+
+
+def load_vae(spec: ModelSpec, torch_dtype):
+    """The model's replacement VAE: a diffusers folder, or a single file read with the
+    model's own VAE config (offline)."""
+    from diffusers import AutoencoderKL
+
+    if Path(spec.vae).is_dir():
+        return AutoencoderKL.from_pretrained(
+            spec.vae, torch_dtype=torch_dtype, local_files_only=True
+        )
+    return AutoencoderKL.from_single_file(
+        spec.vae,
+        config=spec.config_dir or spec.checkpoint,
+        subfolder="vae",
+        torch_dtype=torch_dtype,
+        local_files_only=True,
+    )
 
 
 def place_pipeline(pipe, device: str, memory: dict) -> None:

@@ -120,6 +120,7 @@ class Plan:
         family = family_settings(model.family, gen)
         return {
             **family,
+            **({"vae": model.vae} if model.vae else {}),  # only when set: params stay stable
             "model": model.name,
             "model_source": model.source,
             "family": model.family,

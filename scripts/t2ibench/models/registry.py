@@ -6,6 +6,7 @@ safetensors headers and small JSON files; weights are never touched here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class ModelSpec:
     prediction_reason: str
     shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
     text_layers: int | None = None  # Z-Image: the text encoder's layer count, when known
+    vae: str | None = None  # a VAE file or folder replacing the checkpoint's own
     url: str | None = None  # where a downloaded checkpoint comes from
     sha256: str | None = None  # its expected digest, when the config gives one
 
@@ -52,7 +54,7 @@ class ModelSpec:
             return [self.checkpoint, self.config_dir]
         # A built-in's config folder comes from the same job as its checkpoint; a user's
         # own config folder is not a rule output.
-        return [self.checkpoint]
+        return [self.checkpoint, *([self.vae] if self.vae else [])]
 
 
 def sdxl_base_config_dir(resources_dir: str) -> str:
@@ -279,6 +281,25 @@ def models_dir_entries(folder: str) -> list[dict]:
     return [{"name": model_name_from_file(p), "source": str(p)} for p in files]
 
 
+def _with_vae(spec: ModelSpec, entry: dict, where: str) -> ModelSpec:
+    vae = entry.get("vae")
+    if not vae:
+        return spec
+    key = f"{where}.vae" if where.startswith("models[") else f"{where} (vae)"
+    path = Path(vae)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"config key '{key}': folder {vae} has no config.json")
+    elif path.exists():
+        if path.suffix.lower() != ".safetensors":
+            check_checkpoint(path)  # names pickles as such
+            raise InputError(f"config key '{key}': {vae} is not a .safetensors file")
+        check_checkpoint(path)
+    else:
+        raise InputError(f"config key '{key}': {vae} does not exist")
+    return dataclasses.replace(spec, vae=str(path))
+
+
 def resolve_models(config: dict) -> list[ModelSpec]:
     """The listed models, then one per checkpoint in `models_dir`; names must be unique."""
     entries = [(f"models[{i}]", m) for i, m in enumerate(config["models"])]
@@ -297,5 +318,6 @@ def resolve_models(config: dict) -> list[ModelSpec]:
             )
         seen[entry["name"]] = where
     return [
-        resolve_model(entry, i, config["resources_dir"]) for i, (_, entry) in enumerate(entries)
+        _with_vae(resolve_model(entry, where, config["resources_dir"]), entry, where)
+        for where, entry in entries
     ]

@@ -156,6 +156,10 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
                 "family": spec.family,
                 "prediction_type": spec.prediction_type,
                 "prediction_type_reason": spec.prediction_reason,
+                "vae": spec.vae,
+                "vae_sha256": sha256_file(Path(spec.vae), sha_cache)
+                if spec.vae and Path(spec.vae).is_file()
+                else None,
             }
         )
     cells = plan.experiments[experiment]
