@@ -122,3 +122,19 @@ def test_zimage_text_encoder_placed_on_its_own_device():
     }
     first = np.asarray(_make_zimage(pipe, settings, "cpu"))
     assert (first == np.asarray(_make_zimage(pipe, settings, "cpu"))).all()
+
+
+def test_attention_backend_is_applied():
+    from t2ibench.generate import place_pipeline
+    from t2ibench.models.zimage import build_tiny_zimage_pipeline
+
+    pipe = build_tiny_zimage_pipeline()
+    place_pipeline(pipe, "cpu", {"attention": "_native_math"})
+    backends = {
+        str(getattr(m.processor, "_attention_backend", ""))
+        for m in pipe.transformer.modules()
+        if getattr(m, "processor", None)
+    }
+    assert backends == {"AttentionBackendName._NATIVE_MATH"}
+    with pytest.raises(InputError, match="'memory.attention': backend 'xformers' is not usable"):
+        place_pipeline(pipe, "cpu", {"attention": "xformers"})
