@@ -158,3 +158,42 @@ def test_hidden_layer_out_of_range_is_caught_before_generation(base_config):
                 with_changes(base_config, models=zimage, generation__hidden_layer_blend={9: 1.0})
             )
         )
+
+
+def test_named_presets_become_their_text(base_config):
+    from t2ibench.families import SYSTEM_PROMPT_PRESETS, THINKING_PRESETS
+
+    zimage = [{"name": "z", "source": "builtin:tiny-zimage"}]
+    plan = build_plan(
+        validate_config(
+            with_changes(
+                base_config,
+                models=zimage,
+                generation__system_prompt="painter",
+                generation__thinking_content="mood",
+            )
+        )
+    )
+    settings = plan.settings(plan.jobs[0])
+    assert settings["system_prompt"] == SYSTEM_PROMPT_PRESETS["painter"]
+    assert settings["thinking_content"] == THINKING_PRESETS["mood"]
+    plan = build_plan(
+        validate_config(
+            with_changes(base_config, models=zimage, generation__system_prompt="Draw like a child.")
+        )
+    )
+    assert plan.settings(plan.jobs[0])["system_prompt"] == "Draw like a child."
+
+
+def test_steps_default_per_family(base_config):
+    models = [
+        {"name": "z", "source": "builtin:tiny-zimage"},
+        {"name": "s", "source": "builtin:tiny-sdxl"},
+    ]
+    config = with_changes(base_config, models=models)
+    del config["generation"]["steps"]
+    plan = build_plan(validate_config(config))
+    steps = {j.model: plan.settings(j)["steps"] for j in plan.jobs}
+    assert steps == {"z": 9, "s": 28}
+    plan = build_plan(validate_config(with_changes(config, generation__steps=5)))
+    assert {plan.settings(j)["steps"] for j in plan.jobs} == {5}

@@ -139,3 +139,12 @@ def test_hf_source_resolves_through_the_local_cache(tmp_path, monkeypatch):
         resolve_model({"name": "m", "source": "hf:acme/other"}, 0, str(tmp_path))
     with pytest.raises(InputError, match="expected hf:<org>/<name>"):
         resolve_model({"name": "m", "source": "hf:../../etc"}, 0, str(tmp_path))
+
+
+def test_zimage_single_file_is_recognised_and_refused_clearly(tmp_path):
+    path = _safetensors(
+        tmp_path / "z_image_turbo.safetensors",
+        ("context_refiner.0.attention.to_q.weight", "cap_embedder.0.weight"),
+    )
+    with pytest.raises(InputError, match="a Z-Image transformer checkpoint .*diffusers folder"):
+        resolve_model({"name": "z", "source": str(path)}, 0, str(tmp_path))

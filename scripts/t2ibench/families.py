@@ -19,10 +19,32 @@ ZIMAGE_DEFAULTS = {
     "long_prompt_mode": "interpolate",
 }
 ZIMAGE_SAMPLER = "flow_match_euler"
+# Named presets (the seed tool's values); any other string is used as the text itself.
+# The settings record the text, so results show what was really applied.
+SYSTEM_PROMPT_PRESETS = {
+    "photographer": "You are a professional photographer. Compose the described scene as a "
+    "well-lit, sharply focused photograph with natural colours and a clear subject.",
+    "painter": "You are a fine-art painter. Render the described scene as a painting with "
+    "deliberate brushwork, a harmonious palette and a strong composition.",
+    "illustrator": "You are an illustrator. Depict the described scene as a clean, detailed "
+    "illustration with clear shapes, readable forms and consistent style.",
+    "generic": "You are an assistant that creates images. Follow the description closely "
+    "and render every object, attribute and relation it mentions.",
+}
+THINKING_PRESETS = {
+    "quality": "The image should be high quality: sharp details, clean edges, accurate "
+    "anatomy and no artifacts.",
+    "mood": "Focus on the mood and atmosphere: lighting, colour temperature and emotional "
+    "tone that fit the scene.",
+    "technical": "Plan the composition: camera angle, focal length, depth of field and the "
+    "placement of each subject in the frame.",
+}
 # SDXL call options: CLIP skip (1 = the last layer, as diffusers counts: None = no skip)
 # and guidance rescale (0 = off; 0.7 is the usual value for v-prediction models).
 SDXL_DEFAULTS = {"clip_skip": None, "guidance_rescale": 0.0, "zero_terminal_snr": False}
 FAMILY_DEFAULTS = {"sdxl": SDXL_DEFAULTS, "zimage": ZIMAGE_DEFAULTS}
+# Steps when generation.steps is null: SDXL's usual 28; Z-Image-Turbo's 9 (DiffSynth).
+DEFAULT_STEPS = {"sdxl": 28, "zimage": 9}
 
 
 def family_settings(family: str, generation: dict) -> dict:
@@ -31,6 +53,10 @@ def family_settings(family: str, generation: dict) -> dict:
         k: generation[k] if generation.get(k) is not None else v
         for k, v in FAMILY_DEFAULTS[family].items()
     }
+    if settings.get("system_prompt") in SYSTEM_PROMPT_PRESETS:
+        settings["system_prompt"] = SYSTEM_PROMPT_PRESETS[settings["system_prompt"]]
+    if settings.get("thinking_content") in THINKING_PRESETS:
+        settings["thinking_content"] = THINKING_PRESETS[settings["thinking_content"]]
     if settings.get("hidden_layer_blend"):
         settings["hidden_layer_blend"] = {
             int(layer): float(w) for layer, w in settings["hidden_layer_blend"].items()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench.families import (
+    DEFAULT_STEPS,
     ZIMAGE_SAMPLER,
     check_family_settings,
     check_hidden_layers,
@@ -129,7 +130,7 @@ class Plan:
             "prompt": prompt.text,
             "negative_prompt": gen["negative_prompt"],
             "sampler": ZIMAGE_SAMPLER if model.family == "zimage" else gen["sampler"],
-            "steps": gen["steps"],
+            "steps": gen["steps"] or DEFAULT_STEPS[model.family],
             "guidance_scale": float(gen["guidance_scale"]),
             "width": gen["width"],
             "height": gen["height"],

@@ -260,6 +260,14 @@ def _folder_family(path: Path) -> str:
 def _detect_family(header: dict, path: Path) -> str:
     if any(k.startswith(SDXL_MARKER) for k in header):
         return "sdxl"
+    if any(".context_refiner." in f".{k}" for k in header):
+        # A Z-Image transformer (its caption refiner blocks); diffusers 0.42 has no
+        # single-file loader for a whole Z-Image pipeline.
+        raise InputError(
+            f"model file {path}: a Z-Image transformer checkpoint (context_refiner keys); "
+            "single-file Z-Image is not supported, use its diffusers folder "
+            "(e.g. hf:Tongyi-MAI/Z-Image-Turbo)"
+        )
     sample = ", ".join(sorted(k for k in header if k != "__metadata__")[:3])
     raise InputError(
         f"model file {path}: unsupported architecture (no SDXL text encoder keys; "

@@ -136,7 +136,8 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
 <p class=note>Generated {html.escape(meta["timestamp"])} on {html.escape(system["device_name"])}
 ({html.escape(system["device"])}), torch {html.escape(system["torch"])},
 diffusers {html.escape(system["diffusers"])}. Sampler {html.escape(gen["sampler"])},
-{gen["steps"]} steps, CFG {gen["guidance_scale"]}, {gen["width"]}x{gen["height"]},
+{gen["steps"] or "family-default"} steps, CFG {gen["guidance_scale"]},
+{gen["width"]}x{gen["height"]},
 base seed {gen["seed"]} (image i uses seed + i).</p>
 <h2>Models</h2><ul>{models}</ul>
 <h2>Summary</h2>
