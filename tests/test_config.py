@@ -148,6 +148,7 @@ def test_hardware_profiles(base_config):
     config = validate_config(with_changes(base_config, hardware="consumer-24gb"))
     assert (config["device"], config["dtype"]) == ("cuda", "bf16")
     assert config["memory"]["vae_tiling"] is True
+    assert config["memory"]["attention"] == "native"
     # Keys in the config win over the profile.
     config = validate_config(
         with_changes(
