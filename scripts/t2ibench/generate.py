@@ -71,7 +71,6 @@ class LoadedModel:
     pipe: object
     scheduler_config: dict
     sha256: str
-    load_seconds: float
 
 
 @dataclass
@@ -162,7 +161,7 @@ class Generator:
             seconds,
             self.load_count,
         )
-        return LoadedModel(pipe, dict(pipe.scheduler.config), sha, seconds)
+        return LoadedModel(pipe, dict(pipe.scheduler.config), sha)
 
     def generate(
         self,

@@ -35,10 +35,6 @@ def write_json(path: str | Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def write_csv(frame, path: str | Path) -> None:
     """Write a pandas DataFrame as CSV, atomically."""
     write_text(path, frame.to_csv(index=False))

@@ -13,11 +13,12 @@ shared between threads.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from pathlib import Path
+
+from t2ibench.models.checks import sha256_file
 
 Key = tuple[str, str]  # (image_sha256, metric_id)
 
@@ -25,18 +26,9 @@ Key = tuple[str, str]  # (image_sha256, metric_id)
 _CHUNK = 500
 
 
-def file_sha256(path: Path | str) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def image_sha256(path: Path | str) -> str:
     """The cache's image key: the SHA-256 of the image file's bytes (not of its pixels)."""
-    return file_sha256(path)
+    return sha256_file(Path(path))
 
 
 class ScoreCache:

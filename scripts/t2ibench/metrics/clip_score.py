@@ -28,7 +28,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from PIL import Image
 
 from t2ibench.errors import InputError
-from t2ibench.metrics.cache import file_sha256
+from t2ibench.models.checks import sha256_file
 
 FORMULA_VERSION = "v1"
 
@@ -165,7 +165,7 @@ def _resolve_weights(name: str, pretrained: str, seed: int) -> tuple[str | None,
             f"open_clip weights file not found: {pretrained} (nor is it a pretrained tag of "
             f"{name}: {open_clip.list_pretrained_tags_by_model(name)})"
         )
-    return pretrained, {}, f"sha256:{file_sha256(pretrained)[:16]}"
+    return pretrained, {}, f"sha256:{sha256_file(Path(pretrained))[:16]}"
 
 
 def _cached_tag_file(name: str, tag: str, tag_cfg: dict) -> str:

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from t2ibench.errors import InputError
-from t2ibench.metrics.cache import file_sha256
+from t2ibench.models.checks import sha256_file
 
 FORMULA_VERSION = "v1"
 LPIPS_VERSION = "0.1"
@@ -78,7 +78,7 @@ class LpipsScorer:
             )
         if backbone_weights:
             _load_backbone(model.net, Path(backbone_weights), net)
-            backbone_id = f"sha256:{file_sha256(backbone_weights)[:16]}"
+            backbone_id = f"sha256:{sha256_file(Path(backbone_weights))[:16]}"
         else:
             _warn_random_backbone(net)
             backbone_id = f"random:seed{seed}"
