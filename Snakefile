@@ -16,7 +16,35 @@ include: "rules/metrics.smk"
 include: "rules/report.smk"
 
 
+localrules:
+    all,
+    generate,
+    analyze,
+    cell_record,
+    image_list,
+
+
 rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+rule generate:
+    input:
+        [path for e in PLAN.experiments for path in generation_outputs(e)],
+
+
+rule analyze:
+    input:
+        [path for e in PLAN.experiments for path in analysis_outputs(e)],
+
+
+# One target rule per experiment: `snakemake shift_sweep` makes and scores just that one.
+for _experiment in PLAN.experiments:
+
+    rule:
+        name:
+            _experiment
+        input:
+            experiment_outputs(_experiment),

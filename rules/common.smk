@@ -11,7 +11,7 @@ from t2ibench import steps
 from t2ibench.config import SCHEMA_PATH, validate_config
 from t2ibench.errors import InputError
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
-from t2ibench.plan import build_plan, count_missing
+from t2ibench.plan import build_plan
 
 if workflow.overwrite_configfiles:
     # A config given with --configfile replaces the demo config/config.yaml instead of
@@ -30,29 +30,54 @@ try:
 except InputError as err:
     sys.exit(f"t2ibench: error: {err}")
 
-RESULTS = config["results_dir"]
+RESULTS = PLAN.results_dir
 RESOURCES = config["resources_dir"]
 steps.setup_logging()
-steps.announce_plan(PLAN, count_missing(PLAN))
+steps.announce_plan(PLAN)
 
 
-def get_final_output():
-    """The final targets: every image, and per experiment the tables, metadata, grid, page.
+def analysis_outputs(experiment):
+    """An experiment's tables, metadata, grid and page."""
+    return [
+        f"{RESULTS}/{experiment}/results.csv",
+        f"{RESULTS}/{experiment}/summary.csv",
+        f"{RESULTS}/{experiment}/metadata.json",
+        f"{RESULTS}/{experiment}/grid.png",
+        f"{RESULTS}/{experiment}/index.html",
+    ]
+
+
+def generation_outputs(experiment):
+    """An experiment's images and each (model, cell) directory's cell.json.
 
     Images are listed themselves: Snakemake does not rerun a job for a missing
     intermediate file when the files after it are up to date, so a deleted image must be
     a target to be made again.
     """
-    outputs = PLAN.paths()
-    for experiment in PLAN.experiments:
-        outputs += [
-            f"{RESULTS}/{experiment}/results.csv",
-            f"{RESULTS}/{experiment}/summary.csv",
-            f"{RESULTS}/{experiment}/metadata.json",
-            f"{RESULTS}/{experiment}/grid.png",
-            f"{RESULTS}/{experiment}/index.html",
-        ]
-    return outputs
+    exp = PLAN.experiments[experiment]
+    cells = [
+        f"{RESULTS}/{experiment}/{model}/{cell.name}/cell.json"
+        for model in exp.models
+        for cell in exp.cells
+    ]
+    return PLAN.paths(experiment) + cells
+
+
+def experiment_outputs(experiment):
+    return generation_outputs(experiment) + analysis_outputs(experiment)
+
+
+def get_final_output():
+    """Every experiment's images, cell records, tables, metadata, grid and page."""
+    return [path for e in PLAN.experiments for path in experiment_outputs(e)]
+
+
+def analyze_only():
+    """True when `analyze` is among the targets: score the images that exist, make none.
+
+    Read while the DAG is built (input and params functions), when the targets are known.
+    """
+    return "analyze" in (workflow.dag_settings.targets or ())
 
 
 def get_model_inputs(wildcards):
@@ -80,7 +105,21 @@ def get_image_settings(wildcards):
 
 
 def get_experiment_images(wildcards):
-    return PLAN.paths(wildcards.experiment)
+    return [] if analyze_only() else PLAN.paths(wildcards.experiment)
+
+
+def get_existing_images(wildcards):
+    """With `analyze`, the list of images present: a new image found makes the list (and
+    what depends on it) be remade."""
+    if not analyze_only():
+        return ""
+    return steps.existing_digest(PLAN, wildcards.experiment)
+
+
+def get_cell_record(wildcards):
+    return steps.cell_record_content(
+        PLAN, wildcards.experiment, wildcards.model, wildcards.cell
+    )
 
 
 def get_metric_tables(wildcards):
@@ -98,7 +137,7 @@ def _alternatives(names):
 wildcard_constraints:
     experiment=_alternatives(PLAN.experiments),
     model=_alternatives(PLAN.models),
-    cell=_alternatives({c.name for cells in PLAN.experiments.values() for c in cells}),
+    cell=_alternatives({c.name for e in PLAN.experiments.values() for c in e.cells}),
     download=_alternatives(m.name for m in PLAN.models.values() if m.url) or "(?!)",
     prompt=r"\d\d\d+",
     image=r"\d\d+",

@@ -21,9 +21,15 @@ rule generate_image:
         )
 
 
-rule generate:
-    input:
-        PLAN.paths(),
+rule cell_record:
+    output:
+        f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/cell.json",
+    log:
+        f"{RESULTS}/{{experiment}}/logs/cells/{{model}}/{{cell}}.log",
+    params:
+        content=get_cell_record,
+    run:
+        steps.cell_record(params.content, output[0], log[0])
 
 
 rule image_list:
@@ -33,5 +39,7 @@ rule image_list:
         f"{RESULTS}/{{experiment}}/images.txt",
     log:
         f"{RESULTS}/{{experiment}}/logs/image_list.log",
+    params:
+        existing=get_existing_images,
     run:
         steps.image_list(PLAN, wildcards.experiment, output[0], log[0])

@@ -151,4 +151,4 @@ def test_own_configfile_replaces_the_demo_config(work):
     )
     assert "elsewhere/baseline/only/default/p011_i01_s219.png" in proc.stdout
     proc = snakemake(work, "-n")  # no --configfile: the demo config
-    assert "plan: 90 images over 3 model(s) and 10 prompt(s)" in proc.stderr
+    assert "plan: 270 images over 3 model(s) and 10 prompt(s) in 2 experiment(s)" in proc.stderr

@@ -144,7 +144,7 @@ def test_reference_images_folder_is_loaded_independently(base_config, tmp_path):
     base_config["prompts"]["reference_images"] = str(refs)
     plan = build_plan(validate_config(base_config))
     assert [p.rsplit("/", 1)[1] for p in plan.reference_images] == ["a.jpg", "b.png"]
-    assert all(p.reference_image is None for p in plan.prompts)
+    assert all(p.reference_image is None for p in plan.experiments["baseline"].prompts)
     base_config["prompts"]["reference_images"] = str(tmp_path / "missing")
     with pytest.raises(InputError, match="'prompts.reference_images': .*missing is not a folder"):
         build_plan(validate_config(base_config))

@@ -26,23 +26,101 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def load_yaml(path: Path) -> dict:
-    """Read a YAML config file; a parse error becomes one line naming the file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently, which would drop a value without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: Path, kind: str = "config file") -> dict:
+    """Read a YAML file; a parse error becomes one line naming the file."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
-        raise InputError(f"config file {path}: not found") from None
+        raise InputError(f"{kind} {path}: not found") from None
+    except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        raise InputError(f"{kind} {path}: line {line}: {err.problem}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"config file {path}:{where} is not valid YAML") from None
+        raise InputError(f"{kind} {path}:{where} is not valid YAML") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError(
-            f"config file {path}: expected a mapping of keys, got {type(data).__name__}"
-        )
+        raise InputError(f"{kind} {path}: expected a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def _types(schema: dict) -> set[str]:
+    kind = schema.get("type")
+    if kind is None and "enum" in schema:
+        return {type(v).__name__ for v in schema["enum"]}
+    return set(kind) if isinstance(kind, list) else {kind} if kind else set()
+
+
+def coerce_strings(instance: Any, schema: dict) -> Any:
+    """Turn strings into numbers, booleans or null where the schema wants those.
+
+    `snakemake --config key=VALUE` parses a nested VALUE with YAML's BaseLoader, which
+    keeps every scalar a string: `--config 'generation={steps: 8}'` gives steps "8".
+    """
+    if isinstance(instance, str):
+        types = _types(schema)
+        if not types or "string" in types or "str" in types:
+            return instance
+        try:
+            value = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        wanted = {
+            "integer": int,
+            "number": (int, float),
+            "boolean": bool,
+            "null": type(None),
+            "int": int,
+            "float": float,
+            "bool": bool,
+            "NoneType": type(None),
+        }
+        for t in types:
+            kind = wanted.get(t)
+            if kind and isinstance(value, kind) and not (t != "boolean" and value is True):
+                return value
+        return instance
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            k: coerce_strings(v, props.get(k, extra if isinstance(extra, dict) else {}))
+            for k, v in instance.items()
+        }
+    if isinstance(instance, list):
+        items = schema.get("items", {})
+        return [coerce_strings(v, items) for v in instance]
+    return instance
+
+
+def load_config(configfiles: list[str] | None = None, overrides: dict | None = None) -> dict:
+    """The config a `snakemake [--configfile F...] [--config k=v...]` run would see:
+    config/config.yaml, or the given files instead of it, then the --config values."""
+    from snakemake.utils import update_config
+
+    config: dict = {}
+    for path in configfiles or [REPO_ROOT / "config" / "config.yaml"]:
+        update_config(config, load_yaml(Path(path)))
+    update_config(config, copy.deepcopy(overrides or {}))
+    return config
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -102,7 +180,7 @@ def format_schema_error(error: jsonschema.ValidationError) -> str:
             if key.endswith(".name")
             else f"config key '{key}': {got} does not match {value!r}"
         )
-    if kind in ("minItems", "minLength"):
+    if kind in ("minItems", "minLength", "minProperties"):
         return f"config key '{key}': must not be empty"
     return f"config key '{key}': {error.message}"
 
@@ -156,6 +234,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if not isinstance(config, dict):
         raise InputError("config: expected a mapping of keys")
     config = apply_hardware_profile(config)
+    config = coerce_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path))
@@ -180,15 +259,24 @@ def _check_semantics(config: dict) -> None:
             )
         seen[name] = i
     _check_metric_files(config["metrics"])
-    sampler = config["generation"]["sampler"]
-    if sampler not in SAMPLERS:
+    check_generation(config["generation"], "config key 'generation.")
+    seeds = config["generation"]["seeds"] or []
+    if len(set(seeds)) != len(seeds):
+        dup = next(s for s in seeds if seeds.count(s) > 1)
+        raise InputError(f"config key 'generation.seeds': seed {dup} is listed twice")
+
+
+def check_generation(settings: dict, where: str) -> None:
+    """Checks across generation keys that the schema cannot express. `where` starts the
+    message ("config key 'generation."); the key and a closing quote follow."""
+    sampler = settings.get("sampler")
+    if sampler is not None and sampler not in SAMPLERS:
         raise InputError(
-            f"config key 'generation.sampler': unknown sampler '{sampler}'; "
-            f"expected one of: {', '.join(SAMPLERS)}"
+            f"{where}sampler': unknown sampler '{sampler}'; expected one of: {', '.join(SAMPLERS)}"
         )
-    if config["generation"]["zero_terminal_snr"] and SAMPLERS[sampler][0] not in ZERO_SNR:
+    if settings.get("zero_terminal_snr") and SAMPLERS[sampler or "euler"][0] not in ZERO_SNR:
         raise InputError(
-            f"config key 'generation.zero_terminal_snr': sampler '{sampler}' does not support "
+            f"{where}zero_terminal_snr': sampler '{sampler}' does not support "
             f"it; use one of: {', '.join(n for n, (c, _) in SAMPLERS.items() if c in ZERO_SNR)}"
         )
 

@@ -79,7 +79,9 @@ def check_family_settings(generation: dict, families: dict[str, str]) -> None:
             )
 
 
-def check_hidden_layers(generation: dict, text_layers: dict[str, int | None]) -> None:
+def check_hidden_layers(
+    generation: dict, text_layers: dict[str, int | None], where: str = "config key 'generation."
+) -> None:
     """`hidden_layer` and blend layers must exist in every Z-Image model's text encoder.
 
     Hidden-state indices run from -(n + 1) to n for n layers (0 = token embeddings).
@@ -95,6 +97,6 @@ def check_hidden_layers(generation: dict, text_layers: dict[str, int | None]) ->
         for key, layer in layers:
             if not -(n + 1) <= layer <= n:
                 raise InputError(
-                    f"config key 'generation.{key}': layer {layer} is out of range for model "
+                    f"{where}{key}': layer {layer} is out of range for model "
                     f"'{model}', whose text encoder has {n} layers (valid: {-(n + 1)} to {n})"
                 )

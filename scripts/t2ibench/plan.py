@@ -4,16 +4,27 @@ Built from a validated config, it lists every image target
 ``{results}/{experiment}/{model}/{cell}/p{PPP}_i{II}_s{seed}.png`` with the settings
 that determine its pixels. The Snakefile, the CLI and the tests all use it.
 
-Seeds: image ``i`` of every prompt uses ``seed + i``, so every prompt (and every model
-and cell) sees the same seed sequence and comparisons are paired.
+Seeds: image ``i`` of every prompt uses ``seeds[i]`` (``seed + i`` unless the config
+lists seeds), so every prompt, model and cell sees the same seeds and comparisons are
+paired.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
+from t2ibench.errors import InputError
+from t2ibench.experiments import (
+    BASELINE,
+    PROMPT_SR,
+    Cell,
+    Experiment,
+    check_cell_settings,
+    load_experiments,
+    select_models,
+)
 from t2ibench.families import (
     DEFAULT_STEPS,
     ZIMAGE_SAMPLER,
@@ -22,17 +33,9 @@ from t2ibench.families import (
     family_settings,
 )
 from t2ibench.models.registry import ModelSpec, resolve_models
-from t2ibench.prompts import Prompt, load_prompts, load_reference_images
+from t2ibench.prompts import Prompt, custom_prompt, load_prompts, load_reference_images
 
 IMAGE_NAME = re.compile(r"^p(?P<prompt>\d{3,})_i(?P<image>\d{2,})_s(?P<seed>\d+)\.png$")
-BASELINE = "baseline"
-DEFAULT_CELL = "default"
-
-
-@dataclass(frozen=True)
-class Cell:
-    name: str
-    settings: dict  # generation keys this cell overrides
 
 
 @dataclass(frozen=True)
@@ -61,44 +64,62 @@ def image_filename(prompt_index: int, image_index: int, seed: int) -> str:
     return f"p{prompt_index:03d}_i{image_index:02d}_s{seed}.png"
 
 
+@dataclass
+class ExperimentPlan:
+    """One experiment as planned: its cells, and the models, prompts and seeds it uses."""
+
+    experiment: Experiment
+    models: list[str]
+    prompts: list[Prompt]
+    seeds: list[int]
+
+    @property
+    def cells(self) -> list[Cell]:
+        return self.experiment.cells
+
+
+def experiment_seeds(generation: dict, quick: dict | None) -> list[int]:
+    """Image i of every prompt uses seeds[i]: generation.seeds, else seed + i."""
+    seeds = generation["seeds"] or [
+        generation["seed"] + i for i in range(generation["images_per_prompt"])
+    ]
+    if quick:
+        if quick.get("seeds"):
+            return list(quick["seeds"])
+        if quick.get("images_per_prompt"):
+            return seeds[: quick["images_per_prompt"]]
+    return seeds
+
+
 class Plan:
     """Every image target of a config, with lookups by target key."""
 
     def __init__(
         self,
         config: dict,
-        prompts: list[Prompt],
         models: list[ModelSpec],
-        experiments: dict[str, list[Cell]],
+        experiments: dict[str, ExperimentPlan],
+        results_dir: str | None = None,
     ):
         self.config = config
-        self.prompts = prompts
         folder = config["prompts"]["reference_images"]
         # Reference images loaded independently of the prompts (not paired with them).
         self.reference_images = load_reference_images(folder) if folder else []
         self.models = {m.name: m for m in models}
         self.experiments = experiments
-        self.results_dir = config["results_dir"]
-        gen = config["generation"]
+        self.results_dir = results_dir or config["results_dir"]
         self.jobs: list[ImageJob] = []
-        for experiment, cells in experiments.items():
-            for model in self.models:
-                for cell in cells:
-                    settings = {**gen, **cell.settings}
-                    for p_index in range(len(prompts)):
-                        for i_index in range(settings["images_per_prompt"]):
+        for name, exp in experiments.items():
+            for model in exp.models:
+                for cell in exp.cells:
+                    for prompt in exp.prompts:
+                        for i_index, seed in enumerate(exp.seeds):
                             self.jobs.append(
-                                ImageJob(
-                                    experiment,
-                                    model,
-                                    cell.name,
-                                    p_index,
-                                    i_index,
-                                    settings["seed"] + i_index,
-                                )
+                                ImageJob(name, model, cell.name, prompt.index, i_index, seed)
                             )
         self.by_key = {job.key: job for job in self.jobs}
-        self._cells = {(e, c.name): c for e, cells in experiments.items() for c in cells}
+        self._cells = {(e, c.name): c for e, exp in experiments.items() for c in exp.cells}
+        self._prompts = {(e, p.index): p for e, exp in experiments.items() for p in exp.prompts}
 
     def path(self, job: ImageJob) -> str:
         return f"{self.results_dir}/{job.relpath}"
@@ -109,6 +130,20 @@ class Plan:
     def cell(self, experiment: str, cell: str) -> Cell:
         return self._cells[(experiment, cell)]
 
+    def prompt(self, job: ImageJob) -> Prompt:
+        return self._prompts[(job.experiment, job.prompt_index)]
+
+    def cell_settings(self, experiment: str, cell: str) -> dict:
+        """The generation settings of a cell: the config's, the experiment's, the cell's."""
+        exp = self.experiments[experiment].experiment
+        return {**self.config["generation"], **exp.settings, **self.cell(experiment, cell).settings}
+
+    def prompt_text(self, job: ImageJob) -> str:
+        """The prompt as the image was made with it (after a cell's prompt search/replace)."""
+        text = self.prompt(job).text
+        sr = self.cell_settings(job.experiment, job.cell).get(PROMPT_SR)
+        return text.replace(sr[0], sr[1]) if sr else text
+
     def settings(self, job: ImageJob) -> dict:
         """Everything that determines an image's pixels (and nothing that does not).
 
@@ -116,8 +151,7 @@ class Plan:
         behind an index, another sampler, more steps) reruns exactly the affected images.
         """
         model = self.models[job.model]
-        prompt = self.prompts[job.prompt_index]
-        gen = {**self.config["generation"], **self.cell(job.experiment, job.cell).settings}
+        gen = self.cell_settings(job.experiment, job.cell)
         family = family_settings(model.family, gen)
         return {
             **family,
@@ -126,8 +160,8 @@ class Plan:
             "model_source": model.source,
             "family": model.family,
             "prediction_type": model.prediction_type,
-            "prompt_id": prompt.id,
-            "prompt": prompt.text,
+            "prompt_id": self.prompt(job).id,
+            "prompt": self.prompt_text(job),
             "negative_prompt": gen["negative_prompt"],
             "sampler": ZIMAGE_SAMPLER if model.family == "zimage" else gen["sampler"],
             "steps": gen["steps"] or DEFAULT_STEPS[model.family],
@@ -152,18 +186,51 @@ class Plan:
         return job
 
 
-def baseline_experiments() -> dict[str, list[Cell]]:
-    return {BASELINE: [Cell(DEFAULT_CELL, {})]}
+def _experiment_prompts(config: dict, exp: Experiment, quick: dict | None) -> list[Prompt]:
+    if config["prompt"] is not None:
+        return [custom_prompt(config["prompt"])]
+    prompts = load_prompts(exp.prompts or config["prompts"])
+    if quick and quick.get("num_prompts"):
+        prompts = prompts[: quick["num_prompts"]]
+    return prompts
 
 
 def build_plan(config: dict) -> Plan:
     """Build the plan of a validated config (see t2ibench.config.validate_config)."""
-    prompts = load_prompts(config["prompts"])
     models = resolve_models(config)
-    check_family_settings(config["generation"], {m.name: m.family for m in models})
-    check_hidden_layers(config["generation"], {m.name: m.text_layers for m in models})
-    return Plan(config, prompts, models, baseline_experiments())
-
-
-def count_missing(plan: Plan) -> int:
-    return sum(1 for p in plan.paths() if not Path(p).exists())
+    families = {m.name: m.family for m in models}
+    layers = {m.name: m.text_layers for m in models}
+    check_family_settings(config["generation"], families)
+    check_hidden_layers(config["generation"], layers)
+    experiments = {}
+    for name, exp in load_experiments(config["experiments"], config["quick"]).items():
+        chosen = select_models(exp, families) if name != BASELINE else list(families)
+        check_cell_settings(exp, config["generation"])
+        for cell in exp.cells:
+            check_hidden_layers(
+                {**exp.settings, **cell.settings},
+                {m: layers[m] for m in chosen},
+                where=f"experiment '{name}', cell '{cell.name}': key '",
+            )
+        quick = exp.quick if config["quick"] else None
+        experiments[name] = ExperimentPlan(
+            exp,
+            chosen,
+            _experiment_prompts(config, exp, quick),
+            experiment_seeds(config["generation"], quick),
+        )
+    results_dir = config["results_dir"]
+    if config["prompt"] is not None:
+        digest = hashlib.sha256(config["prompt"].strip().encode()).hexdigest()[:8]
+        results_dir = f"{results_dir}/prompt-{digest}"
+    plan = Plan(config, models, experiments, results_dir)
+    if len(plan.jobs) > config["max_images"]:
+        counts = ", ".join(
+            f"{name} {sum(1 for j in plan.jobs if j.experiment == name)}" for name in experiments
+        )
+        raise InputError(
+            f"config key 'max_images': the plan has {len(plan.jobs)} images ({counts}), "
+            f"above max_images = {config['max_images']}; check the experiments, or raise it "
+            f"with --config max_images={len(plan.jobs)}"
+        )
+    return plan

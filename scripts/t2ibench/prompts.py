@@ -6,13 +6,15 @@ Order (stable, documented in the README):
    inside a folder, file names sorted by code point;
 3. then the filters: `categories`, then `ids` (both keep source order), then
    `num_prompts` keeps the first N.
-A prompt's index is its position in that final list.
+A prompt's index (the `p000` of an image name) is its position in the source list
+BEFORE the filters: filtering never renumbers prompts, so it never makes an image file
+stand for another prompt.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from t2ibench.errors import InputError
@@ -30,6 +32,7 @@ class Prompt:
     subjects: tuple[str, ...] = ()
     environment: str = ""
     reference_image: str | None = None
+    index: int = 0  # position in the sources, before filters: the p000 of image names
 
 
 def _read_text(path: Path) -> str:
@@ -158,7 +161,7 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
                     f"(already defined in {origin[prompt.id]})"
                 )
             origin[prompt.id] = prompt.source
-            prompts.append(prompt)
+            prompts.append(replace(prompt, index=len(prompts)))
     if prompts_config.get("categories"):
         wanted = set(prompts_config["categories"])
         prompts = [p for p in prompts if p.category in wanted]
@@ -176,3 +179,10 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
             f"{', '.join(map(str, prompts_config['sources']))} and applying the filters"
         )
     return prompts
+
+
+def custom_prompt(text: str) -> Prompt:
+    """The one prompt given with `prompt: "..."` (e.g. `--config prompt="a red fox"`)."""
+    if not text.strip():
+        raise InputError("config key 'prompt': expected a non-empty prompt text")
+    return Prompt(id="custom", text=text.strip(), category="custom", source="config key 'prompt'")

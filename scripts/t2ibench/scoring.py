@@ -54,7 +54,7 @@ def clip_scores(plan: Plan, experiment: str, clip_config: dict, cache_path: Path
 
     jobs = scorable_jobs(plan, experiment)
     paths = [plan.path(j) for j in jobs]
-    prompts = [plan.prompts[j.prompt_index].text for j in jobs]
+    prompts = [plan.prompt_text(j) for j in jobs]
     scorer = ClipScorer(
         clip_config["model"],
         clip_config["pretrained"],

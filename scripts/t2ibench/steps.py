@@ -81,10 +81,16 @@ def setup_logging() -> None:
 
 @contextlib.contextmanager
 def logged(path: str):
-    """Also write t2ibench log messages to a rule's log file while it runs."""
+    """Also write t2ibench log messages to a rule's log file while it runs.
+
+    Jobs may run as threads of one process: the file gets only the messages of the
+    thread that runs this job, not those of jobs running beside it.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
     log.addHandler(handler)
     try:
         yield
@@ -93,16 +99,26 @@ def logged(path: str):
         handler.close()
 
 
-def announce_plan(plan: Plan, missing: int) -> None:
+def announce_plan(plan: Plan) -> None:
+    """One line about the plan (and the time it will take) before anything runs."""
     from t2ibench.generate import GENERATOR
+    from t2ibench.preview import make_estimator, plan_status, total_estimate
 
+    estimator = make_estimator(plan)
+    rows = plan_status(plan, estimator)
+    missing = sum(r.todo for r in rows)
     GENERATOR.progress.total = missing
+    prompts = {p.id for e in plan.experiments.values() for p in e.prompts}
     log.info(
-        "plan: %d images over %d model(s) and %d prompt(s); %d not generated yet",
+        "plan: %d images over %d model(s) and %d prompt(s) in %d experiment(s) (%s); "
+        "%d not generated yet; %s",
         len(plan.jobs),
         len(plan.models),
-        len(plan.prompts),
+        len(prompts),
+        len(plan.experiments),
+        ", ".join(plan.experiments),
         missing,
+        total_estimate(rows, estimator),
     )
 
 
@@ -155,7 +171,9 @@ def generate_image(
     plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
 ) -> None:
     load_libraries()
+    from t2ibench import timings
     from t2ibench.generate import GENERATOR, configure_torch
+    from t2ibench.timings import timings_path
 
     configure_torch(plan.config["torch_threads"])
     with logged(log_path):
@@ -167,6 +185,12 @@ def generate_image(
             plan.config["device"],
             sha_cache=sha_cache_path(plan),
             memory=plan.config["memory"],
+        )
+        timings.record(
+            timings_path(plan.config["resources_dir"]),
+            settings,
+            result["device"],
+            result["generation_seconds"],
         )
         log.debug(
             "%s: %.3f s, %d prompt tokens",
@@ -233,7 +257,7 @@ def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: 
         metric_tables = {k: v for k, v in inputs.items() if k != "images"}
         results = tables.results_frame(plan, experiment, metric_tables)
         write_csv(results, outputs.results)
-        write_csv(tables.summary_frame(results), outputs.summary)
+        write_csv(tables.summary_frame(results, plan, experiment), outputs.summary)
         log.info("%s: results.csv has %d rows", experiment, len(results))
 
 
@@ -258,3 +282,43 @@ def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path
 
     with logged(log_path):
         write_experiment_page(plan, experiment, inputs, output)
+
+
+def existing_digest(plan: Plan, experiment: str) -> str:
+    """A digest of which of the experiment's images exist."""
+    import hashlib
+
+    from t2ibench.scoring import existing_jobs
+
+    paths = "\n".join(plan.path(j) for j in existing_jobs(plan, experiment))
+    return hashlib.sha256(paths.encode()).hexdigest()
+
+
+def cell_record_content(plan: Plan, experiment: str, model: str, cell: str) -> dict:
+    """cell.json: a cell's values and the settings its images are made with."""
+    from t2ibench.plan import ImageJob
+
+    exp = plan.experiments[experiment]
+    first = ImageJob(experiment, model, cell, exp.prompts[0].index, 0, exp.seeds[0])
+    settings = plan.settings(first)
+    per_image = ("prompt", "prompt_id", "seed")
+    return {
+        "experiment": experiment,
+        "model": model,
+        "cell": cell,
+        "values": plan.cell(experiment, cell).values,
+        "cell_settings": plan.cell(experiment, cell).settings,
+        "reference": cell == exp.experiment.reference,
+        "settings": {k: v for k, v in settings.items() if k not in per_image},
+        "prompts": [p.id for p in exp.prompts],
+        "seeds": exp.seeds,
+        "images": len(exp.prompts) * len(exp.seeds),
+    }
+
+
+def cell_record(content: dict, output: str, log_path: str) -> None:
+    from t2ibench.io import write_json
+
+    with logged(log_path):
+        write_json(output, content)
+        log.debug("%s: %d images with %s", output, content["images"], content["values"])

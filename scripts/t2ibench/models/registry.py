@@ -326,6 +326,17 @@ def resolve_models(config: dict) -> list[ModelSpec]:
             )
         seen[entry["name"]] = where
     return [
-        _with_vae(resolve_model(entry, where, config["resources_dir"]), entry, where)
+        _flow_matching(
+            _with_vae(resolve_model(entry, where, config["resources_dir"]), entry, where), entry
+        )
         for where, entry in entries
     ]
+
+
+def _flow_matching(spec: ModelSpec, entry: dict) -> ModelSpec:
+    """Z-Image predicts a flow (velocity), not noise: say so instead of "epsilon"."""
+    if spec.family != "zimage" or entry.get("prediction_type"):
+        return spec
+    return dataclasses.replace(
+        spec, prediction_type="flow_matching", prediction_reason="Z-Image is a flow-matching model"
+    )

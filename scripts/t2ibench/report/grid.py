@@ -81,13 +81,15 @@ def make_grid(
 def experiment_grid(plan: Plan, experiment: str, cell_size: int, output: str) -> None:
     from t2ibench.io import atomic_write
 
-    columns = [(m, c.name) for m in plan.models for c in plan.experiments[experiment]]
-    single_cell = len(plan.experiments[experiment]) == 1
+    exp = plan.experiments[experiment]
+    columns = [(m, c.name) for m in exp.models for c in exp.cells]
+    single_cell = len(exp.cells) == 1
     labels = [m if single_cell else f"{m} / {c}" for m, c in columns]
-    rows = [f"{p.id}: {p.text}" for p in plan.prompts]
+    rows = [f"{p.id}: {p.text}" for p in exp.prompts]
+    row_of = {p.index: r for r, p in enumerate(exp.prompts)}
     tiles = {}
     for job in plan.jobs:
         if job.experiment == experiment and job.image_index == 0:
-            tiles[(job.prompt_index, columns.index((job.model, job.cell)))] = plan.path(job)
+            tiles[(row_of[job.prompt_index], columns.index((job.model, job.cell)))] = plan.path(job)
     canvas = make_grid(rows, labels, tiles, cell_size)
     atomic_write(output, lambda tmp: canvas.save(tmp, format="PNG"))

@@ -25,6 +25,18 @@ IMAGE_METRICS = ["clip_score"]
 PROMPT_METRICS = ["lpips_diversity"]
 
 
+def variable_columns(plan: Plan, experiment: str, cell: str) -> dict:
+    """One column per variable with the cell's value (its name, for named values); for a
+    single-axis experiment also variable_name / variable_value, as the seed tool wrote."""
+    axes = plan.experiments[experiment].experiment.axes
+    values = plan.cell(experiment, cell).values
+    columns = {axis: values.get(axis, "") for axis in axes}
+    if len(axes) == 1:
+        columns["variable_name"] = axes[0]
+        columns["variable_value"] = values.get(axes[0], "")
+    return columns
+
+
 def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
     """One row per existing image of the experiment, with its settings and metrics."""
     import pandas as pd
@@ -34,16 +46,17 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
     rows = []
     for job in existing_jobs(plan, experiment):
         path = plan.path(job)
-        prompt = plan.prompts[job.prompt_index]
+        prompt = plan.prompt(job)
         settings = plan.settings(job)
         record = image_record(path)
         row = {
             "experiment": job.experiment,
             "model": job.model,
             "cell": job.cell,
+            **variable_columns(plan, experiment, job.cell),
             "prompt_id": prompt.id,
             "prompt_index": job.prompt_index,
-            "prompt_text": prompt.text,
+            "prompt_text": settings["prompt"],
             "prompt_category": prompt.category,
             "image_index": job.image_index,
             "seed": job.seed,
@@ -61,8 +74,10 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
         }
         rows.append(row)
     frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
+    if frame.empty:  # no image yet (e.g. `analyze` before any exists): a header only
+        axes = plan.experiments[experiment].experiment.axes
+        names = ["experiment", "model", "cell", *axes, "prompt_id", "prompt_index", "seed"]
+        return pd.DataFrame(columns=names + ["image_path"])
     if "clip_score" in metric_tables:
         clip = pd.read_csv(metric_tables["clip_score"])
         frame = frame.merge(clip, on="image_path", how="left")
@@ -78,7 +93,7 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
     return frame[columns]
 
 
-def summary_frame(results):
+def summary_frame(results, plan: Plan | None = None, experiment: str | None = None):
     """Per model and cell: mean, std and n of each metric.
 
     Per-image metrics are summarised over images; per-prompt metrics (LPIPS diversity)
@@ -88,11 +103,12 @@ def summary_frame(results):
 
     rows = []
     if results.empty:
-        return pd.DataFrame(rows)
+        return pd.DataFrame(columns=["model", "cell", "images", "prompts", "flagged_images"])
     for (model, cell), group in results.groupby(["model", "cell"], sort=False):
         row = {
             "model": model,
             "cell": cell,
+            **(variable_columns(plan, experiment, cell) if plan else {}),
             "images": len(group),
             "prompts": group["prompt_index"].nunique(),
             # Black / NaN images: kept, flagged, and left out of every metric.
@@ -143,8 +159,10 @@ def system_info(device: str) -> dict:
 def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
     from t2ibench.models.checks import sha256_file
 
+    exp_plan = plan.experiments[experiment]
+    exp = exp_plan.experiment
     models = []
-    for spec in plan.models.values():
+    for spec in (plan.models[name] for name in exp_plan.models):
         checkpoint = Path(spec.checkpoint)
         models.append(
             {
@@ -162,28 +180,39 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
                 else None,
             }
         )
-    cells = plan.experiments[experiment]
-    variables = sorted({key for cell in cells for key in cell.settings})
     return {
         "experiment": experiment,
-        "description": "Baseline: every model with the config's generation settings."
-        if experiment == "baseline"
-        else "",
+        "description": exp.description,
+        "source": exp.source,
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": plan.config,
+        "quick": plan.config["quick"],
         "models": models,
-        "variables": {key: [cell.settings.get(key) for cell in cells] for key in variables},
-        "cells": {cell.name: cell.settings for cell in cells},
+        "variables": {
+            axis: list(dict.fromkeys(c.values[axis] for c in exp.cells if axis in c.values))
+            for axis in exp.axes
+        },
+        "cells": {
+            cell.name: {
+                "values": cell.values,
+                "settings": cell.settings,
+                "reference": cell.name == exp.reference,
+            }
+            for cell in exp.cells
+        },
+        "reference_cell": exp.reference,
+        "fixed_settings": exp.settings,
         "generation": plan.config["generation"],
+        "seeds": exp_plan.seeds,
         "prompts": [
             {
-                "index": i,
+                "index": p.index,
                 "id": p.id,
                 "text": p.text,
                 "category": p.category,
                 "reference_image": p.reference_image,
             }
-            for i, p in enumerate(plan.prompts)
+            for p in exp_plan.prompts
         ],
         "reference_images": plan.reference_images,
         "images_planned": sum(1 for j in plan.jobs if j.experiment == experiment),

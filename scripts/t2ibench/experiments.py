@@ -1,0 +1,473 @@
+"""Experiments: declared grids of cells, each cell a set of generation settings.
+
+An experiment is a YAML file (the catalogue is config/experiments/*.yaml):
+
+    name: shift_sweep
+    description: FlowMatch shift
+    families: [zimage]          # or models: [name, ...]; default: every model
+    variables:                  # axes; the cells are their cartesian product
+      shift: [1.0, 2.0, 3.0]
+    quick: {num_prompts: 2, images_per_prompt: 1}
+
+An axis is a generation setting with a list of values or a mapping of named values
+(`system_prompt: {none: null, painter: "You are ..."}`); an axis with another name is a
+compound axis whose named values each set several settings
+(`think: {none: {think_block: false}, ...}`); `prompt_sr` is A1111's prompt
+search/replace (the first value is searched for, each value replaces it). Instead of
+`variables`, `cells` lists the cells explicitly. `settings` fixes settings for every
+cell and `prompts` replaces the config's prompt selection. Everything else comes from
+the config's `generation` settings.
+
+Light on purpose (no torch): the Snakefile uses it while it is parsed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+from t2ibench.config import (
+    REPO_ROOT,
+    _fill_defaults,
+    check_generation,
+    format_schema_error,
+    load_schema,
+    load_yaml,
+)
+from t2ibench.errors import InputError
+from t2ibench.families import FAMILY_DEFAULTS, SDXL_DEFAULTS
+
+CATALOGUE_DIR = REPO_ROOT / "config" / "experiments"
+BASELINE = "baseline"
+DEFAULT_CELL = "default"
+PROMPT_SR = "prompt_sr"
+# Generation keys a cell may not vary: seeds pair the images of all cells.
+FIXED_KEYS = {"seed", "seeds", "images_per_prompt"}
+SDXL_ONLY = set(SDXL_DEFAULTS) | {"sampler"}
+ZIMAGE_ONLY = set(FAMILY_DEFAULTS["zimage"])
+# Rule names of the workflow: an experiment's target rule cannot take one of them.
+RESERVED_NAMES = {
+    "all",
+    "generate",
+    "analyze",
+    "generate_image",
+    "image_list",
+    "cell_record",
+    "clip_score",
+    "lpips_diversity",
+    "results_table",
+    "metadata",
+    "grid",
+    "report_page",
+    "materialise_builtin",
+    "materialise_builtin_model",
+    "materialise_builtin_folder",
+    "sdxl_base_config",
+    "download_model",
+}
+QUICK_DEFAULTS = {"num_prompts": 2, "images_per_prompt": 1}
+MAX_LABEL = 40
+
+EXPERIMENT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "description"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "description": {"type": "string", "minLength": 1},
+        "families": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"enum": sorted(FAMILY_DEFAULTS)},
+        },
+        "models": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "settings": {"type": "object"},
+        "prompts": {"type": "object"},
+        "variables": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": ["array", "object"], "minItems": 1},
+        },
+        "cells": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "reference": {"type": "string", "minLength": 1},
+        "quick": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "num_prompts": {"type": "integer", "minimum": 1},
+                "images_per_prompt": {"type": "integer", "minimum": 1},
+                "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+                "variables": {"type": "object"},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    settings: dict  # generation keys this cell sets (prompt_sr: [search, replacement])
+    values: dict = field(default_factory=dict)  # axis -> the value's label, as shown
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    cells: list[Cell]
+    axes: list[str]  # variable names, in declared order ([] for the baseline)
+    settings: dict = field(default_factory=dict)  # fixed for every cell
+    families: list[str] | None = None
+    models: list[str] | None = None
+    prompts: dict | None = None  # a prompts config replacing the config's
+    quick: dict = field(default_factory=dict)
+    reference: str = DEFAULT_CELL
+    source: str = "built in"
+
+    @property
+    def cell_names(self) -> list[str]:
+        return [c.name for c in self.cells]
+
+
+def baseline() -> Experiment:
+    return Experiment(
+        BASELINE,
+        "Baseline: every model with the config's generation settings.",
+        [Cell(DEFAULT_CELL, {})],
+        [],
+    )
+
+
+def catalogue() -> list[Path]:
+    return sorted(CATALOGUE_DIR.glob("*.yaml"))
+
+
+def _find(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(f"config key 'experiments': experiment file {name} does not exist")
+        return path
+    path = CATALOGUE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = [BASELINE] + [p.stem for p in catalogue()]
+        raise InputError(
+            f"config key 'experiments': unknown experiment '{name}'; expected one of: "
+            f"{', '.join(known)} (or a path to an experiment .yaml file)"
+        )
+    return path
+
+
+def load_experiment(name: str, quick: bool = False) -> Experiment:
+    """The experiment `name` (catalogue name or YAML path), its cells built and checked
+    for shape; checks that need the models come in check_experiment."""
+    if name == BASELINE:
+        exp = baseline()
+        exp.quick = dict(QUICK_DEFAULTS)
+        return exp
+    path = _find(name)
+    data = load_yaml(path, kind="experiment file")
+    where = f"experiment file {path}"
+    errors = sorted(
+        jsonschema.Draft202012Validator(EXPERIMENT_SCHEMA).iter_errors(data),
+        key=lambda e: (len(e.absolute_path), str(e.absolute_path)),
+    )
+    if errors:
+        message = format_schema_error(jsonschema.exceptions.best_match(errors))
+        raise InputError(f"{where}: {message.replace('config key', 'key')}")
+    if ("variables" in data) == ("cells" in data):
+        raise InputError(f"{where}: give either 'variables' (a grid) or 'cells' (a list)")
+    if path.parent.resolve() == CATALOGUE_DIR.resolve() and data["name"] != path.stem:
+        raise InputError(f"{where}: key 'name' is '{data['name']}'; expected '{path.stem}'")
+    if data["name"] in RESERVED_NAMES:
+        raise InputError(
+            f"{where}: key 'name': '{data['name']}' is a rule of the workflow; "
+            f"choose another name (reserved: {', '.join(sorted(RESERVED_NAMES))})"
+        )
+    gen_schema = load_schema()["properties"]["generation"]["properties"]
+    settings = data.get("settings", {})
+    for key, value in settings.items():
+        _check_value(where, f"settings.{key}", key, value, gen_schema)
+    quick_data = data.get("quick", {})
+    variables = data.get("variables")
+    if quick and quick_data.get("variables"):
+        variables = {**variables, **quick_data["variables"]} if variables else None
+    if variables is not None:
+        cells = grid_cells(where, variables, gen_schema)
+        axes = list(variables)
+    else:
+        cells = explicit_cells(where, data["cells"], gen_schema)
+        axes = list(dict.fromkeys(a for c in cells for a in c.values))
+    _check_unique_names(where, cells)
+    prompts = None
+    if "prompts" in data:
+        prompts = copy.deepcopy(data["prompts"])
+        prompt_schema = load_schema()["properties"]["prompts"]
+        try:
+            jsonschema.validate(prompts, prompt_schema)
+        except jsonschema.ValidationError as err:
+            message = format_schema_error(err).replace("config key '", "key 'prompts.")
+            raise InputError(f"{where}: {message}") from None
+        _fill_defaults(prompts, prompt_schema)
+    exp = Experiment(
+        name=data["name"],
+        description=data["description"].strip(),
+        cells=cells,
+        axes=axes,
+        settings=settings,
+        families=data.get("families"),
+        models=data.get("models"),
+        prompts=prompts,
+        quick={k: v for k, v in quick_data.items() if k != "variables"},
+        source=str(path),
+    )
+    exp.reference = _reference_cell(where, exp, data.get("reference"))
+    return exp
+
+
+def _check_value(where: str, key_path: str, key: str, value, gen_schema: dict) -> None:
+    if key in FIXED_KEYS:
+        raise InputError(
+            f"{where}: key '{key_path}': '{key}' cannot vary between cells "
+            "(every cell uses the same seeds, so images pair up); set it in the config"
+        )
+    if key not in gen_schema:
+        raise InputError(
+            f"{where}: key '{key_path}': unknown setting '{key}'; expected one of: "
+            f"{', '.join(k for k in gen_schema if k not in FIXED_KEYS)}, {PROMPT_SR}"
+        )
+    try:
+        jsonschema.validate(value, gen_schema[key])
+    except jsonschema.ValidationError as err:
+        message = format_schema_error(err).split(": ", 1)[1]
+        raise InputError(f"{where}: key '{key_path}': {message}") from None
+
+
+def format_label(value) -> str:
+    """A value as shown in cell names and tables: 3.0, -2, none, true, the text."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return str(value)
+
+
+def slug(label: str) -> str:
+    """A label as a directory-name part: letters, digits, '.', '_', '-' only; long
+    labels are cut and made unique with a hash of the whole label."""
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "empty"
+    if len(text) > MAX_LABEL:
+        digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+        text = f"{text[: MAX_LABEL - 9]}-{digest}"
+    return text
+
+
+def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[str, dict]]:
+    """(label, settings) for each value of one axis."""
+    key_path = f"variables.{axis}"
+    if axis == PROMPT_SR:
+        if not isinstance(spec, list) or not all(isinstance(v, str) and v for v in spec):
+            raise InputError(
+                f"{where}: key '{key_path}': expected a list of non-empty strings "
+                "(the first is searched for in each prompt, each value replaces it)"
+            )
+        out = [(v, {PROMPT_SR: [spec[0], v]}) for v in spec]
+    elif axis in gen_schema or axis in FIXED_KEYS:
+        if isinstance(spec, dict):
+            items = list(spec.items())
+        else:
+            items = []
+            for i, value in enumerate(spec):
+                if isinstance(value, (dict, list)):
+                    raise InputError(
+                        f"{where}: key '{key_path}[{i}]': a mapping or list value needs a "
+                        "name; give the values as a mapping of name: value"
+                    )
+                items.append((format_label(value), value))
+        out = []
+        for label, value in items:
+            sub = f"{key_path}.{label}" if isinstance(spec, dict) else f"{key_path}[{len(out)}]"
+            _check_value(where, sub, axis, value, gen_schema)
+            out.append((str(label), {axis: value}))
+    else:
+        if not isinstance(spec, dict) or not all(isinstance(v, dict) for v in spec.values()):
+            raise InputError(
+                f"{where}: key '{key_path}': unknown setting '{axis}'; a compound axis "
+                "needs named values, each a mapping of settings"
+            )
+        out = []
+        for label, settings in spec.items():
+            if not settings:
+                raise InputError(f"{where}: key '{key_path}.{label}': must not be empty")
+            for key, value in settings.items():
+                _check_value(where, f"{key_path}.{label}.{key}", key, value, gen_schema)
+            out.append((str(label), dict(settings)))
+    seen: dict[str, str] = {}
+    for label, settings in out:
+        canonical = json.dumps(settings, sort_keys=True, default=str)
+        if canonical in seen:
+            raise InputError(
+                f"{where}: key '{key_path}': duplicate value {label!r} "
+                f"(same as {seen[canonical]!r})"
+            )
+        seen[canonical] = label
+    return out
+
+
+def grid_cells(where: str, variables: dict, gen_schema: dict) -> list[Cell]:
+    axes = [(axis, _axis_values(where, axis, spec, gen_schema)) for axis, spec in variables.items()]
+    cells = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        settings: dict = {}
+        values = {}
+        for (axis, _), (label, part) in zip(axes, combo, strict=True):
+            overlap = set(settings) & set(part)
+            if overlap:
+                raise InputError(
+                    f"{where}: key 'variables.{axis}': sets '{sorted(overlap)[0]}', "
+                    "which another axis also sets"
+                )
+            settings.update(part)
+            values[axis] = label
+        name = "__".join(f"{axis}-{slug(label)}" for axis, label in values.items())
+        cells.append(Cell(name, settings, values))
+    return cells
+
+
+def explicit_cells(where: str, items: list[dict], gen_schema: dict) -> list[Cell]:
+    cells = []
+    for i, item in enumerate(items):
+        item = dict(item)
+        name = item.pop("name", None)
+        if not item:
+            raise InputError(f"{where}: key 'cells[{i}]': sets no setting")
+        values = {}
+        for key, value in item.items():
+            if key == PROMPT_SR:
+                raise InputError(
+                    f"{where}: key 'cells[{i}].{PROMPT_SR}': use it as a variable axis"
+                )
+            _check_value(where, f"cells[{i}].{key}", key, value, gen_schema)
+            if isinstance(value, (dict, list)) and name is None:
+                raise InputError(
+                    f"{where}: key 'cells[{i}]': a mapping or list value needs the cell "
+                    "to have a 'name'"
+                )
+            values[key] = format_label(value) if not isinstance(value, (dict, list)) else name
+        if name is not None and (not isinstance(name, str) or slug(name) != name):
+            raise InputError(
+                f"{where}: key 'cells[{i}].name': {name!r} is not allowed; expected "
+                "letters, digits, '.', '_' or '-'"
+            )
+        cell_name = name or "__".join(f"{k}-{slug(v)}" for k, v in values.items())
+        cells.append(Cell(cell_name, item, values))
+    return cells
+
+
+def _check_unique_names(where: str, cells: list[Cell]) -> None:
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.name in seen:
+            raise InputError(
+                f"{where}: two cells would share the directory name '{cell.name}' "
+                f"({seen[cell.name].values} and {cell.values}); give the values names "
+                "that differ"
+            )
+        seen[cell.name] = cell
+    canonical = {}
+    for cell in cells:
+        key = json.dumps(cell.settings, sort_keys=True, default=str)
+        if key in canonical:
+            raise InputError(
+                f"{where}: cells '{canonical[key]}' and '{cell.name}' have the same settings"
+            )
+        canonical[key] = cell.name
+
+
+def _reference_cell(where: str, exp: Experiment, reference: str | None) -> str:
+    """The cell others are compared with: `reference:` if given, else the cell whose
+    values are all the defaults (the family's or the config's), else the first."""
+    if reference is not None:
+        if reference not in exp.cell_names:
+            raise InputError(
+                f"{where}: key 'reference': no cell named '{reference}'; cells: "
+                f"{', '.join(exp.cell_names)}"
+            )
+        return reference
+    for cell in exp.cells:
+        defaults = {k: v for d in FAMILY_DEFAULTS.values() for k, v in d.items()}
+        if cell.settings and all(
+            k in defaults and defaults[k] == v for k, v in cell.settings.items()
+        ):
+            return cell.name
+    return exp.cells[0].name
+
+
+def model_family_problem(exp: Experiment, family: str) -> str | None:
+    """The first setting of the experiment that models of `family` do not support."""
+    keys = set(exp.settings)
+    for cell in exp.cells:
+        keys |= set(cell.settings)
+    unsupported = (ZIMAGE_ONLY if family != "zimage" else set()) | (
+        SDXL_ONLY if family != "sdxl" else set()
+    )
+    bad = sorted(keys & unsupported)
+    return bad[0] if bad else None
+
+
+def select_models(exp: Experiment, families: dict[str, str]) -> list[str]:
+    """The configured models the experiment applies to, in config order; an error when a
+    named model is unknown, none is left, or one cannot take the experiment's settings."""
+    where = f"experiment '{exp.name}' ({exp.source})"
+    if exp.models:
+        unknown = [m for m in exp.models if m not in families]
+        if unknown:
+            raise InputError(
+                f"{where}: key 'models': no configured model '{unknown[0]}'; configured: "
+                f"{', '.join(families)}"
+            )
+    chosen = [
+        name
+        for name, family in families.items()
+        if (not exp.models or name in exp.models) and (not exp.families or family in exp.families)
+    ]
+    if not chosen:
+        wanted = exp.families or exp.models
+        raise InputError(
+            f"{where}: applies to {', '.join(wanted)} models, and none is configured "
+            f"(models: {', '.join(f'{n} ({f})' for n, f in families.items())})"
+        )
+    for name in chosen:
+        bad = model_family_problem(exp, families[name])
+        if bad:
+            raise InputError(
+                f"{where}: varies '{bad}', which {families[name]} models do not support "
+                f"(model '{name}'); limit the experiment with 'families' or 'models'"
+            )
+    return chosen
+
+
+def check_cell_settings(exp: Experiment, generation: dict) -> None:
+    for cell in exp.cells:
+        merged = {**generation, **exp.settings, **cell.settings}
+        check_generation(merged, f"experiment '{exp.name}', cell '{cell.name}': key '")
+
+
+def load_experiments(names: list[str], quick: bool) -> dict[str, Experiment]:
+    experiments: dict[str, Experiment] = {}
+    for name in names:
+        exp = load_experiment(name, quick)
+        if exp.name in experiments:
+            raise InputError(f"config key 'experiments': '{exp.name}' is listed twice")
+        experiments[exp.name] = exp
+    return experiments
