@@ -5,6 +5,8 @@
    loop making the same 50 images from the same checkpoint, both counted from process
    start, as a ratio; the images of both are compared pixel for pixel.
 3. Peak RSS of each process.
+4. Dry-run seconds and peak RSS of the largest catalogue experiment at full size (not
+   quick) for 2 models and 50 prompts, 2 images per prompt.
 
 Run from the repository root: `python scripts/bench.py [--repeats N]`.
 """
@@ -107,6 +109,29 @@ def dry_run(root: Path, images: int) -> float:
     return seconds
 
 
+def largest_sweep_dry_run(root: Path) -> dict:
+    """`snakemake -n` of the catalogue experiment with the most cells, at full size."""
+    from t2ibench.experiments import catalogue, load_experiment
+
+    experiments = [load_experiment(str(path)) for path in catalogue()]
+    largest = max(experiments, key=lambda e: len(e.cells))
+    family = (largest.families or ["sdxl"])[0]
+    builtin = {"sdxl": "tiny-sdxl", "zimage": "tiny-zimage"}[family]
+    work = workdir(root, "sweep")
+    config = bench_config(work, 50, 2)
+    config["models"] = [{"name": f"{builtin}-{n}", "source": f"builtin:{builtin}"} for n in "ab"]
+    config["experiments"] = [largest.name]
+    (work / "bench.yaml").write_text(yaml.safe_dump(config))
+    seconds, rss = run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", "bench.yaml"], work)
+    return {
+        "sweep": largest.name,
+        "sweep_cells": len(largest.cells),
+        "sweep_images": 2 * len(largest.cells) * 50 * 2,
+        "sweep_dry_run_s": round(seconds, 2),
+        "sweep_dry_run_rss_mib": round(rss, 1),
+    }
+
+
 def compare_images(a: Path, b: Path) -> int:
     """How many of the images in `a` differ in pixels from the same-named ones in `b`."""
     from PIL import Image, ImageChops
@@ -153,16 +178,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "bench.json")
+    parser.add_argument(
+        "--only", choices=["dry-run", "sweep", "ratio"], help="measure one figure only"
+    )
     args = parser.parse_args()
     figures = {"cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="t2ibench-bench-") as tmp:
         root = Path(tmp)
-        for images in (2000, 20000):
-            figures[f"dry_run_{images}_s"] = round(dry_run(root, images), 2)
+        if args.only in (None, "dry-run"):
+            for images in (2000, 20000):
+                figures[f"dry_run_{images}_s"] = round(dry_run(root, images), 2)
+                seconds = figures[f"dry_run_{images}_s"]
+                print(f"dry run, {images:>6} images: {seconds:.2f} s", flush=True)
+        if args.only in (None, "sweep"):
+            sweep = largest_sweep_dry_run(root)
+            figures.update(sweep)
             print(
-                f"dry run, {images:>6} images: {figures[f'dry_run_{images}_s']:.2f} s", flush=True
+                f"dry run, largest catalogue sweep {sweep['sweep']} ({sweep['sweep_cells']} "
+                f"cells x 2 models x 50 prompts x 2 images = {sweep['sweep_images']} images): "
+                f"{sweep['sweep_dry_run_s']:.2f} s, peak RSS {sweep['sweep_dry_run_rss_mib']:.0f}"
+                " MiB",
+                flush=True,
             )
-        ratio = workflow_vs_loop(root, args.repeats)
+        ratio = workflow_vs_loop(root, args.repeats) if args.only in (None, "ratio") else None
+    _save(args, figures, ratio)
+
+
+def _save(args, figures: dict, ratio: dict | None) -> None:
+    if ratio is None:
+        _write(args, figures)
+        return
     figures.update(ratio)
     print(
         f"50 images, workflow (snakemake generate): {ratio['workflow_s']} s, "
@@ -174,6 +219,10 @@ def main() -> None:
     )
     print(f"ratio workflow/loop (best of {args.repeats}): {ratio['ratio']:.3f}")
     print(f"images that differ between the two: {ratio['images_differing']} of 50")
+    _write(args, figures)
+
+
+def _write(args, figures: dict) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"figures saved to {args.json}")
