@@ -180,3 +180,23 @@ def test_unknown_experiment_through_snakemake(tmp_path):
         "(or a path to an experiment .yaml file)"
     ]
     assert not (work / "results").exists() and not (work / "resources").exists()
+
+
+def test_every_catalogue_experiment_dry_runs(tmp_path):
+    """`snakemake -n` over the whole catalogue at full size on the demo's tiny models:
+    one cell.json job per (model, cell) and one image job per planned image."""
+    from t2ibench.config import load_config, validate_config
+    from t2ibench.plan import build_plan
+
+    names = sorted(p.stem for p in (make_workdir(tmp_path) / "config/experiments").glob("*"))
+    work = tmp_path / "wf"
+    proc = snakemake(work, "-n", "--config", f"experiments=[{','.join(names)}]")
+    output = proc.stdout + proc.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE))
+    plan = build_plan(validate_config(load_config(None, {"experiments": names})))
+    cells = {name: len(e.cells) * len(e.models) for name, e in plan.experiments.items()}
+    assert cells["shift_steps_grid"] == 30 and cells["sdxl_sampler"] == 2 * 13
+    assert int(counts["cell_record"]) == sum(cells.values())
+    assert int(counts["generate_image"]) == len(plan.jobs)
+    listed = snakemake(work, "--list-target-rules", "--config", f"experiments=[{','.join(names)}]")
+    assert set(names) <= set(listed.stdout.split())  # each experiment has its target rule

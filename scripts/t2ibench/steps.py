@@ -109,11 +109,12 @@ def announce_plan(plan: Plan) -> None:
     missing = sum(r.todo for r in rows)
     GENERATOR.progress.total = missing
     prompts = {p.id for e in plan.experiments.values() for p in e.prompts}
+    models = {m for e in plan.experiments.values() for m in e.models}
     log.info(
         "plan: %d images over %d model(s) and %d prompt(s) in %d experiment(s) (%s); "
         "%d not generated yet; %s",
         len(plan.jobs),
-        len(plan.models),
+        len(models),
         len(prompts),
         len(plan.experiments),
         ", ".join(plan.experiments),
