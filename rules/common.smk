@@ -41,6 +41,7 @@ def analysis_outputs(experiment):
     return [
         f"{RESULTS}/{experiment}/results.csv",
         f"{RESULTS}/{experiment}/summary.csv",
+        f"{RESULTS}/{experiment}/comparisons.csv",
         f"{RESULTS}/{experiment}/metadata.json",
         f"{RESULTS}/{experiment}/grid.png",
         f"{RESULTS}/{experiment}/index.html",

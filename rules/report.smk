@@ -15,6 +15,12 @@ rule results_table:
             category="Tables",
             labels={"experiment": "{experiment}", "table": "summary"},
         ),
+        comparisons=report(
+            f"{RESULTS}/{{experiment}}/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+            labels={"experiment": "{experiment}", "table": "comparisons"},
+        ),
     log:
         f"{RESULTS}/{{experiment}}/logs/results_table.log",
     run:

@@ -70,6 +70,21 @@ def test_per_cell_results_metadata_and_cell_records(quick_run):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["cell"]) == [f"shift-{v}.0" for v in range(1, 7)]
     assert (summary["images"] == 2).all() and summary["clip_score_mean"].notna().all()
+    assert (summary["clip_score_ci_low"] <= summary["clip_score_mean"]).all()
+    assert (summary["clip_score_mean"] <= summary["clip_score_ci_high"]).all()
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert list(comparisons["cell"]) == [
+        "shift-1.0",
+        "shift-2.0",
+        "shift-4.0",
+        "shift-5.0",
+        "shift-6.0",
+    ]
+    assert set(comparisons["reference"]) == {"shift-3.0"} and set(comparisons["pairs"]) == {2}
+    ref_mean = summary.set_index("cell").loc["shift-3.0", "clip_score_mean"]
+    assert comparisons["reference_mean"].round(6).eq(round(ref_mean, 6)).all()
+    assert (comparisons["difference"] == comparisons["mean"] - comparisons["reference_mean"]).all()
+    assert comparisons["method"].str.contains("sign-flip permutation").all()
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["variables"] == {"shift": ["1.0", "2.0", "3.0", "4.0", "5.0", "6.0"]}
     assert meta["reference_cell"] == "shift-3.0" and meta["quick"] is True

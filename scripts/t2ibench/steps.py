@@ -259,6 +259,7 @@ def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: 
         results = tables.results_frame(plan, experiment, metric_tables)
         write_csv(results, outputs.results)
         write_csv(tables.summary_frame(results, plan, experiment), outputs.summary)
+        write_csv(tables.comparisons_frame(results, plan, experiment), outputs.comparisons)
         log.info("%s: results.csv has %d rows", experiment, len(results))
 
 

@@ -94,7 +94,7 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
 
 
 def summary_frame(results, plan: Plan | None = None, experiment: str | None = None):
-    """Per model and cell: mean, std and n of each metric.
+    """Per model and cell: mean, std, n and 95% bootstrap CI (over prompts) of each metric.
 
     Per-image metrics are summarised over images; per-prompt metrics (LPIPS diversity)
     over prompts, since each prompt contributes one value.
@@ -114,21 +114,111 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
             # Black / NaN images: kept, flagged, and left out of every metric.
             "flagged_images": int((group["image_flag"].fillna("") != "").sum()),
         }
-        for metric in IMAGE_METRICS + ["generation_seconds"]:
+        for metric in IMAGE_METRICS:
             if metric in group:
-                _describe(row, metric, group[metric])
+                _describe(row, metric, group[metric], group["prompt_index"])
+        if "generation_seconds" in group:
+            _describe(row, "generation_seconds", group["generation_seconds"])
         for metric in PROMPT_METRICS:
             if metric in group:
-                _describe(row, metric, group.drop_duplicates("prompt_index")[metric])
+                once = group.drop_duplicates("prompt_index")
+                _describe(row, metric, once[metric], once["prompt_index"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _describe(row: dict, metric: str, values) -> None:
-    values = values.dropna().astype(float)
+def _describe(row: dict, metric: str, values, prompts=None) -> None:
+    from t2ibench.stats import bootstrap_ci
+
+    present = values.notna()
+    values, kept = values[present].astype(float), present
     row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
     row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
     row[f"{metric}_n"] = len(values)
+    if prompts is not None:
+        low, high = bootstrap_ci(values.to_numpy(), prompts[kept].to_numpy())
+        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
+
+
+COMPARISON_COLUMNS = [
+    "metric",
+    "comparison",
+    "model",
+    "cell",
+    "reference",
+    "pairs",
+    "prompts",
+    "mean",
+    "reference_mean",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "method",
+]
+
+
+def comparisons_frame(results, plan: Plan, experiment: str):
+    """Each cell against the reference cell (per model), and each model against the
+    experiment's first model (per cell): paired differences with CI and p-value."""
+    import pandas as pd
+
+    exp = plan.experiments[experiment]
+    reference_cell = exp.experiment.reference
+    first_model = exp.models[0]
+    rows = []
+    if results.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    clean = results[results["image_flag"].fillna("") == ""]
+    for metric in IMAGE_METRICS + PROMPT_METRICS:
+        if metric not in clean:
+            continue
+        keys = ["prompt_index", "seed"] if metric in IMAGE_METRICS else ["prompt_index"]
+        data = clean.dropna(subset=[metric]).drop_duplicates(["model", "cell", *keys])
+        if data.empty:  # e.g. LPIPS diversity with one image per prompt
+            continue
+
+        for model in exp.models:
+            ref = data[(data.model == model) & (data.cell == reference_cell)]
+            for cell in exp.experiment.cell_names:
+                if cell != reference_cell:
+                    this = data[(data.model == model) & (data.cell == cell)]
+                    rows.append(
+                        _compare(metric, keys, this, ref, "cell vs reference cell", model, cell)
+                        | {"reference": reference_cell}
+                    )
+        for cell in exp.experiment.cell_names:
+            ref = data[(data.model == first_model) & (data.cell == cell)]
+            for model in exp.models[1:]:
+                this = data[(data.model == model) & (data.cell == cell)]
+                rows.append(
+                    _compare(metric, keys, this, ref, "model vs first model", model, cell)
+                    | {"reference": first_model}
+                )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: str) -> dict:
+    """One comparisons.csv row: `a` against `b`, matched on `keys`."""
+    from t2ibench.stats import METHOD, paired_difference
+
+    merged = a[[*keys, metric]].merge(b[[*keys, metric]], on=keys, suffixes=("", "_r"))
+    stats = paired_difference(merged[metric], merged[f"{metric}_r"], merged.prompt_index)
+    return {
+        "metric": metric,
+        "comparison": kind,
+        "model": model,
+        "cell": cell,
+        "pairs": stats["pairs"],
+        "prompts": stats["prompts"],
+        "mean": merged[metric].mean(),
+        "reference_mean": merged[f"{metric}_r"].mean(),
+        "difference": stats["difference"],
+        "ci_low": stats["ci_low"],
+        "ci_high": stats["ci_high"],
+        "p_value": stats["p_value"],
+        "method": METHOD,
+    }
 
 
 def system_info(device: str) -> dict:
