@@ -25,29 +25,14 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 def build_pipeline(config_dir: Path, device: str, seed: int):
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-    )
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTokenizer
+
+    from t2ibench.models.single_file import build_sdxl_components
 
     torch.manual_seed(seed)
-    with torch.device(device):  # initialise the weights where they will run: fast
-        unet = UNet2DConditionModel.from_config(
-            UNet2DConditionModel.load_config(config_dir / "unet")
-        )
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
-        text_encoder_2 = CLIPTextModelWithProjection(
-            CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
-        )
+    # Initialise the weights where they will run: fast.
+    unet, vae, text_encoder, text_encoder_2 = build_sdxl_components(config_dir, device)
     return StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,

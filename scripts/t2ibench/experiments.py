@@ -192,7 +192,8 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
             f"{where}: key 'name': '{data['name']}' is a rule of the workflow; "
             f"choose another name (reserved: {', '.join(sorted(RESERVED_NAMES))})"
         )
-    gen_schema = load_schema()["properties"]["generation"]["properties"]
+    schema = load_schema()
+    gen_schema = schema["properties"]["generation"]["properties"]
     settings = data.get("settings", {})
     for key, value in settings.items():
         _check_value(where, f"settings.{key}", key, value, gen_schema)
@@ -210,7 +211,7 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
     prompts = None
     if "prompts" in data:
         prompts = copy.deepcopy(data["prompts"])
-        prompt_schema = load_schema()["properties"]["prompts"]
+        prompt_schema = schema["properties"]["prompts"]
         try:
             jsonschema.validate(prompts, prompt_schema)
         except jsonschema.ValidationError as err:
@@ -404,8 +405,8 @@ def _reference_cell(where: str, exp: Experiment, reference: str | None) -> str:
                 f"{', '.join(exp.cell_names)}"
             )
         return reference
+    defaults = {k: v for d in FAMILY_DEFAULTS.values() for k, v in d.items()}
     for cell in exp.cells:
-        defaults = {k: v for d in FAMILY_DEFAULTS.values() for k, v in d.items()}
         if cell.settings and all(
             k in defaults and defaults[k] == v for k, v in cell.settings.items()
         ):

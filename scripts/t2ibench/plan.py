@@ -138,10 +138,12 @@ class Plan:
         exp = self.experiments[experiment].experiment
         return {**self.config["generation"], **exp.settings, **self.cell(experiment, cell).settings}
 
-    def prompt_text(self, job: ImageJob) -> str:
-        """The prompt as the image was made with it (after a cell's prompt search/replace)."""
+    def prompt_text(self, job: ImageJob, gen: dict | None = None) -> str:
+        """The prompt as the image was made with it (after a cell's prompt search/replace);
+        `gen` is the cell's settings when the caller has them already."""
+        gen = gen if gen is not None else self.cell_settings(job.experiment, job.cell)
         text = self.prompt(job).text
-        sr = self.cell_settings(job.experiment, job.cell).get(PROMPT_SR)
+        sr = gen.get(PROMPT_SR)
         return text.replace(sr[0], sr[1]) if sr else text
 
     def settings(self, job: ImageJob) -> dict:
@@ -161,7 +163,7 @@ class Plan:
             "family": model.family,
             "prediction_type": model.prediction_type,
             "prompt_id": self.prompt(job).id,
-            "prompt": self.prompt_text(job),
+            "prompt": self.prompt_text(job, gen),
             "negative_prompt": gen["negative_prompt"],
             "sampler": ZIMAGE_SAMPLER if model.family == "zimage" else gen["sampler"],
             "steps": gen["steps"] or DEFAULT_STEPS[model.family],

@@ -14,7 +14,7 @@ import os
 import socket
 import statistics
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 _LOCK = threading.Lock()
@@ -72,7 +72,6 @@ def load_rates(path: Path, host: str | None = None) -> dict[tuple[str, str, str]
 class Estimator:
     rates: dict[tuple[str, str, str], float]
     device: str
-    untimed: set[str] = field(default_factory=set)
 
     def seconds(self, settings: dict) -> float | None:
         """Estimated seconds for one image. With device "auto" (resolving it would import
@@ -83,10 +82,7 @@ class Estimator:
             rate = min(rates) if rates else None
         else:
             rate = self.rates.get((model, self.device, dtype))
-        if rate is None:
-            self.untimed.add(settings["model"])
-            return None
-        return rate * _unit(settings)
+        return None if rate is None else rate * _unit(settings)
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -205,14 +205,11 @@ def sdxl_to_original(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch
     }
 
 
-def expected_original_keys(config_dir: Path) -> set[str]:
-    """Every weight name the config folder's architecture needs, in the original layout.
-
-    The components are built on the meta device, so this costs no memory and no weights,
-    even at full SDXL size.
-    """
+def build_sdxl_components(config_dir: Path, device: str | torch.device):
+    """(unet, vae, text_encoder, text_encoder_2) of a config folder's architecture, with
+    freshly initialised weights made on `device` ("meta": no memory, no weights)."""
     config_dir = Path(config_dir)
-    with torch.device("meta"):
+    with torch.device(device):
         unet = UNet2DConditionModel.from_config(
             UNet2DConditionModel.load_config(config_dir / "unet")
         )
@@ -221,7 +218,16 @@ def expected_original_keys(config_dir: Path) -> set[str]:
         text_encoder_2 = CLIPTextModelWithProjection(
             CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
         )
-    return set(sdxl_to_original(unet, vae, text_encoder, text_encoder_2))
+    return unet, vae, text_encoder, text_encoder_2
+
+
+def expected_original_keys(config_dir: Path) -> set[str]:
+    """Every weight name the config folder's architecture needs, in the original layout.
+
+    The components are built on the meta device, so this costs no memory and no weights,
+    even at full SDXL size.
+    """
+    return set(sdxl_to_original(*build_sdxl_components(config_dir, "meta")))
 
 
 def check_sdxl_checkpoint(path: Path, config_dir: Path) -> None:

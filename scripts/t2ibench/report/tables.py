@@ -131,12 +131,12 @@ def _describe(row: dict, metric: str, values, prompts=None) -> None:
     from t2ibench.stats import bootstrap_ci
 
     present = values.notna()
-    values, kept = values[present].astype(float), present
+    values = values[present].astype(float)
     row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
     row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
     row[f"{metric}_n"] = len(values)
     if prompts is not None:
-        low, high = bootstrap_ci(values.to_numpy(), prompts[kept].to_numpy())
+        low, high = bootstrap_ci(values.to_numpy(), prompts[present].to_numpy())
         row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
 
 
