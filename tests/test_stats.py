@@ -37,3 +37,44 @@ def test_paired_difference_matches_pairs():
     assert result["pairs"] == 4 and result["prompts"] == 4
     assert result["difference"] == 2.5
     assert result["ci_low"] <= 2.5 <= result["ci_high"]
+
+
+def _synthetic(rng, prompts=40, images=4, mean=0.0):
+    """Scores with a per-prompt effect (images of one prompt move together) and noise."""
+    labels = np.repeat(np.arange(prompts), images)
+    effect = np.repeat(rng.normal(0.0, 1.0, size=prompts), images)
+    return mean + effect + rng.normal(0.0, 0.5, size=len(labels)), labels
+
+
+def test_bootstrap_ci_covers_the_true_mean_95_percent_of_the_time():
+    rng = np.random.default_rng(20261124)
+    covered = 0
+    for _ in range(200):
+        values, prompts = _synthetic(rng, mean=3.0)
+        low, high = bootstrap_ci(values, prompts)
+        covered += low <= 3.0 <= high
+    assert 0.92 <= covered / 200 <= 0.98, covered
+
+
+def test_an_image_level_bootstrap_would_undercover():
+    """The reason prompts are resampled: treating images as independent gives CIs that
+    cover the true mean far less often than 95% when images of a prompt move together."""
+    rng = np.random.default_rng(7)
+    covered = 0
+    for _ in range(200):
+        values, prompts = _synthetic(rng, mean=3.0)
+        low, high = bootstrap_ci(values, np.arange(len(values)))  # each image its own unit
+        covered += low <= 3.0 <= high
+    assert covered / 200 < 0.85, covered
+
+
+def test_permutation_false_positive_rate_is_about_5_percent():
+    rng = np.random.default_rng(11)
+    positives = 0
+    for _ in range(200):
+        a, prompts = _synthetic(rng)
+        # b shares a's prompt effects (paired) with its own per-prompt and per-image
+        # deviations, symmetric around no difference
+        b = a + np.repeat(rng.normal(0.0, 0.3, size=40), 4) + rng.normal(0.0, 0.5, size=len(a))
+        positives += paired_difference(a, b, prompts)["p_value"] < 0.05
+    assert 0.03 <= positives / 200 <= 0.07, positives
