@@ -28,6 +28,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from PIL import Image
 
 from t2ibench.errors import InputError
+from t2ibench.metrics.base import PromptImageScorer
 from t2ibench.models.checks import sha256_file
 
 FORMULA_VERSION = "v1"
@@ -35,7 +36,7 @@ FORMULA_VERSION = "v1"
 log = logging.getLogger(__name__)
 
 
-class ClipScorer:
+class ClipScorer(PromptImageScorer):
     """Scores images against prompts with an open_clip model.
 
     Args:
@@ -54,6 +55,9 @@ class ClipScorer:
     (77 tokens for CLIP): words past that limit do not change the score.
     """
 
+    column = "clip_score"
+    formula = f"clip_score/{FORMULA_VERSION}"
+
     def __init__(
         self,
         model: str,
@@ -62,32 +66,21 @@ class ClipScorer:
         batch_size: int = 32,
         seed: int = 0,
     ):
-        self.name = _register_architecture(model)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        weights, tag_kwargs, weights_id = _resolve_weights(self.name, pretrained, seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            try:
-                net, _, self.preprocess = open_clip.create_model_and_transforms(
-                    self.name, pretrained=weights, **tag_kwargs
-                )
-            except Exception as e:  # a bad weights file fails in many ways: report it in one line
-                if weights is None:
-                    raise
-                raise InputError(
-                    f"cannot load open_clip weights {weights} into {self.name}: {str(e)[:300]}"
-                ) from e
+        self.name, net, self.preprocess, model_id = load_open_clip(model, pretrained, seed)
         self.model = net.to(self.device).eval()
         self.tokenizer = open_clip.get_tokenizer(self.name)
-        config = json.dumps(open_clip.get_model_config(self.name), sort_keys=True)
-        config_id = hashlib.sha256(config.encode()).hexdigest()[:12]
-        self._metric_id = f"clip_score/{FORMULA_VERSION}/{self.name}@{config_id}/{weights_id}"
+        self._metric_id = f"{self.formula}/{model_id}"
 
     @property
     def metric_id(self) -> str:
         """Stable cache key: formula version, architecture (+ config hash) and weights."""
         return self._metric_id
+
+    def transform(self):
+        """The model's own preprocessing (resize, crop, normalise): picklable."""
+        return self.preprocess
 
     @torch.inference_mode()
     def embed_texts(self, prompts: list[str]) -> torch.Tensor:
@@ -95,30 +88,72 @@ class ClipScorer:
         rows = []
         for start in range(0, len(prompts), self.batch_size):
             tokens = self.tokenizer(prompts[start : start + self.batch_size]).to(self.device)
-            rows.append(self.model.encode_text(tokens, normalize=True))
+            rows.append(self.model.encode_text(tokens, normalize=True).float())
         return torch.cat(rows).cpu()
 
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        return self.embed_texts(prompts)
+
     @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image embeddings of preprocessed pixels (N, 3, H, W), on the CPU."""
+        return self.model.encode_image(pixels.to(self.device), normalize=True).float().cpu()
+
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
         """L2-normalised image embeddings after the model's own preprocessing."""
         rows = []
         for start in range(0, len(images), self.batch_size):
             batch = [self.preprocess(image) for image in images[start : start + self.batch_size]]
-            pixels = torch.stack(batch).to(self.device)
-            rows.append(self.model.encode_image(pixels, normalize=True))
-        return torch.cat(rows).cpu()
+            rows.append(self.embed_pixels(torch.stack(batch)))
+        return torch.cat(rows)
 
-    def score(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
-        """``100 * max(cos(image, prompt), 0)`` for each (image, prompt) pair.
+    def score_pixels(self, pixels: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        """``100 * max(cos(image, prompt), 0)`` for each row."""
+        cosine = (self.embed_pixels(pixels) * texts).sum(dim=-1)
+        return 100 * cosine.clamp(min=0)
 
-        Each distinct prompt is embedded once, however many images share it.
-        """
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
-        row = {prompt: i for i, prompt in enumerate(dict.fromkeys(prompts))}
-        text = self.embed_texts(list(row))[[row[prompt] for prompt in prompts]]
-        cosine = (self.embed_images(images) * text).sum(dim=-1)
-        return (100 * cosine.clamp(min=0)).tolist()
+
+class HpsScorer(ClipScorer):
+    """HPS v2 (Human Preference Score, Wu et al. 2023): an open_clip model fine-tuned on
+    human preferences, scored as the plain cosine of image and prompt embeddings::
+
+        hps(image, prompt) = cos(E_image, E_prompt)
+
+    (no 100x scale, no clamp; HPS v2.1 puts real images around 0.25-0.35). The real model is
+    ``ViT-H-14`` with the weights file ``HPS_v2.1_compressed.pt`` (a ``{"state_dict": ...}``
+    checkpoint, loaded as is by open_clip) passed as ``pretrained``.
+    """
+
+    column = "hps"
+    formula = "hps/v1"
+
+    def score_pixels(self, pixels: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        return (self.embed_pixels(pixels) * texts).sum(dim=-1)
+
+
+def load_open_clip(model: str, pretrained: str, seed: int = 0):
+    """(name, model, preprocess, model id) of an open_clip model, on the CPU.
+
+    ``model`` and ``pretrained`` are as for ClipScorer; the model id
+    ``<name>@<config sha256, 12 hex>/<weights id>`` names what was loaded.
+    """
+    name = _register_architecture(model)
+    weights, tag_kwargs, weights_id = _resolve_weights(name, pretrained, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            net, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=weights, **tag_kwargs
+            )
+        except Exception as e:  # a bad weights file fails in many ways: report it in one line
+            if weights is None:
+                raise
+            raise InputError(
+                f"cannot load open_clip weights {weights} into {name}: {str(e)[:300]}"
+            ) from e
+    config = json.dumps(open_clip.get_model_config(name), sort_keys=True)
+    config_id = hashlib.sha256(config.encode()).hexdigest()[:12]
+    return name, net, preprocess, f"{name}@{config_id}/{weights_id}"
 
 
 def _register_architecture(model: str) -> str:
