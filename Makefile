@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 ## Figures: dry-run time of large plans, workflow vs plain loop, peak RSS.
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_metrics.py --json bench/out/bench_metrics.json
 
 ## On a GPU: full-size SDXL (random weights) at 1024x1024, bf16 and fp16: s/image, NaN.
 gpu-check: $(STAMP)
