@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from t2ibench import steps
 from t2ibench.config import SCHEMA_PATH, validate_config
 from t2ibench.errors import InputError
+from t2ibench.metrics.registry import SECTIONS, metric_params
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
 
@@ -124,11 +125,21 @@ def get_cell_record(wildcards):
 
 
 def get_metric_tables(wildcards):
-    tables = {}
-    for metric, enabled in steps.enabled_metrics(config).items():
-        if enabled:
-            tables[metric] = f"{RESULTS}/{wildcards.experiment}/metrics/{metric}.csv"
-    return tables
+    return {
+        metric: f"{RESULTS}/{wildcards.experiment}/metrics/{metric}.csv"
+        for metric in steps.enabled_metrics(config)
+    }
+
+
+def get_page_tables(wildcards):
+    """The page shows the FID/KID table when that metric is on."""
+    tables = get_metric_tables(wildcards)
+    return {"fid": tables["fid"]} if "fid" in tables else {}
+
+
+def get_metric_params(wildcards):
+    """The config a metric's table depends on: a change remakes that table."""
+    return metric_params(config["metrics"], wildcards.metric)
 
 
 def _alternatives(names):
@@ -143,3 +154,4 @@ wildcard_constraints:
     prompt=r"\d\d\d+",
     image=r"\d\d+",
     seed=r"\d+",
+    metric=_alternatives(SECTIONS),

@@ -58,6 +58,7 @@ rule grid:
 
 rule report_page:
     input:
+        unpack(get_page_tables),
         results=f"{RESULTS}/{{experiment}}/results.csv",
         summary=f"{RESULTS}/{{experiment}}/summary.csv",
         metadata=f"{RESULTS}/{{experiment}}/metadata.json",

@@ -130,12 +130,13 @@ def test_metric_weight_files_must_exist(base_config, tmp_path):
     config = with_changes(base_config, metrics={"lpips": {"backbone_weights": "w/alex.pth"}})
     with pytest.raises(InputError, match="'metrics.lpips.backbone_weights': file w/alex.pth"):
         validate_config(config)
-    # A disabled metric is not checked, and a tag is not a path.
-    validate_config(
-        with_changes(
-            base_config, metrics={"lpips": {"enabled": False, "backbone_weights": "w/a.pth"}}
-        )
-    )
+    # A disabled metric is not checked (unless another metric uses its model), and a tag
+    # is not a path.
+    off = {"enabled": False}
+    metrics = {"lpips": {"enabled": False, "backbone_weights": "w/a.pth"}, "reference": off}
+    validate_config(with_changes(base_config, metrics=metrics))
+    with pytest.raises(InputError, match="'metrics.lpips.backbone_weights'"):
+        validate_config(with_changes(base_config, metrics=metrics | {"reference": {}}))
     validate_config(
         with_changes(base_config, metrics={"clip": {"model": "ViT-L-14", "pretrained": "openai"}})
     )

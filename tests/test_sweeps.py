@@ -73,6 +73,8 @@ def test_per_cell_results_metadata_and_cell_records(quick_run):
     assert (summary["clip_score_ci_low"] <= summary["clip_score_mean"]).all()
     assert (summary["clip_score_mean"] <= summary["clip_score_ci_high"]).all()
     comparisons = pd.read_csv(out / "comparisons.csv")
+    assert set(comparisons["metric"]) >= {"clip_score", "image_reward", "siglip_score"}
+    comparisons = comparisons[comparisons["metric"] == "clip_score"]
     assert list(comparisons["cell"]) == [
         "shift-1.0",
         "shift-2.0",
@@ -165,7 +167,7 @@ def test_experiment_target_and_analyze_of_images_made_elsewhere(tmp_path):
         shutil.copy(png, dest / png.name)
     proc = snakemake(second, "analyze", "--configfile", "test-config.yaml")
     assert generated(proc) == [] and "rule generate_image" not in proc.stderr
-    assert not (second / "resources" / "models").exists()
+    assert not (second / "resources" / "models" / "builtin").exists()  # no generator made
     results = pd.read_csv(second / "results" / "baseline" / "results.csv")
     assert sorted(results["prompt_id"]) == ["t_001", "t_002"]
     assert results["clip_score"].notna().all()

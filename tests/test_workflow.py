@@ -161,7 +161,7 @@ def test_gap_handling_regenerates_exactly_the_missing(finished_run):
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     # The regenerated images have the same bytes, so every score comes from the cache.
     clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
-    assert "CLIP score for 40 images (40 cached, 0 to score)" in clip_log
+    assert "clip_score for 40 images (40 cached, 0 to score)" in clip_log
     # Nothing left to do, and package code is not a rerun trigger.
     (work / "scripts" / "t2ibench" / "generate.py").open("a").write("\n# edited\n")
     dry = snakemake(work, "--configfile", config.name, "-n")
@@ -187,7 +187,7 @@ def test_setting_and_prompt_changes_rerun_only_affected(finished_run):
     results = pd.read_csv(work / "results" / "baseline" / "results.csv")
     assert "a small cat in the snow" in set(results["prompt_text"])
     clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
-    assert "CLIP score for 40 images (32 cached, 8 to score)" in clip_log
+    assert "clip_score for 40 images (32 cached, 8 to score)" in clip_log
 
     def more_steps():
         config = demo_config(work)

@@ -292,17 +292,81 @@ def _looks_like_path(value: str) -> bool:
     }
 
 
+# Where each metric's real weights come from, for the error that says where to put them.
+WEIGHTS_SOURCES = {
+    "metrics.image_reward.weights": "ImageReward.pt from https://huggingface.co/THUDM/ImageReward",
+    "metrics.hps.weights": "HPS_v2.1_compressed.pt from https://huggingface.co/xswu/HPSv2",
+    "metrics.fid.weights": (
+        "inception-2015-12-05.pt from https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/"
+        "pretrained/metrics/inception-2015-12-05.pt"
+    ),
+    "metrics.lpips.backbone_weights": (
+        "the torchvision backbone (alexnet-owt-7be5be79.pth, vgg16-397923af.pth or "
+        "squeezenet1_1-b8a52dc0.pth from https://download.pytorch.org/models/)"
+    ),
+}
+# (section, key, what): files that must exist when the metric (or one using it) is on.
+METRIC_FILES = [
+    ("clip", "model", "an open_clip model-config JSON"),
+    ("clip", "pretrained", "an open_clip weights file"),
+    ("lpips", "backbone_weights", "a torchvision weights file"),
+    ("image_reward", "weights", "the ImageReward checkpoint"),
+    ("image_reward", "architecture", "an ImageReward architecture JSON"),
+    ("hps", "weights", "the HPS checkpoint"),
+    ("fid", "weights", "the feature extractor's weights"),
+    ("fid", "model", "an open_clip model-config JSON"),
+]
+# (section, key): a folder, or a Hub id that must already be in the local cache.
+METRIC_FOLDERS = [
+    ("siglip", "model"),
+    ("pickscore", "model"),
+    ("pickscore", "processor"),
+    ("image_reward", "tokenizer"),
+]
+
+
+def _metric_on(metrics: dict, section: str) -> bool:
+    users = {"clip": ["clip_diversity", "reference"], "lpips": ["reference"]}
+    return any(metrics[s]["enabled"] for s in [section, *users.get(section, [])])
+
+
 def _check_metric_files(metrics: dict) -> None:
     """Metric weights named by path must exist now, not fail hours into a run."""
-    files = [
-        ("metrics.clip.model", metrics["clip"]["model"], metrics["clip"]["enabled"]),
-        ("metrics.clip.pretrained", metrics["clip"]["pretrained"], metrics["clip"]["enabled"]),
-        (
-            "metrics.lpips.backbone_weights",
-            metrics["lpips"]["backbone_weights"],
-            metrics["lpips"]["enabled"],
-        ),
-    ]
-    for key, value, enabled in files:
-        if enabled and value and _looks_like_path(value) and not Path(value).is_file():
-            raise InputError(f"config key '{key}': file {value} does not exist")
+    for section, key, what in METRIC_FILES:
+        value = metrics[section][key]
+        if not _metric_on(metrics, section) or not value or value.startswith("builtin:"):
+            continue
+        if _looks_like_path(value) and not Path(value).is_file():
+            source = WEIGHTS_SOURCES.get(f"metrics.{section}.{key}")
+            where = f"; expected {what}" + (
+                f": download {source} and put it there" if source else ""
+            )
+            raise InputError(
+                f"config key 'metrics.{section}.{key}': file {value} does not exist{where}"
+            )
+    for section, key in METRIC_FOLDERS:
+        value = metrics[section][key]
+        if not metrics[section]["enabled"] or not value or value.startswith("builtin:"):
+            continue
+        if Path(value).is_dir() or _in_hub_cache(value):
+            continue
+        raise InputError(
+            f"config key 'metrics.{section}.{key}': {value} is neither a folder nor a model in "
+            "the local Hugging Face cache; nothing is downloaded: fetch it where there is "
+            f"network (`hf download {value}`) or point the key at a folder"
+        )
+
+
+def _in_hub_cache(value: str) -> bool:
+    """True when `value` is a Hub id whose config is in the local Hugging Face cache."""
+    if value.count("/") != 1 or value.startswith((".", "/", "~")):
+        return False
+    import huggingface_hub
+
+    for name in ("config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        try:
+            if isinstance(huggingface_hub.try_to_load_from_cache(value, name), str):
+                return True
+        except Exception:  # an id the hub client rejects is simply not in the cache
+            return False
+    return False

@@ -213,18 +213,18 @@ def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
         log.info("%s: %d images", experiment, len(paths))
 
 
-def enabled_metrics(config: dict) -> dict[str, bool]:
-    return {
-        "clip_score": config["metrics"]["clip"]["enabled"],
-        "lpips_diversity": config["metrics"]["lpips"]["enabled"],
-    }
+def enabled_metrics(config: dict) -> list[str]:
+    from t2ibench.metrics.registry import enabled
+
+    return enabled(config["metrics"])
 
 
 def score_cache_path(plan: Plan) -> Path:
     return Path(plan.config["resources_dir"]) / "cache" / "scores.sqlite"
 
 
-def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_path: str) -> None:
+def metric(plan: Plan, experiment: str, name: str, output: str, log_path: str) -> None:
+    """metrics/<name>.csv: one metric's table (see t2ibench.metrics.registry)."""
     load_libraries()
     from t2ibench import scoring
     from t2ibench.generate import configure_torch
@@ -232,21 +232,7 @@ def clip_score(plan: Plan, experiment: str, clip_config: dict, output: str, log_
 
     configure_torch(plan.config["torch_threads"])
     with logged(log_path), TORCH_LOCK:
-        table = scoring.clip_scores(plan, experiment, clip_config, score_cache_path(plan))
-        write_csv(table, output)
-
-
-def lpips_diversity(
-    plan: Plan, experiment: str, lpips_config: dict, output: str, log_path: str
-) -> None:
-    load_libraries()
-    from t2ibench import scoring
-    from t2ibench.generate import configure_torch
-    from t2ibench.io import write_csv
-
-    configure_torch(plan.config["torch_threads"])
-    with logged(log_path), TORCH_LOCK:
-        table = scoring.lpips_diversities(plan, experiment, lpips_config, score_cache_path(plan))
+        table = scoring.metric_table(plan, experiment, name, score_cache_path(plan))
         write_csv(table, output)
 
 

@@ -90,12 +90,33 @@ def demo_warning(config: dict) -> str:
         reasons.append("CLIP score uses random weights")
     if metrics["lpips"]["enabled"] and not metrics["lpips"]["backbone_weights"]:
         reasons.append("LPIPS uses a random backbone")
+    for section, key in [("siglip", "model"), ("image_reward", "weights"),
+                         ("pickscore", "model"), ("hps", "weights")]:  # fmt: skip
+        if metrics[section]["enabled"] and metrics[section][key].startswith("builtin:"):
+            reasons.append(f"{section} uses a tiny random model")
+    fid = metrics["fid"]
+    if fid["enabled"] and fid["extractor"] == "clip" and not fid["weights"]:
+        reasons.append("FID/KID use a random feature extractor")
     if not reasons:
         return ""
     return (
         "<p class=warn><b>Demo numbers: images and scores here mean nothing.</b> "
         + html.escape("; ".join(reasons))
         + ".</p>"
+    )
+
+
+def _fid_section(inputs: dict) -> str:
+    import pandas as pd
+
+    if "fid" not in inputs:
+        return ""
+    table = pd.read_csv(inputs["fid"])
+    return (
+        "<h2>FID and KID</h2><p class=note>Each image set against the reference images, "
+        "the first model or the reference cell (column <i>against</i>); lower is closer. "
+        "Read the <i>warning</i> column: on small sets these numbers are biased or noisy.</p>"
+        + (_summary_table(table) if not table.empty else "<p>No two sets to compare.</p>")
     )
 
 
@@ -141,9 +162,13 @@ diffusers {html.escape(system["diffusers"])}. Sampler {html.escape(gen["sampler"
 base seed {gen["seed"]} (image i uses seed + i).</p>
 <h2>Models</h2><ul>{models}</ul>
 <h2>Summary</h2>
-<p class=note>CLIP score: 100 &times; max(cos(image, text), 0) per image.
-LPIPS diversity: mean pairwise LPIPS among a prompt's images (higher = more varied).</p>
+<p class=note>Per image: CLIP score 100 &times; max(cos(image, text), 0); SigLIP score,
+the model's match probability; ImageReward (normalised); PickScore; HPS (cosine);
+similarity to the prompt's reference image (CLIP cosine, LPIPS). Per prompt: LPIPS and
+CLIP diversity (mean pairwise distance among its images, higher = more varied).
+Intervals are 95% bootstrap CIs over prompts.</p>
 {_summary_table(summary)}
+{_fid_section(inputs)}
 <h2>Grid</h2>
 <p><a href='{_rel(inputs["grid"], page_dir)}'>
 <img src='{_rel(inputs["grid"], page_dir)}' style="max-width:100%" alt="grid"></a></p>

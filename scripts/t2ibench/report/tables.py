@@ -21,8 +21,20 @@ SETTING_COLUMNS = [
     "prediction_type",
 ]
 # Metrics measured once per image, and once per (model, cell, prompt).
-IMAGE_METRICS = ["clip_score"]
-PROMPT_METRICS = ["lpips_diversity"]
+IMAGE_METRICS = [
+    "clip_score",
+    "siglip_score",
+    "image_reward",
+    "pickscore",
+    "hps",
+    "clip_ref_cosine",
+    "lpips_ref",
+]
+PROMPT_METRICS = ["lpips_diversity", "clip_diversity"]
+# Metric tables merged into results.csv on the image, and on the (model, cell, prompt).
+PER_IMAGE_TABLES = {"clip_score", "siglip_score", "image_reward", "pickscore", "hps",
+                    "reference_similarity"}  # fmt: skip
+PER_PROMPT_TABLES = {"lpips_diversity", "clip_diversity"}
 
 
 def variable_columns(plan: Plan, experiment: str, cell: str) -> dict:
@@ -78,16 +90,13 @@ def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
         axes = plan.experiments[experiment].experiment.axes
         names = ["experiment", "model", "cell", *axes, "prompt_id", "prompt_index", "seed"]
         return pd.DataFrame(columns=names + ["image_path"])
-    if "clip_score" in metric_tables:
-        clip = pd.read_csv(metric_tables["clip_score"])
-        frame = frame.merge(clip, on="image_path", how="left")
-    if "lpips_diversity" in metric_tables:
-        lpips = pd.read_csv(metric_tables["lpips_diversity"])
-        frame = frame.merge(
-            lpips[["model", "cell", "prompt_index", "lpips_diversity"]],
-            on=["model", "cell", "prompt_index"],
-            how="left",
-        )
+    for name, path in metric_tables.items():
+        table = pd.read_csv(path)
+        if name in PER_IMAGE_TABLES:
+            frame = frame.merge(table, on="image_path", how="left")
+        elif name in PER_PROMPT_TABLES:
+            keys = ["model", "cell", "prompt_index"]
+            frame = frame.merge(table[[*keys, name]], on=keys, how="left")
     # Paths last, metrics just before them: the columns people read first come first.
     columns = [c for c in frame.columns if c != "image_path"] + ["image_path"]
     return frame[columns]
