@@ -240,6 +240,30 @@ def test_missing_metric_weights_are_named_before_the_run(base_config, metrics, m
         validate_config(with_changes(base_config, metrics=metrics))
 
 
+def test_a_folder_without_the_model_files_is_named(base_config, tmp_path):
+    empty = tmp_path / "siglip"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"'metrics.siglip.model': folder .*siglip has no config"):
+        validate_config(with_changes(base_config, metrics={"siglip": {"model": str(empty)}}))
+    tokenizer = {"weights": str(tmp_path / "w.pt"), "tokenizer": str(empty)}
+    (tmp_path / "w.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"has no vocab.txt or tokenizer.json; expected a BERT"):
+        validate_config(with_changes(base_config, metrics={"image_reward": tokenizer}))
+
+
+def test_an_error_found_in_a_job_is_also_in_its_log(base_config, tmp_path, repo):
+    from t2ibench import steps
+
+    plan = _plan(base_config, tmp_path, repo, metrics={"siglip": {"model": "builtin:tiny-x"}})
+    log_path = tmp_path / "logs" / "siglip_score.log"
+    output = tmp_path / "siglip_score.csv"
+    with pytest.raises(InputError):
+        steps.metric(plan, "baseline", "siglip_score", str(output), str(log_path))
+    text = log_path.read_text()
+    assert "error: config key 'metrics.siglip.model': unknown built-in model" in text
+    assert not output.exists()
+
+
 def test_disabled_metric_files_are_not_checked(base_config):
     metrics = {"hps": {"enabled": False, "weights": "w/HPS_v2.1_compressed.pt"}}
     validate_config(with_changes(base_config, metrics=metrics))

@@ -316,12 +316,13 @@ METRIC_FILES = [
     ("fid", "weights", "the feature extractor's weights"),
     ("fid", "model", "an open_clip model-config JSON"),
 ]
-# (section, key): a folder, or a Hub id that must already be in the local cache.
+# (section, key, files one of which the folder needs, what): a folder, or a Hub id that
+# must already be in the local cache.
 METRIC_FOLDERS = [
-    ("siglip", "model"),
-    ("pickscore", "model"),
-    ("pickscore", "processor"),
-    ("image_reward", "tokenizer"),
+    ("siglip", "model", ["config.json"], "a saved SiglipModel (save_pretrained)"),
+    ("pickscore", "model", ["config.json"], "a saved CLIPModel (save_pretrained)"),
+    ("pickscore", "processor", ["preprocessor_config.json"], "a saved CLIPProcessor"),
+    ("image_reward", "tokenizer", ["vocab.txt", "tokenizer.json"], "a BERT tokenizer"),
 ]
 
 
@@ -344,11 +345,18 @@ def _check_metric_files(metrics: dict) -> None:
             raise InputError(
                 f"config key 'metrics.{section}.{key}': file {value} does not exist{where}"
             )
-    for section, key in METRIC_FOLDERS:
+    for section, key, needs, what in METRIC_FOLDERS:
         value = metrics[section][key]
         if not metrics[section]["enabled"] or not value or value.startswith("builtin:"):
             continue
-        if Path(value).is_dir() or _in_hub_cache(value):
+        if Path(value).is_dir():
+            if not any((Path(value) / name).is_file() for name in needs):
+                raise InputError(
+                    f"config key 'metrics.{section}.{key}': folder {value} has no "
+                    f"{' or '.join(needs)}; expected {what}"
+                )
+            continue
+        if _in_hub_cache(value):
             continue
         raise InputError(
             f"config key 'metrics.{section}.{key}': {value} is neither a folder nor a model in "

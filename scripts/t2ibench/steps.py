@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from t2ibench.errors import InputError
 from t2ibench.generate import TORCH_LOCK
 from t2ibench.plan import Plan
 
@@ -94,6 +95,9 @@ def logged(path: str):
     log.addHandler(handler)
     try:
         yield
+    except InputError as err:  # bad input found only now: say it in the rule's log too
+        log.error("error: %s", err)
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
