@@ -2,7 +2,12 @@ rule metric:
     input:
         f"{RESULTS}/{{experiment}}/images.txt",
     output:
-        f"{RESULTS}/{{experiment}}/metrics/{{metric}}.csv",
+        report(
+            f"{RESULTS}/{{experiment}}/metrics/{{metric}}.csv",
+            caption="../report/metric.rst",
+            category="Metric tables",
+            labels={"experiment": "{experiment}", "metric": "{metric}"},
+        ),
     log:
         f"{RESULTS}/{{experiment}}/logs/{{metric}}.log",
     benchmark:

@@ -56,6 +56,25 @@ rule grid:
         steps.grid(PLAN, wildcards.experiment, params.cell_size, output[0], log[0])
 
 
+rule plots:
+    input:
+        summary=f"{RESULTS}/{{experiment}}/summary.csv",
+        results=f"{RESULTS}/{{experiment}}/results.csv",
+        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
+    output:
+        report(
+            directory(f"{RESULTS}/{{experiment}}/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="Plots",
+            labels={"experiment": "{experiment}", "plot": "{name}"},
+        ),
+    log:
+        f"{RESULTS}/{{experiment}}/logs/plots.log",
+    run:
+        steps.plots(dict(input), output[0], log[0])
+
+
 rule report_page:
     input:
         unpack(get_page_tables),

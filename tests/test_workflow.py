@@ -132,6 +132,26 @@ def test_full_run_outputs(finished_run):
         assert link in page
 
 
+def test_snakemake_report_zip(finished_run):
+    """`snakemake --report report.zip` holds the tables, metric tables, plots and grids,
+    each under its category with its caption."""
+    import zipfile
+
+    work, config, _ = finished_run
+    snakemake(work, "--configfile", config.name, "--report", "report.zip")
+    with zipfile.ZipFile(work / "report.zip") as archive:
+        names = archive.namelist()
+        page = archive.read("report/report.html").decode()
+    files = {name.rsplit("/", 1)[-1] for name in names}
+    for wanted in ["results.csv", "summary.csv", "comparisons.csv", "grid.png",
+                   "clip_score.csv", "image_reward.csv", "fid.csv",
+                   "clip_score_bars.png", "clip_score_vs_diversity.png", "index.html"]:  # fmt: skip
+        assert wanted in files, wanted
+    for category in ["Tables", "Metric tables", "Plots", "Grids", "Pages"]:
+        assert category in page, category
+    assert "95% bootstrap CI over prompts" in page  # a caption
+
+
 def test_png_embeds_parameters(finished_run):
     work, _, _ = finished_run
     png = Image.open(work / "results/baseline/tiny-vpred/default/p001_i01_s219.png")

@@ -269,6 +269,17 @@ def grid(plan: Plan, experiment: str, cell_size: int, output: str, log_path: str
         experiment_grid(plan, experiment, cell_size, output)
 
 
+def plots(inputs: dict, output: str, log_path: str) -> None:
+    from t2ibench.report.plots import experiment_plots
+
+    with logged(log_path):
+        Path(output).mkdir(parents=True, exist_ok=True)
+        written = experiment_plots(
+            Path(inputs["summary"]), Path(inputs["results"]), Path(inputs["metadata"]), Path(output)
+        )
+        log.info("%s: %d plot files", output, len(written))
+
+
 def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path: str) -> None:
     from t2ibench.report.html import write_experiment_page
 
