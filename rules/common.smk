@@ -44,7 +44,7 @@ def analysis_outputs(experiment):
         f"{RESULTS}/{experiment}/summary.csv",
         f"{RESULTS}/{experiment}/comparisons.csv",
         f"{RESULTS}/{experiment}/metadata.json",
-        f"{RESULTS}/{experiment}/grid.png",
+        f"{RESULTS}/{experiment}/grids",
         f"{RESULTS}/{experiment}/plots",
         f"{RESULTS}/{experiment}/index.html",
     ]

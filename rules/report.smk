@@ -40,20 +40,23 @@ rule metadata:
 
 rule grid:
     input:
-        f"{RESULTS}/{{experiment}}/images.txt",
+        images=f"{RESULTS}/{{experiment}}/images.txt",
+        results=f"{RESULTS}/{{experiment}}/results.csv",
+        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
     output:
         report(
-            f"{RESULTS}/{{experiment}}/grid.png",
+            directory(f"{RESULTS}/{{experiment}}/grids"),
+            patterns=["{name}.png"],
             caption="../report/grid.rst",
             category="Grids",
-            labels={"experiment": "{experiment}"},
+            labels={"experiment": "{experiment}", "grid": "{name}"},
         ),
     log:
         f"{RESULTS}/{{experiment}}/logs/grid.log",
     params:
         cell_size=config["report"]["grid_cell_size"],
     run:
-        steps.grid(PLAN, wildcards.experiment, params.cell_size, output[0], log[0])
+        steps.grid(RESULTS, wildcards.experiment, params.cell_size, output[0], log[0])
 
 
 rule plots:
@@ -81,7 +84,7 @@ rule report_page:
         results=f"{RESULTS}/{{experiment}}/results.csv",
         summary=f"{RESULTS}/{{experiment}}/summary.csv",
         metadata=f"{RESULTS}/{{experiment}}/metadata.json",
-        grid=f"{RESULTS}/{{experiment}}/grid.png",
+        grids=f"{RESULTS}/{{experiment}}/grids",
     output:
         report(
             f"{RESULTS}/{{experiment}}/index.html",

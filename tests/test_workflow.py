@@ -117,7 +117,7 @@ def test_full_run_outputs(finished_run):
     assert meta["generation"]["steps"] == 2
     assert {"python", "torch", "diffusers", "device_name"} <= set(meta["system"])
 
-    grid = Image.open(out / "grid.png")
+    grid = Image.open(out / "grids" / "grid-p1.png")  # one page: prompts x models
     assert grid.width > 2 * 64 and grid.height > 5 * 64
     page = (out / "index.html").read_text()
     assert "Demo numbers: images and scores here mean nothing." in page
@@ -126,7 +126,7 @@ def test_full_run_outputs(finished_run):
         "results.csv",
         "summary.csv",
         "metadata.json",
-        "grid.png",
+        "grids/grid-p1.png",
         "tiny-vpred/default/p001_i01_s219.png",
     ]:
         assert link in page
@@ -143,7 +143,7 @@ def test_snakemake_report_zip(finished_run):
         names = archive.namelist()
         page = archive.read("report/report.html").decode()
     files = {name.rsplit("/", 1)[-1] for name in names}
-    for wanted in ["results.csv", "summary.csv", "comparisons.csv", "grid.png",
+    for wanted in ["results.csv", "summary.csv", "comparisons.csv", "grid-p1.png",
                    "clip_score.csv", "image_reward.csv", "fid.csv",
                    "clip_score_bars.png", "clip_score_vs_diversity.png", "index.html"]:  # fmt: skip
         assert wanted in files, wanted

@@ -3,9 +3,12 @@
     experiments   the catalogue: descriptions, variables, values and cell counts
     models        each configured model: source, family, prediction type, images done
     plan          images per experiment, model and cell: done, to make, estimated time
+    compare       an experiment's images on disk: --list, --info, or a grid,
+                  side-by-side or diff image (see t2ibench.report.compare)
 
-`models` and `plan` read the config the way `snakemake` does: config/config.yaml, or
-the files given with --configfile instead of it, then --config KEY=VALUE on top.
+`models`, `plan` and `compare` (for its results_dir only) read the config the way
+`snakemake` does: config/config.yaml, or the files given with --configfile instead of
+it, then --config KEY=VALUE on top.
 """
 
 from __future__ import annotations
@@ -34,7 +37,37 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("experiments", help="list the experiment catalogue")
     _config_args(sub.add_parser("models", help="list the configured models"))
     _config_args(sub.add_parser("plan", help="preview what a run will make"))
+    _compare_args(sub.add_parser("compare", help="compare an experiment's images on disk"))
     return parser
+
+
+def _compare_args(parser: argparse.ArgumentParser) -> None:
+    from t2ibench.report.compare import DIFF_MODES, MODES, PER_ROW, THRESHOLD
+    from t2ibench.report.grid import AXES, MAX_SIDE
+
+    _config_args(parser)
+    add = parser.add_argument
+    add("--results-dir", metavar="DIR", help="results folder (default: the config's results_dir)")
+    add("--list", action="store_true", help="list the experiments found in the results folder")
+    add("-e", "--experiment", metavar="EXP", help="the experiment to look at")
+    add("--info", action="store_true", help="describe the experiment")
+    add("--mode", choices=MODES, default="grid", help="what to draw (default: grid)")
+    add("--rows", choices=AXES, help="grid rows (default: prompts)")
+    add("--cols", choices=AXES, help="grid columns (default: values; baseline: models)")
+    repeat = {"action": "append", "default": []}
+    add("--prompt", metavar="P", **repeat, help="prompt id or index (comma list, repeatable)")
+    add("--values", metavar="V", **repeat, help="cell names or values (comma list)")
+    add("--seed", metavar="S", **repeat, help="seed(s) (comma list, repeatable)")
+    add("--model", metavar="M", **repeat, help="model name(s) (comma list, repeatable)")
+    add("--metric", metavar="NAME", help="draw this metric under each image, e.g. clip_score")
+    add("--diff-mode", choices=DIFF_MODES, default="highlight", help="diff style")
+    add("--threshold", type=int, default=THRESHOLD, help="highlight: |A-B| above this is red")
+    add("--resize", action="store_true", help="diff: resize B to A's size when they differ")
+    add("-o", "--output", metavar="FILE", help="PNG to write (default: <experiment>-<mode>.png)")
+    add("--cell-size", type=int, default=256, help="tile size in px (default: 256)")
+    add("--max-side", type=int, default=MAX_SIDE, help="page size cap in px")
+    add("--max-rows", type=int, help="rows per page at most")
+    add("--per-row", type=int, default=PER_ROW, help="side-by-side: images per row")
 
 
 def _plan(args):
@@ -48,6 +81,67 @@ def _plan(args):
     except ValueError as err:
         raise InputError(f"--config: {err}") from None
     return build_plan(validate_config(load_config(args.configfile, overrides)))
+
+
+def _results_dir(args) -> str:
+    """--results-dir, else the config's results_dir (as the plan would use it, without
+    building the plan: only the config files are read)."""
+    import hashlib
+
+    from snakemake.cli import parse_config
+
+    from t2ibench.config import load_config
+
+    if args.results_dir:
+        return args.results_dir
+    try:
+        overrides = parse_config(args.config)
+    except ValueError as err:
+        raise InputError(f"--config: {err}") from None
+    config = load_config(args.configfile, overrides)
+    results_dir = str(config.get("results_dir") or "results")
+    if config.get("prompt"):
+        digest = hashlib.sha256(str(config["prompt"]).strip().encode()).hexdigest()[:8]
+        results_dir = f"{results_dir}/prompt-{digest}"
+    return results_dir
+
+
+def compare(args, out) -> None:
+    """`compare`: --list, --info, or write a grid, side-by-side or diff image."""
+    from pathlib import Path
+
+    from t2ibench.report import compare as cmp
+
+    results_dir = Path(_results_dir(args))
+    if args.list:
+        cmp.list_experiments(results_dir, out)
+        return
+    if not args.experiment:
+        raise InputError("compare: give --list, or -e EXPERIMENT (with --info or --mode)")
+    if args.info:
+        cmp.experiment_info(results_dir, args.experiment, out)
+        return
+    request = cmp.CompareRequest(
+        experiment=args.experiment,
+        mode=args.mode,
+        rows=args.rows,
+        cols=args.cols,
+        prompts=args.prompt,
+        values=args.values,
+        seeds=args.seed,
+        models=args.model,
+        metric=args.metric,
+        diff_mode=args.diff_mode,
+        threshold=args.threshold,
+        resize=args.resize,
+        output=Path(args.output) if args.output else None,
+        cell_size=args.cell_size,
+        max_side=args.max_side,
+        max_rows=args.max_rows,
+        per_row=args.per_row,
+    )
+    for path in cmp.run_compare(results_dir, request):
+        print(f"wrote {path}", file=out)
 
 
 def _values(exp, axis: str) -> str:
@@ -100,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "experiments":
             list_experiments(sys.stdout)
+        elif args.command == "compare":
+            compare(args, sys.stdout)
         elif args.command == "models":
             list_models(_plan(args), sys.stdout)
         else:

@@ -262,11 +262,13 @@ def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
         write_json(output, tables.metadata(plan, experiment, sha_cache_path(plan)))
 
 
-def grid(plan: Plan, experiment: str, cell_size: int, output: str, log_path: str) -> None:
-    from t2ibench.report.grid import experiment_grid
+def grid(results_dir: str, experiment: str, cell_size: int, output: str, log_path: str) -> None:
+    """grids/: the experiment's labelled grid pages (see t2ibench.report.grid)."""
+    from t2ibench.report.grid import experiment_grid_pages
 
     with logged(log_path):
-        experiment_grid(plan, experiment, cell_size, output)
+        pages = experiment_grid_pages(Path(results_dir), experiment, Path(output), cell_size)
+        log.info("%s: %d grid pages", output, len(pages))
 
 
 def plots(inputs: dict, output: str, log_path: str) -> None:

@@ -106,6 +106,17 @@ def demo_warning(config: dict) -> str:
     )
 
 
+def _grid_pages(folder: str, page_dir: Path) -> str:
+    pages = sorted(Path(folder).glob("*.png"), key=lambda p: (len(p.name), p.name))
+    if not pages:
+        return "<p>No grid yet.</p>"
+    return "".join(
+        f"<p><a href='{_rel(str(p), page_dir)}'><img src='{_rel(str(p), page_dir)}' "
+        f"style='max-width:100%' alt='{html.escape(p.name)}'></a></p>"
+        for p in pages
+    )
+
+
 def _fid_section(inputs: dict) -> str:
     import pandas as pd
 
@@ -135,7 +146,6 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
             ("results", "results.csv"),
             ("summary", "summary.csv"),
             ("metadata", "metadata.json"),
-            ("grid", "grid.png"),
         ]
     )
     system = meta["system"]
@@ -170,8 +180,7 @@ Intervals are 95% bootstrap CIs over prompts.</p>
 {_summary_table(summary)}
 {_fid_section(inputs)}
 <h2>Grid</h2>
-<p><a href='{_rel(inputs["grid"], page_dir)}'>
-<img src='{_rel(inputs["grid"], page_dir)}' style="max-width:100%" alt="grid"></a></p>
+{_grid_pages(inputs["grids"], page_dir)}
 <h2>Images</h2>
 {_gallery(results, page_dir)}
 </body></html>
