@@ -29,10 +29,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## Figures: dry-run time of large plans, workflow vs plain loop, peak RSS.
+## Figures: dry-run time of large plans, workflow vs plain loop, peak RSS, CLIP scoring
+## throughput, the viewer's build and load time (2,000 images).
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_metrics.py --json bench/out/bench_metrics.json
+	$(BIN)/python scripts/bench_viewer.py --json bench/out/bench_viewer.json
 
 ## On a GPU: full-size SDXL (random weights) at 1024x1024, bf16 and fp16: s/image, NaN.
 gpu-check: $(STAMP)

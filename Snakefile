@@ -22,6 +22,7 @@ localrules:
     analyze,
     cell_record,
     image_list,
+    viewer,
 
 
 rule all:
@@ -38,6 +39,7 @@ rule generate:
 rule analyze:
     input:
         [path for e in PLAN.experiments for path in analysis_outputs(e)],
+        viewer_outputs(),
 
 
 # One target rule per experiment: `snakemake shift_sweep` makes and scores just that one.

@@ -70,9 +70,20 @@ def experiment_outputs(experiment):
     return generation_outputs(experiment) + analysis_outputs(experiment)
 
 
+def viewer_inputs():
+    """What the viewer shows: every experiment's tables, metadata, plots and grids."""
+    return [path for e in PLAN.experiments for path in analysis_outputs(e)]
+
+
+def viewer_outputs():
+    return [f"{RESULTS}/report/index.html", f"{RESULTS}/report/data.js"]
+
+
 def get_final_output():
-    """Every experiment's images, cell records, tables, metadata, grid and page."""
-    return [path for e in PLAN.experiments for path in experiment_outputs(e)]
+    """Every experiment's images, cell records, tables, metadata, grids, plots and page,
+    and the viewer over all of them."""
+    outputs = [path for e in PLAN.experiments for path in experiment_outputs(e)]
+    return outputs + viewer_outputs()
 
 
 def analyze_only():

@@ -96,3 +96,17 @@ rule report_page:
         f"{RESULTS}/{{experiment}}/logs/report_page.log",
     run:
         steps.report_page(PLAN, wildcards.experiment, dict(input), output[0], log[0])
+
+
+rule viewer:
+    input:
+        viewer_inputs(),
+    output:
+        f"{RESULTS}/report/index.html",
+        f"{RESULTS}/report/data.js",
+    log:
+        f"{RESULTS}/report/viewer.log",
+    params:
+        thumb_size=config["report"]["thumb_size"],
+    run:
+        steps.viewer(RESULTS, params.thumb_size, output[0], log[0])

@@ -132,6 +132,19 @@ def test_full_run_outputs(finished_run):
         assert link in page
 
 
+def test_viewer_is_built_over_every_experiment(finished_run):
+    work, _, _ = finished_run
+    report = work / "results" / "report"
+    assert (report / "index.html").is_file()
+    text = (report / "data.js").read_text()
+    data = json.loads(
+        text[text.index("window.T2I.data =") + len("window.T2I.data =") :].rstrip("; \n")
+    )
+    [experiment] = data["experiments"]
+    assert experiment["name"] == "baseline" and len(experiment["images"]) == 2 * IMAGES_PER_MODEL
+    assert len(list((report / "thumbs").iterdir())) == 2 * IMAGES_PER_MODEL
+
+
 def test_snakemake_report_zip(finished_run):
     """`snakemake --report report.zip` holds the tables, metric tables, plots and grids,
     each under its category with its caption."""

@@ -282,6 +282,15 @@ def plots(inputs: dict, output: str, log_path: str) -> None:
         log.info("%s: %d plot files", output, len(written))
 
 
+def viewer(results_dir: str, thumb_size: int, output: str, log_path: str) -> None:
+    """results/report/: the interactive viewer over every experiment in results_dir."""
+    from t2ibench.report.viewer import build_viewer
+
+    with logged(log_path):
+        page = build_viewer(Path(results_dir), Path(output).parent, thumb_size)
+        log.info("viewer: %s", page)
+
+
 def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path: str) -> None:
     from t2ibench.report.html import write_experiment_page
 

@@ -1,0 +1,565 @@
+"""A static, interactive viewer of every experiment in a results folder.
+
+`build_viewer(results_dir, out_dir)` writes `out_dir/index.html` (normally
+`results/report/index.html`): an experiment picker, each experiment's description,
+metadata, plots and FID table, a grid of thumbnails with row/column axes, filters and a
+metric overlay, an A/B comparison pane (slider, toggle, pixel diff) and sortable
+summary/comparison tables. It is plain HTML, CSS and JavaScript (`viewer_assets/`), with
+no server and no fetch: the page's data is a script, `data.js`, that sets
+`window.T2I.data`, so the page works opened from disk (`file://`) as well as served
+(`python -m http.server` from the results folder).
+
+Written under `out_dir` (paths in the page are relative to it):
+
+- `index.html`, `viewer.js`, `viewer.css`: the page (copied from `viewer_assets/`);
+- `data.js`: every experiment's metadata, images, metrics and tables as JSON;
+- `thumbs/<key>.webp`: one thumbnail per image, longest side at most `thumb_size`
+  (smaller images are kept at their size, and the page shows them pixelated; up to
+  128 x 128 px they are lossless, else WebP quality 80);
+- `px/<key>.js`: one script per image, `T2I.pixels["<key>"] = "data:image/webp;..."`,
+  at most `compare_size` px: the pixels the comparison pane diffs. On `file://` every
+  file is its own origin, so an image loaded from a file taints a canvas and its pixels
+  cannot be read; a data: URL registered by a script does not. Copies of up to
+  128 x 128 px are lossless (diffs are exact); larger ones are WebP at quality 90
+  (about 15-60 KB for 512 px), to keep the folder small for thousands of images. Served
+  over http the page diffs the original files instead, at full resolution;
+- `cache.json`: the size of each image, so that a re-run skips images whose file is
+  unchanged.
+
+`<key>` is a hash of the image's path, modification time and size and of the
+thumbnail/copy sizes: an unchanged image keeps its files (not rewritten), a changed one
+gets new ones, and files no image refers to any more are removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from t2ibench.errors import InputError
+from t2ibench.io import atomic_write, write_text
+
+ASSETS = Path(__file__).with_name("viewer_assets")
+ASSET_FILES = ("viewer.js", "viewer.css")
+FORMAT_VERSION = 1
+THUMB_QUALITY = 80
+COPY_QUALITY = 90
+LOSSLESS_MAX_PIXELS = 128 * 128
+KEY_RE = re.compile(r"^[0-9a-f]{20}$")
+# Columns shown as text in the tables even when they look like numbers.
+TEXT_COLUMNS = {
+    "experiment", "model", "cell", "reference", "comparison", "metric", "method",
+    "warning", "extractor", "against", "variable_name", "prompt_id", "prompt_text",
+    "image_path", "image_flag",
+}  # fmt: skip
+# Used when summary.csv is missing: the metric columns results.csv may hold.
+KNOWN_METRICS = [
+    "clip_score", "siglip_score", "image_reward", "pickscore", "hps", "clip_ref_cosine",
+    "lpips_ref", "lpips_diversity", "clip_diversity",
+]  # fmt: skip
+PLOT_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".webp"}
+
+
+@dataclass
+class ImageJob:
+    """One image file to thumbnail: where it is and the key its outputs are named by."""
+
+    source: Path
+    key: str
+
+
+@dataclass
+class Build:
+    """What one build collects while it reads the experiments."""
+
+    out_dir: Path
+    thumb_size: int
+    compare_size: int
+    jobs: dict[str, ImageJob] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_viewer(
+    results_dir: Path,
+    out_dir: Path,
+    thumb_size: int = 256,
+    *,
+    compare_size: int = 512,
+    workers: int | None = None,
+) -> Path:
+    """Write the viewer of every experiment under `results_dir` to `out_dir`.
+
+    An experiment is a subfolder of `results_dir` holding a `metadata.json`; its
+    `results.csv`, `summary.csv`, `comparisons.csv`, `metrics/fid.csv`, `plots/` and
+    `grids/` are read when present. Raises InputError when there is no experiment.
+    Returns the path of `index.html`.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    if thumb_size < 16 or compare_size < 16:
+        raise InputError(
+            f"viewer: thumb_size and compare_size must be >= 16 px, got "
+            f"{thumb_size} and {compare_size}"
+        )
+    experiments = discover_experiments(results_dir, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build = Build(out_dir, thumb_size, compare_size)
+    payload = [experiment_payload(path, results_dir, build) for path in experiments]
+    sizes = make_images(build, workers)
+    for experiment in payload:
+        attach_sizes(experiment, sizes)
+    data = {
+        "version": FORMAT_VERSION,
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "thumb_size": thumb_size,
+        "compare_size": compare_size,
+        "lossless_max_pixels": LOSSLESS_MAX_PIXELS,
+        "warnings": build.warnings,
+        "experiments": payload,
+    }
+    write_if_changed(out_dir / "data.js", data_script(data))
+    return write_page(out_dir, data)
+
+
+# ---------------------------------------------------------------------------- discovery
+
+
+def discover_experiments(results_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """The subfolders of `results_dir` that hold a metadata.json, sorted by name."""
+    if not results_dir.is_dir():
+        raise InputError(f"{results_dir}: results folder not found; run the workflow first")
+    skip = os.path.abspath(out_dir) if out_dir is not None else None
+    found = [
+        path
+        for path in sorted(results_dir.iterdir(), key=lambda p: p.name)
+        if path.is_dir() and (path / "metadata.json").is_file() and os.path.abspath(path) != skip
+    ]
+    if not found:
+        raise InputError(
+            f"{results_dir}: no experiments to show (no subfolder holds a metadata.json); "
+            "run the workflow first"
+        )
+    return found
+
+
+def read_metadata(path: Path) -> dict:
+    """metadata.json as a dict; one-line InputError when it does not parse."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: cannot read the experiment's metadata ({err})") from err
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return meta
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def number(text: str):
+    """A CSV field as int or float when it is one (NaN and empty as None), else the text."""
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return text
+    if value.is_integer() and re.fullmatch(r"[+-]?\d+", text.strip()):
+        return int(value)
+    return value
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A CSV file as a list of dicts of strings (empty when the file is missing)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_table(path: Path) -> dict | None:
+    """A CSV table for the page: {columns, rows}, numbers as numbers; None if missing."""
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        columns = next(reader, [])
+        rows = [
+            [
+                value if name in TEXT_COLUMNS else number(value)
+                for name, value in zip(columns, row, strict=False)
+            ]
+            for row in reader
+        ]
+    return {"columns": columns, "rows": rows}
+
+
+def metric_names(summary: dict | None, columns: list[str]) -> list[str]:
+    """Metrics of an experiment: summary.csv's `<metric>_mean` columns found in results.csv."""
+    names = []
+    if summary:
+        names = [c[: -len("_mean")] for c in summary["columns"] if c.endswith("_mean")]
+    names = names or KNOWN_METRICS
+    return [name for name in names if name in columns]
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def resolve_image(image_path: str, exp_dir: Path, results_dir: Path, row: dict) -> Path | None:
+    """The file behind results.csv's image_path (relative to the working directory).
+
+    Tried in order: the path itself (absolute, or from the current directory), from the
+    results folder's parent, the part after the experiment's folder name, and the
+    layout `<experiment>/<model>/<cell>/<file name>`. None when no candidate exists.
+    """
+    if not image_path:
+        return None
+    path = Path(image_path)
+    candidates = [path, results_dir.parent / path]
+    if exp_dir.name in path.parts:
+        index = len(path.parts) - 1 - path.parts[::-1].index(exp_dir.name)
+        candidates.append(exp_dir.joinpath(*path.parts[index + 1 :]))
+    candidates.append(exp_dir / row.get("model", "") / row.get("cell", "") / path.name)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def url(path: Path, out_dir: Path) -> str:
+    """A page-relative URL of `path` (percent-encoded, forward slashes)."""
+    try:
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
+    except ValueError:  # another drive on Windows
+        return Path(os.path.abspath(path)).as_uri()
+    return quote(Path(rel).as_posix(), safe="/")
+
+
+def image_key(source: Path, results_dir: Path, build: Build) -> str:
+    """The name of an image's thumbnail and pixel copy: path, mtime, size and settings."""
+    stat = source.stat()
+    try:
+        name = os.path.relpath(os.path.abspath(source), os.path.abspath(results_dir))
+    except ValueError:
+        name = os.path.abspath(source)
+    text = (
+        f"{Path(name).as_posix()}|{stat.st_mtime_ns}|{stat.st_size}|"
+        f"{build.thumb_size}|{build.compare_size}|v{FORMAT_VERSION}"
+    )
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
+
+
+def image_entry(row: dict, metrics: list[str], source: Path | None, key, out_dir: Path) -> dict:
+    """One image for the page: where it is, its grid coordinates and its metric values."""
+    return {
+        "model": row.get("model", ""),
+        "cell": row.get("cell", ""),
+        "prompt": number(row.get("prompt_index", "")),
+        "seed": number(row.get("seed", "")),
+        "image_index": number(row.get("image_index", "")),
+        "flag": row.get("image_flag") or None,
+        "file": Path(row.get("image_path", "")).name,
+        "path": url(source, out_dir) if source else None,
+        "key": key,
+        "metrics": {name: finite(number(row.get(name, ""))) for name in metrics},
+    }
+
+
+def finite(value):
+    """A metric value as a number, or None (text and infinities are not plotted)."""
+    return value if isinstance(value, int | float) else None
+
+
+# ---------------------------------------------------------------------------- experiments
+
+
+def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
+    """Everything the page shows of one experiment; queues its images in `build.jobs`."""
+    meta = read_metadata(exp_dir / "metadata.json")
+    rows = read_rows(exp_dir / "results.csv")
+    summary = read_table(exp_dir / "summary.csv")
+    columns = list(rows[0]) if rows else []
+    metrics = metric_names(summary, columns)
+    images, missing = [], 0
+    for row in rows:
+        source = resolve_image(row.get("image_path", ""), exp_dir, results_dir, row)
+        key = image_key(source, results_dir, build) if source else None
+        if key:
+            build.jobs.setdefault(key, ImageJob(source, key))
+        missing += source is None
+        images.append(image_entry(row, metrics, source, key, build.out_dir))
+    warnings = []
+    if missing:
+        warnings.append(f"{missing} of {len(rows)} images in results.csv were not found")
+    if not (exp_dir / "results.csv").is_file():
+        warnings.append("no results.csv yet: run the workflow's analysis")
+    return {
+        "name": exp_dir.name,
+        "description": str(meta.get("description") or ""),
+        "reference_cell": meta.get("reference_cell"),
+        "variables": meta.get("variables") or {},
+        "models": ordered(
+            [m.get("name") for m in meta.get("models", []) if isinstance(m, dict)],
+            [i["model"] for i in images],
+        ),
+        "cells": ordered(list(meta.get("cells") or {}), [i["cell"] for i in images]),
+        "cell_values": {
+            name: cell.get("values", {})
+            for name, cell in (meta.get("cells") or {}).items()
+            if isinstance(cell, dict)
+        },
+        "prompts": prompt_list(rows, meta),
+        "seeds": ordered(meta.get("seeds") or [], [i["seed"] for i in images]),
+        "metrics": metrics,
+        "images": images,
+        "summary": summary,
+        "comparisons": read_table(exp_dir / "comparisons.csv"),
+        "fid": read_table(exp_dir / "metrics" / "fid.csv"),
+        "plots": plot_list(exp_dir, build.out_dir),
+        "files": {
+            name: url(exp_dir / name, build.out_dir)
+            for name in ("results.csv", "summary.csv", "comparisons.csv", "metadata.json")
+            if (exp_dir / name).is_file()
+        },
+        "warnings": warnings,
+        "metadata": json_safe(meta),
+    }
+
+
+def json_safe(value):
+    """`value` with NaN and infinities (which JSON lacks) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def ordered(first: list, then: list) -> list:
+    """The values of `first` that occur in `then` (all of them if `then` is empty),
+    followed by the other values of `then`, each once, in order."""
+    seen = set(then)
+    values = [v for v in first if v is not None and (not seen or v in seen)]
+    return list(dict.fromkeys(values + [v for v in then if v is not None]))
+
+
+def prompt_list(rows: list[dict], meta: dict) -> list[dict]:
+    """The experiment's prompts, by index: {index, id, text}."""
+    prompts = {}
+    for row in rows:
+        index = number(row.get("prompt_index", ""))
+        if index is not None and index not in prompts:
+            prompts[index] = {
+                "index": index,
+                "id": row.get("prompt_id", ""),
+                "text": row.get("prompt_text", ""),
+            }
+    if not rows:
+        for p in meta.get("prompts") or []:
+            if isinstance(p, dict) and "index" in p:
+                prompts[p["index"]] = {
+                    "index": p["index"],
+                    "id": str(p.get("id", "")),
+                    "text": str(p.get("text", "")),
+                }
+    order = sorted(
+        prompts, key=lambda i: (isinstance(i, str), 0 if isinstance(i, str) else i, str(i))
+    )
+    return [prompts[i] for i in order]
+
+
+def plot_list(exp_dir: Path, out_dir: Path) -> list[dict]:
+    """Plots and grids of an experiment: grid.png, plots/*, grids/*."""
+    files = [exp_dir / "grid.png"]
+    for folder in ("plots", "grids"):
+        if (exp_dir / folder).is_dir():
+            files += sorted((exp_dir / folder).iterdir(), key=lambda p: p.name)
+    return [
+        {"name": path.relative_to(exp_dir).as_posix(), "src": url(path, out_dir)}
+        for path in files
+        if path.is_file() and path.suffix.lower() in PLOT_SUFFIXES
+    ]
+
+
+# ---------------------------------------------------------------------------- thumbnails
+
+
+def make_images(build: Build, workers: int | None = None) -> dict[str, dict]:
+    """Write the thumbnail and pixel copy of every queued image (reusing unchanged ones);
+    remove outputs no image refers to. Returns each key's sizes."""
+    cache_path = build.out_dir / "cache.json"
+    cache = load_cache(cache_path)
+    todo = [job for key, job in build.jobs.items() if not outputs_exist(build, key, cache)]
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for job, info in zip(todo, pool.map(lambda j: render_image(j, build), todo), strict=True):
+            if info is None:
+                build.warnings.append(f"{job.source}: not a readable image; left out")
+            else:
+                cache[job.key] = info
+    sizes = {key: cache[key] for key in build.jobs if key in cache}
+    write_if_changed(cache_path, json.dumps(sizes, sort_keys=True, indent=0) + "\n")
+    prune(build, set(sizes))
+    return sizes
+
+
+def load_cache(path: Path) -> dict:
+    """cache.json's {key: sizes}; empty when missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def thumb_path(build: Build, key: str) -> Path:
+    return build.out_dir / "thumbs" / f"{key}.webp"
+
+
+def pixels_path(build: Build, key: str) -> Path:
+    return build.out_dir / "px" / f"{key}.js"
+
+
+def outputs_exist(build: Build, key: str, cache: dict) -> bool:
+    """True when a previous build left this key's sizes, thumbnail and pixel copy."""
+    return key in cache and thumb_path(build, key).is_file() and pixels_path(build, key).is_file()
+
+
+def render_image(job: ImageJob, build: Build) -> dict | None:
+    """Write one image's thumbnail and pixel-copy script; its sizes, or None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(job.source) as image:
+            width, height = image.size
+            rgb = as_rgb(image)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    thumb = shrink(rgb, build.thumb_size)
+    small = thumb.width * thumb.height <= LOSSLESS_MAX_PIXELS  # shown enlarged: keep it exact
+    write_bytes(
+        thumb_path(build, job.key), encode_webp(thumb, lossless=small, quality=THUMB_QUALITY)
+    )
+    copy = shrink(rgb, build.compare_size)
+    lossless = copy.width * copy.height <= LOSSLESS_MAX_PIXELS
+    data = encode_webp(copy, lossless=lossless, quality=COPY_QUALITY)
+    script = (
+        f'window.T2I.pixels["{job.key}"]="data:image/webp;base64,'
+        f'{base64.b64encode(data).decode("ascii")}";\n'
+    )
+    write_bytes(pixels_path(build, job.key), script.encode("ascii"))
+    return {
+        "w": width, "h": height, "tw": thumb.width, "th": thumb.height,
+        "pw": copy.width, "ph": copy.height, "lossless": lossless,
+    }  # fmt: skip
+
+
+def as_rgb(image):
+    """The image as RGB, or RGBA when it has transparency (loaded into memory)."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def shrink(image, size: int):
+    """A copy with the longest side at most `size` (Lanczos); small images are kept."""
+    from PIL import Image
+
+    if max(image.size) <= size:
+        return image
+    copy = image.copy()
+    copy.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return copy
+
+
+def encode_webp(image, *, lossless: bool, quality: int) -> bytes:
+    """WebP bytes: lossless (exact pixels) or lossy at `quality`."""
+    buffer = io.BytesIO()
+    if lossless:
+        image.save(buffer, "WEBP", lossless=True, quality=0, method=0)
+    else:
+        image.save(buffer, "WEBP", quality=quality, method=0)
+    return buffer.getvalue()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def prune(build: Build, keep: set[str]) -> None:
+    """Remove thumbnails and pixel copies (named by a key) that no image uses any more."""
+    for folder, suffix in (("thumbs", ".webp"), ("px", ".js")):
+        directory = build.out_dir / folder
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if path.suffix == suffix and KEY_RE.match(path.stem) and path.stem not in keep:
+                path.unlink(missing_ok=True)
+
+
+def attach_sizes(experiment: dict, sizes: dict[str, dict]) -> None:
+    """Give every image its thumbnail, pixel copy and sizes (None when unreadable)."""
+    for image in experiment["images"]:
+        key = image.pop("key")
+        info = sizes.get(key) if key else None
+        image["thumb"] = f"thumbs/{key}.webp" if info else None
+        image["px"] = key if info else None
+        image["size"] = [info["w"], info["h"]] if info else None
+        image["copy"] = [info["pw"], info["ph"], info["lossless"]] if info else None
+
+
+# ---------------------------------------------------------------------------- page
+
+
+def data_script(data: dict) -> str:
+    """`data.js`: the JSON in one assignment, with <, > and & escaped as \\u00XX so that
+    no text (a prompt holding `</script>`) can end a script element."""
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f"window.T2I = window.T2I || {{}};\nwindow.T2I.data = {text};\n"
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write a text file unless it already holds `text` (its mtime then stays)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text(path, text)
+
+
+def write_page(out_dir: Path, data: dict) -> Path:
+    """Copy the assets and write index.html, with a version tag on each script and style
+    sheet so that a browser does not keep an old copy after a rebuild."""
+    tags = {}
+    for name in ASSET_FILES:
+        text = (ASSETS / name).read_text(encoding="utf-8")
+        write_if_changed(out_dir / name, text)
+        tags[name] = digest(text)
+    tags["data.js"] = digest((out_dir / "data.js").read_text(encoding="utf-8"))
+    page = (ASSETS / "index.html").read_text(encoding="utf-8")
+    for name, tag in tags.items():
+        page = page.replace(f'"{name}"', f'"{name}?v={tag}"')
+    index = out_dir / "index.html"
+    write_if_changed(index, page)
+    return index
+
+
+def digest(text: str) -> str:
+    """A short content hash."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
