@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Run the whole workflow on config/config.yaml (built-in tiny models: noise, offline).
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
-	@echo "Open results/baseline/index.html"
+	@echo "Open results/report/index.html (all experiments) or results/<experiment>/index.html"
 
 ## All tests, the end-to-end workflow runs included.
 test: $(STAMP)

@@ -16,13 +16,24 @@ include: "rules/metrics.smk"
 include: "rules/report.smk"
 
 
+# Cheap rules run in the main process; on a cluster only generate_image and metric
+# (the GPU-tagged rules) are submitted.
 localrules:
     all,
     generate,
     analyze,
     cell_record,
     image_list,
+    results_table,
+    metadata,
+    grid,
+    plots,
+    report_page,
     viewer,
+    sdxl_base_config,
+    materialise_builtin_model,
+    materialise_builtin_folder,
+    download_model,
 
 
 rule all:
