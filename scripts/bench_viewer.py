@@ -39,18 +39,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from t2ibench.report.viewer import build_viewer  # noqa: E402
+from t2ibench.report.viewer import build_viewer, find_chromium  # noqa: E402
 
 METRICS = ["clip_score", "pickscore", "hps", "image_reward"]
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
-def find_chromium() -> str | None:
-    """$T2IBENCH_CHROMIUM, else the first Chromium-like executable on PATH."""
-    env = os.environ.get("T2IBENCH_CHROMIUM")
-    if env:
-        return env if Path(env).is_file() else shutil.which(env)
-    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
 
 
 def random_image(rng: np.random.Generator, size: int) -> Image.Image:

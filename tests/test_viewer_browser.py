@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,18 +18,9 @@ from urllib.parse import unquote
 import pytest
 from test_viewer import HOSTILE, SQUARE, make_results
 
-from t2ibench.report.viewer import build_viewer
+from t2ibench.report.viewer import build_viewer, find_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-
-
-def find_chromium() -> str | None:
-    """$T2IBENCH_CHROMIUM, else the first Chromium-like executable on PATH."""
-    env = os.environ.get("T2IBENCH_CHROMIUM")
-    if env:
-        return env if Path(env).is_file() else shutil.which(env)
-    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
 
 
 CHROMIUM = find_chromium()

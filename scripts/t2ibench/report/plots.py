@@ -34,18 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from t2ibench.report.tables import IMAGE_METRICS, PROMPT_METRICS
+
 # Known metrics, in plotting order; other metrics found in summary.csv follow, sorted.
-METRICS = (
-    "clip_score",
-    "siglip_score",
-    "image_reward",
-    "pickscore",
-    "hps",
-    "clip_ref_cosine",
-    "lpips_ref",
-    "lpips_diversity",
-    "clip_diversity",
-)
+METRICS = (*IMAGE_METRICS, *PROMPT_METRICS)
 DIVERSITY_METRICS = ("lpips_diversity", "clip_diversity")
 LOWER_IS_BETTER = {"lpips_ref": "lower = closer to the reference"}
 CI_TEXT = "mean ± 95% CI over prompts"

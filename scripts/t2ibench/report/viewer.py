@@ -563,3 +563,18 @@ def write_page(out_dir: Path, data: dict) -> Path:
 def digest(text: str) -> str:
     """A short content hash."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def find_chromium() -> str | None:
+    """A Chromium to open the viewer with (tests, bench): $T2IBENCH_CHROMIUM, else the
+    first of chromium, chromium-browser, google-chrome on the PATH; None when none."""
+    import os
+    import shutil
+
+    env = os.environ.get("T2IBENCH_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else shutil.which(env)
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
