@@ -13,6 +13,7 @@ image's seed, so the same seed gives the same latents on any device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -102,6 +103,50 @@ class Progress:
 TORCH_LOCK = threading.RLock()
 
 
+def candidate_devices(device: str) -> list[str]:
+    """The devices a generation job may run on: every CUDA device when the config says
+    `auto` or `cuda` (no index) and torch sees several, else the one resolved device."""
+    import torch
+
+    resolved = resolve_device(device)
+    if device in ("auto", "cuda") and resolved == "cuda" and torch.cuda.device_count() > 1:
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [resolved]
+
+
+class DevicePool:
+    """Gives each concurrent job a device of its own.
+
+    Snakemake counts GPUs (`--resources gpu=N`) but does not say which one a job gets.
+    Jobs that run as threads of one process (the default profile) take a free device
+    here for the length of the job, and wait while every candidate is busy; a device
+    that already holds the job's model is preferred, so each model is loaded once per
+    device.
+    """
+
+    def __init__(self):
+        self._free = threading.Condition()
+        self._busy: set[str] = set()
+
+    @contextlib.contextmanager
+    def acquire(self, candidates: list[str], preferred: set[str] = frozenset()):
+        with self._free:
+            while all(d in self._busy for d in candidates):
+                self._free.wait()
+            free = [d for d in candidates if d not in self._busy]
+            device = next((d for d in free if d in preferred), free[0])
+            self._busy.add(device)
+        try:
+            yield device
+        finally:
+            with self._free:
+                self._busy.discard(device)
+                self._free.notify_all()
+
+
+DEVICES = DevicePool()
+
+
 class Generator:
     """Process-wide pipeline cache plus the generation call."""
 
@@ -173,22 +218,21 @@ class Generator:
         sha_cache: Path | None = None,
         memory: dict | None = None,
     ) -> dict:
-        """Make one image and write it (PNG with embedded parameters) plus its record."""
-        import torch
+        """Make one image and write it (PNG with embedded parameters) plus its record.
 
-        device = resolve_device(device)
-        with self._lock:
-            loaded = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
-            pipe = loaded.pipe
-            tokens = count_tokens(pipe.tokenizer, settings["prompt"])
-            start = time.perf_counter()
-            if settings["family"] == "zimage":
-                image = _make_zimage(pipe, settings, device)
-            else:
-                image = _make_sdxl(pipe, loaded.scheduler_config, settings)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
+        On several CUDA devices, concurrent jobs each run on a device of their own (see
+        DevicePool); models are built one at a time, and on a single device images are
+        made one at a time.
+        """
+        candidates = candidate_devices(device)
+        loaded_on = {key.split("|")[2] for key in self._models if key.startswith(f"{spec.name}|")}
+        with DEVICES.acquire(candidates, loaded_on) as device:
+            with self._lock:
+                loaded = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
+            # One device: hold the lock while making the image too (one model at a time).
+            with self._lock if len(candidates) == 1 else contextlib.nullcontext():
+                image, tokens, seconds = self._run(loaded, settings, device)
+        pipe = loaded.pipe
         record = {
             "settings": settings,
             "image_flag": image_flag(image),
@@ -204,6 +248,22 @@ class Generator:
         save_png(image, image_path, settings, loaded.sha256, spec.prediction_reason)
         self.progress.step()
         return record
+
+    @staticmethod
+    def _run(loaded: LoadedModel, settings: dict, device: str):
+        """(image, prompt tokens, seconds) of one generation on `device`."""
+        import torch
+
+        pipe = loaded.pipe
+        tokens = count_tokens(pipe.tokenizer, settings["prompt"])
+        start = time.perf_counter()
+        if settings["family"] == "zimage":
+            image = _make_zimage(pipe, settings, device)
+        else:
+            image = _make_sdxl(pipe, loaded.scheduler_config, settings)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return image, tokens, time.perf_counter() - start
 
 
 def load_vae(spec: ModelSpec, torch_dtype):
