@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo test test-fast bench gpu-check lint format clean
+.PHONY: install demo test test-slurm test-fast bench gpu-check lint format clean
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ demo: $(STAMP)
 ## All tests, the end-to-end workflow runs included.
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
+
+## The SLURM suite: starts a one-node SLURM cluster (root; Debian's munge, slurmctld,
+## slurmd; add T2IBENCH_SLURM_INSTALL=1 to apt-get them), runs the workflow through
+## profiles/slurm and locally, compares, stops the cluster. See README "Running on SLURM".
+test-slurm: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" T2IBENCH_SLURM=1 $(BIN)/pytest -q -s tests/test_slurm.py
 
 ## Unit tests only (skips the end-to-end Snakemake runs).
 test-fast: $(STAMP)
