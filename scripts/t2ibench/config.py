@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from t2ibench.errors import InputError
+from t2ibench.metrics.registry import section_in_use
 from t2ibench.samplers import SAMPLERS, ZERO_SNR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -326,16 +327,11 @@ METRIC_FOLDERS = [
 ]
 
 
-def _metric_on(metrics: dict, section: str) -> bool:
-    users = {"clip": ["clip_diversity", "reference"], "lpips": ["reference"]}
-    return any(metrics[s]["enabled"] for s in [section, *users.get(section, [])])
-
-
 def _check_metric_files(metrics: dict) -> None:
     """Metric weights named by path must exist now, not fail hours into a run."""
     for section, key, what in METRIC_FILES:
         value = metrics[section][key]
-        if not _metric_on(metrics, section) or not value or value.startswith("builtin:"):
+        if not section_in_use(metrics, section) or not value or value.startswith("builtin:"):
             continue
         if _looks_like_path(value) and not Path(value).is_file():
             source = WEIGHTS_SOURCES.get(f"metrics.{section}.{key}")

@@ -151,7 +151,8 @@ class Generator:
     """Process-wide pipeline cache plus the generation call."""
 
     def __init__(self):
-        self._models: dict[str, LoadedModel] = {}
+        # (model name, checkpoint, device, dtype, memory settings) -> loaded pipeline
+        self._models: dict[tuple, LoadedModel] = {}
         self._lock = TORCH_LOCK
         self.load_count = 0
         self.progress = Progress()
@@ -159,7 +160,7 @@ class Generator:
     def model(
         self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict
     ) -> LoadedModel:
-        key = f"{spec.name}|{spec.checkpoint}|{device}|{dtype}|{sorted(memory.items())}"
+        key = (spec.name, spec.checkpoint, device, dtype, str(sorted(memory.items())))
         if key not in self._models:
             self._models[key] = self._load(spec, device, dtype, sha_cache, memory)
         return self._models[key]
@@ -225,7 +226,7 @@ class Generator:
         made one at a time.
         """
         candidates = candidate_devices(device)
-        loaded_on = {key.split("|")[2] for key in self._models if key.startswith(f"{spec.name}|")}
+        loaded_on = {key[2] for key in self._models if key[:2] == (spec.name, spec.checkpoint)}
         with DEVICES.acquire(candidates, loaded_on) as device:
             with self._lock:
                 loaded = self.model(spec, device, settings["dtype"], sha_cache, memory or {})

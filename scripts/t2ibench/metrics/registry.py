@@ -45,8 +45,17 @@ SECTIONS = {
     "fid": "fid",
 }
 PROMPT_IMAGE_METRICS = ["clip_score", "siglip_score", "image_reward", "pickscore", "hps"]
+# Tables merged into results.csv on the image, and on the (model, cell, prompt).
+PER_IMAGE_TABLES = {*PROMPT_IMAGE_METRICS, "reference_similarity"}
+PER_PROMPT_TABLES = {"lpips_diversity", "clip_diversity"}
 # The metrics that also need another section's model.
 USES = {"reference_similarity": ["clip", "lpips"], "clip_diversity": ["clip"]}
+
+
+def section_in_use(metrics_config: dict, section: str) -> bool:
+    """True when the section's metric, or a metric that uses its model, is enabled."""
+    users = [SECTIONS[m] for m, sections in USES.items() if section in sections]
+    return any(metrics_config[s]["enabled"] for s in [section, *users])
 
 
 def enabled(metrics_config: dict) -> list[str]:

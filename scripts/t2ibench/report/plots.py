@@ -386,16 +386,7 @@ def draw_line_plot(data: LineData, experiment: str):
             )
             if data.reference_cell in s.cells:
                 i = s.cells.index(data.reference_cell)
-                ax.plot(
-                    [s.x[i]],
-                    [s.mean[i]],
-                    marker="*",
-                    markersize=13,
-                    color="black",
-                    linestyle="none",
-                    zorder=5,
-                    label=f"reference cell ({data.reference_cell})",
-                )
+                _reference_star(ax, s.x[i], s.mean[i], data.reference_cell)
         _finish_line_axes(ax, data, model)
     axes[0].set_ylabel(_metric_label(data.metric), fontsize=9)
     _dedupe_legend(axes[-1], axes, title=", ".join(_others(data)) or "model")
@@ -509,16 +500,7 @@ def draw_scatter(panels: dict[str, list[ScatterPoint]], experiment: str):
             )
         for p in points:
             if p.reference:
-                ax.plot(
-                    [p.x],
-                    [p.y],
-                    marker="*",
-                    markersize=13,
-                    color="black",
-                    linestyle="none",
-                    zorder=5,
-                    label=f"reference cell ({p.cell})",
-                )
+                _reference_star(ax, p.x, p.y, p.cell)
             ax.annotate(p.label, (p.x, p.y), xytext=(4, 4), textcoords="offset points", fontsize=6)
         ax.set_xlabel(_metric_label("clip_score"), fontsize=9)
         ax.set_ylabel(_metric_label(metric), fontsize=9)
@@ -604,3 +586,9 @@ def experiment_plots(
             written += save_figure(fig, Path(out_dir), stem)
             fig.clear()
     return written
+
+
+def _reference_star(ax, x, y, cell: str) -> None:
+    """Mark the reference cell's point with a black star."""
+    ax.plot([x], [y], marker="*", markersize=13, color="black", linestyle="none", zorder=5,
+            label=f"reference cell ({cell})")  # fmt: skip

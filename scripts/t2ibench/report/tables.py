@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 from t2ibench.families import FAMILY_DEFAULTS
+from t2ibench.metrics.registry import PER_IMAGE_TABLES, PER_PROMPT_TABLES
 from t2ibench.plan import Plan
 
 SETTING_COLUMNS = [
@@ -31,10 +32,6 @@ IMAGE_METRICS = [
     "lpips_ref",
 ]
 PROMPT_METRICS = ["lpips_diversity", "clip_diversity"]
-# Metric tables merged into results.csv on the image, and on the (model, cell, prompt).
-PER_IMAGE_TABLES = {"clip_score", "siglip_score", "image_reward", "pickscore", "hps",
-                    "reference_similarity"}  # fmt: skip
-PER_PROMPT_TABLES = {"lpips_diversity", "clip_diversity"}
 
 
 def variable_columns(plan: Plan, experiment: str, cell: str) -> dict:
