@@ -8,8 +8,10 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from t2ibench import steps
+from t2ibench.batches import MARKER_WILDCARD, experiment_chunks, marker_path
 from t2ibench.config import SCHEMA_PATH, validate_config
 from t2ibench.errors import InputError
+from t2ibench.generate import stop_batches_on_interrupt
 from t2ibench.metrics.registry import SECTIONS, metric_params
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
@@ -50,12 +52,36 @@ def analysis_outputs(experiment):
     ]
 
 
+IMAGES_PER_JOB = config["images_per_job"]
+_CHUNKS = {}
+
+
+def bundled():
+    """images_per_job above 1: generation jobs make chunks of images (t2ibench.batches)."""
+    return IMAGES_PER_JOB > 1
+
+
+def chunks(experiment):
+    """The experiment's chunks and their markers (images checked once per process)."""
+    if experiment not in _CHUNKS:
+        _CHUNKS[experiment] = experiment_chunks(PLAN, experiment, IMAGES_PER_JOB)
+    return _CHUNKS[experiment]
+
+
+if bundled():
+    stop_batches_on_interrupt()
+    steps.announce_batches(
+        PLAN, IMAGES_PER_JOB, {e: chunks(e) for e in PLAN.experiments}
+    )
+
+
 def generation_outputs(experiment):
     """An experiment's images and each (model, cell) directory's cell.json.
 
     Images are listed themselves: Snakemake does not rerun a job for a missing
     intermediate file when the files after it are up to date, so a deleted image must be
-    a target to be made again.
+    a target to be made again. Bundled, the image list stands for them: it depends on
+    one marker per chunk (t2ibench.batches).
     """
     exp = PLAN.experiments[experiment]
     cells = [
@@ -63,6 +89,8 @@ def generation_outputs(experiment):
         for model in exp.models
         for cell in exp.cells
     ]
+    if bundled():
+        return [f"{RESULTS}/{experiment}/images.txt"] + cells
     return PLAN.paths(experiment) + cells
 
 
@@ -119,7 +147,15 @@ def get_image_settings(wildcards):
 
 
 def get_experiment_images(wildcards):
-    return [] if analyze_only() else PLAN.paths(wildcards.experiment)
+    """What the image list waits for: every image, or bundled one marker per chunk."""
+    if analyze_only():
+        return []
+    if bundled():
+        return [
+            marker_path(RESULTS, c.experiment, c.model, c.marker)
+            for c in chunks(wildcards.experiment)
+        ]
+    return PLAN.paths(wildcards.experiment)
 
 
 def get_existing_images(wildcards):
@@ -167,3 +203,4 @@ wildcard_constraints:
     image=r"\d\d+",
     seed=r"\d+",
     metric=_alternatives(SECTIONS),
+    batch=MARKER_WILDCARD,

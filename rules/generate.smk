@@ -21,6 +21,27 @@ rule generate_image:
         )
 
 
+# With images_per_job above 1: one job per chunk of a model's images, one model load.
+rule generate_batch:
+    input:
+        get_model_inputs,
+    output:
+        f"{RESULTS}/{{experiment}}/logs/batches/{{model}}/{{batch}}.json",
+    log:
+        f"{RESULTS}/{{experiment}}/logs/batches/{{model}}/{{batch}}.log",
+    resources:
+        gpu=1,
+    run:
+        steps.generate_batch(
+            PLAN,
+            wildcards.experiment,
+            wildcards.model,
+            wildcards.batch,
+            output[0],
+            log[0],
+        )
+
+
 rule cell_record:
     output:
         f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/cell.json",

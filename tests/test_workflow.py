@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from workflow_helpers import make_workdir, snakemake, write_config
+from workflow_helpers import make_workdir, snakemake, tiny_sdxl_models, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +26,7 @@ IMAGES_PER_MODEL = 5 * 4  # prompts x images_per_prompt
 def demo_config(work):
     (work / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
     return {
-        "models": [
-            {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
-            {"name": "tiny-vpred", "source": "builtin:tiny-sdxl-vpred"},
-        ],
+        "models": tiny_sdxl_models(),
         "prompts": {"sources": ["prompts/test.json"]},
         "generation": {
             "steps": 2,
@@ -295,35 +292,16 @@ def test_user_single_file_and_diffusers_folder(tmp_path):
 
 def test_ctrl_c_leaves_only_complete_images(tmp_path):
     """SIGINT mid-run: no partial file at a final name; the next run finishes the rest."""
-    import signal
-    import subprocess
-    import time
 
-    from workflow_helpers import snakemake_command
+    from workflow_helpers import interrupt_run
 
     work = make_workdir(tmp_path)
     config = demo_config(work)
     config["models"] = config["models"][:1]
     config["generation"]["images_per_prompt"] = 12
     write_config(work, config)
-    proc = subprocess.Popen(
-        snakemake_command("--configfile", "test-config.yaml"),
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while len(images(work)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) != 0
-    survivors = images(work)
-    assert 5 <= len(survivors) < 60
-    assert not list((work / "results").rglob(".*.part"))
-    for path in survivors:
-        with Image.open(path) as image:
-            image.load()  # a truncated PNG raises here
+    survivors = interrupt_run(work, images)
+    assert len(survivors) < 60
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in survivors}
     snakemake(work, "--configfile", "test-config.yaml")
     assert len(images(work)) == 60

@@ -35,3 +35,41 @@ def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Complete
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def interrupt_run(work: Path, images, at_least: int = 5) -> list[Path]:
+    """Start `snakemake --configfile test-config.yaml`, send SIGINT once `images(work)`
+    lists `at_least` images, and check that it failed and left only complete images, no
+    partial file; return the images that survived."""
+    import signal
+    import time
+
+    from PIL import Image
+
+    proc = subprocess.Popen(
+        snakemake_command("--configfile", "test-config.yaml"),
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while len(images(work)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) != 0
+    survivors = images(work)
+    assert len(survivors) >= at_least
+    assert not list((work / "results").rglob(".*.part"))
+    for path in survivors:
+        with Image.open(path) as image:
+            image.load()  # a truncated PNG raises here
+    return survivors
+
+
+def tiny_sdxl_models() -> list[dict]:
+    """The two built-in tiny SDXL models, epsilon and v-prediction."""
+    return [
+        {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
+        {"name": "tiny-vpred", "source": "builtin:tiny-sdxl-vpred"},
+    ]

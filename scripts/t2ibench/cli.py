@@ -187,6 +187,17 @@ def show_plan(plan, out) -> None:
     rows = plan_status(plan, estimator)
     print(f"results in {plan.results_dir}/", file=out)
     print(format_table(rows, estimator), file=out)
+    size = plan.config["images_per_job"]
+    if size > 1:
+        from t2ibench.batches import experiment_chunks
+
+        chunks = [c for e in plan.experiments for c in experiment_chunks(plan, e, size)]
+        running = [c for c in chunks if c.runs]
+        print(
+            f"bundled (images_per_job = {size}): {len(running)} generation job(s) for "
+            f"{sum(len(c.todo) for c in running)} image(s) to make or remake",
+            file=out,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

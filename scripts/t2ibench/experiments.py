@@ -58,6 +58,7 @@ RESERVED_NAMES = {
     "generate",
     "analyze",
     "generate_image",
+    "generate_batch",
     "image_list",
     "cell_record",
     "metric",

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -103,6 +104,32 @@ class Progress:
 TORCH_LOCK = threading.RLock()
 
 
+# Set on Ctrl-C. Jobs run as threads, which Snakemake cannot stop: it waits for them. A
+# job that makes one image is short; a batch checks this between images and stops.
+STOP = threading.Event()
+
+
+def stop_batches_on_interrupt() -> None:
+    """Make Ctrl-C (SIGINT) also set STOP, then do what it did before (raise
+    KeyboardInterrupt for Snakemake). Called from the main thread, where the Snakefile is
+    read; elsewhere, or where SIGINT is ignored, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN or getattr(previous, "sets_stop", False):
+        return
+
+    def handler(signum, frame):
+        STOP.set()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            signal.default_int_handler(signum, frame)
+
+    handler.sets_stop = True
+    signal.signal(signal.SIGINT, handler)
+
+
 def candidate_devices(device: str) -> list[str]:
     """The devices a generation job may run on: every CUDA device when the config says
     `auto` or `cuda` (no index) and torch sees several, else the one resolved device."""
@@ -159,11 +186,13 @@ class Generator:
 
     def model(
         self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict
-    ) -> LoadedModel:
+    ) -> tuple[LoadedModel, bool]:
+        """The cached pipeline, and whether this call loaded it."""
         key = (spec.name, spec.checkpoint, device, dtype, str(sorted(memory.items())))
-        if key not in self._models:
-            self._models[key] = self._load(spec, device, dtype, sha_cache, memory)
-        return self._models[key]
+        if key in self._models:
+            return self._models[key], False
+        self._models[key] = self._load(spec, device, dtype, sha_cache, memory)
+        return self._models[key], True
 
     def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict):
         import torch
@@ -219,7 +248,8 @@ class Generator:
         sha_cache: Path | None = None,
         memory: dict | None = None,
     ) -> dict:
-        """Make one image and write it (PNG with embedded parameters) plus its record.
+        """Make one image and write it (PNG with embedded parameters) plus its record;
+        returns the record, with `model_loaded`: whether this call loaded the model.
 
         On several CUDA devices, concurrent jobs each run on a device of their own (see
         DevicePool); models are built one at a time, and on a single device images are
@@ -229,7 +259,7 @@ class Generator:
         loaded_on = {key[2] for key in self._models if key[:2] == (spec.name, spec.checkpoint)}
         with DEVICES.acquire(candidates, loaded_on) as device:
             with self._lock:
-                loaded = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
+                loaded, fresh = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
             # One device: hold the lock while making the image too (one model at a time).
             with self._lock if len(candidates) == 1 else contextlib.nullcontext():
                 image, tokens, seconds = self._run(loaded, settings, device)
@@ -248,7 +278,7 @@ class Generator:
         write_json(record_path, record)
         save_png(image, image_path, settings, loaded.sha256, spec.prediction_reason)
         self.progress.step()
-        return record
+        return {**record, "model_loaded": fresh}
 
     @staticmethod
     def _run(loaded: LoadedModel, settings: dict, device: str):

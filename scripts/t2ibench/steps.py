@@ -127,6 +127,19 @@ def announce_plan(plan: Plan) -> None:
     )
 
 
+def announce_batches(plan: Plan, size: int, chunks: dict[str, list]) -> None:
+    """One line about the bundled generation jobs (images_per_job above 1)."""
+    running = {e: [c for c in cs if c.runs] for e, cs in chunks.items()}
+    log.info(
+        "generation bundled by images_per_job = %d: %d job(s) to run for %d image(s) (%s), "
+        "each loading its model once",
+        size,
+        sum(len(cs) for cs in running.values()),
+        sum(len(c.todo) for cs in running.values() for c in cs),
+        ", ".join(f"{e} {len(cs)}" for e, cs in running.items()),
+    )
+
+
 def sha_cache_path(plan: Plan) -> Path:
     return Path(plan.config["resources_dir"]) / "cache" / "sha256.json"
 
@@ -172,36 +185,97 @@ def sdxl_base_config(config_dir: str, log_path: str) -> None:
         log.info("SDXL base configs and tokenizers written to %s", config_dir)
 
 
+def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str) -> bool:
+    """One image with the process's cached pipeline; its time goes to the timings file.
+    True when this call loaded the model."""
+    from t2ibench import timings
+    from t2ibench.generate import GENERATOR
+
+    result = GENERATOR.generate(
+        plan.models[model],
+        settings,
+        image,
+        record,
+        plan.config["device"],
+        sha_cache=sha_cache_path(plan),
+        memory=plan.config["memory"],
+    )
+    timings.record(
+        timings.timings_path(plan.config["resources_dir"]),
+        settings,
+        result["device"],
+        result["generation_seconds"],
+    )
+    log.debug(
+        "%s: %.3f s, %d prompt tokens",
+        image,
+        result["generation_seconds"],
+        result["prompt_tokens"],
+    )
+    return result["model_loaded"]
+
+
 def generate_image(
     plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
 ) -> None:
     load_libraries()
-    from t2ibench import timings
-    from t2ibench.generate import GENERATOR, configure_torch
-    from t2ibench.timings import timings_path
+    from t2ibench.generate import configure_torch
 
     configure_torch(plan.config["torch_threads"])
     with logged(log_path):
-        result = GENERATOR.generate(
-            plan.models[model],
-            settings,
-            image,
-            record,
-            plan.config["device"],
-            sha_cache=sha_cache_path(plan),
-            memory=plan.config["memory"],
-        )
-        timings.record(
-            timings_path(plan.config["resources_dir"]),
-            settings,
-            result["device"],
-            result["generation_seconds"],
-        )
-        log.debug(
-            "%s: %.3f s, %d prompt tokens",
-            image,
-            result["generation_seconds"],
-            result["prompt_tokens"],
+        _make_image(plan, model, settings, image, record)
+
+
+def generate_batch(
+    plan: Plan, experiment: str, model: str, marker: str, output: str, log_path: str
+) -> None:
+    """Make the missing or outdated images of one chunk (see t2ibench.batches), loading
+    the model once; then write the marker, a record of what was made.
+
+    Which images to make is decided here, when the job runs (on a cluster node, possibly
+    in a retry): images made meanwhile, or by an earlier attempt, are not made again.
+    """
+    load_libraries()
+    import socket
+    import time
+
+    from t2ibench.batches import Freshness, chunk_jobs, parse_marker
+    from t2ibench.generate import STOP, configure_torch
+    from t2ibench.io import write_json
+
+    configure_torch(plan.config["torch_threads"])
+    with logged(log_path):
+        index, size, _ = parse_marker(marker)
+        jobs = chunk_jobs(plan, experiment, model, index, size)
+        todo = Freshness(plan).todo(jobs)
+        loads = 0
+        start = time.perf_counter()
+        where = f"{experiment}/{model} {marker}"
+        log.info("%s: %d of its %d images to make", where, len(todo), len(jobs))
+        for done, job in enumerate(todo):
+            if STOP.is_set():
+                raise RuntimeError(
+                    f"{where}: stopped on interrupt after {done} of {len(todo)} images; "
+                    "the next run makes the rest"
+                )
+            path = plan.path(job)
+            record = path[: -len(".png")] + ".json"
+            loads += _make_image(plan, model, plan.settings(job), path, record)
+        seconds = time.perf_counter() - start
+        log.info("%s: %d images in %.1f s", where, len(todo), seconds)
+        write_json(
+            output,
+            {
+                "experiment": experiment,
+                "model": model,
+                "chunk": index,
+                "chunk_size": size,
+                "images": [f"{job.cell}/{job.filename}" for job in jobs],
+                "made": [f"{job.cell}/{job.filename}" for job in todo],
+                "model_loads": loads,
+                "seconds": round(seconds, 3),
+                "host": socket.gethostname(),
+            },
         )
 
 

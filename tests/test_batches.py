@@ -1,0 +1,352 @@
+"""Bundled generation (images_per_job > 1): chunks, what is to make, and the markers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from t2ibench.batches import (
+    Freshness,
+    chunk_jobs,
+    experiment_chunks,
+    marker_name,
+    marker_path,
+    model_jobs,
+    parse_marker,
+)
+from t2ibench.config import validate_config
+from t2ibench.plan import build_plan
+
+from conftest import with_changes
+from workflow_helpers import tiny_sdxl_models
+
+
+def make_plan(base_config, **changes):
+    config = with_changes(base_config, images_per_job=4, **changes)
+    return build_plan(validate_config(config))
+
+
+def two_model_plan(base_config, **changes):
+    models = [
+        {"name": "tiny", "source": "builtin:tiny-sdxl"},
+        {"name": "vpred", "source": "builtin:tiny-sdxl-vpred"},
+    ]
+    # 3 prompts x 3 seeds = 9 images per model: chunks of 4, 4 and 1.
+    return make_plan(base_config, models=models, generation__images_per_prompt=3, **changes)
+
+
+def fake_image(plan, job, settings=None, record=True):
+    """An image file (and its record) as a finished generation leaves them."""
+    path = Path(plan.path(job))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if record:
+        made_with = plan.settings(job) if settings is None else settings
+        path.with_suffix(".json").write_text(json.dumps({"settings": made_with}))
+    path.write_bytes(b"png")
+    return path
+
+
+def fake_marker(plan, experiment, model, name, age=0.0):
+    path = Path(marker_path(plan.results_dir, experiment, model, name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
+    if age:
+        when = path.stat().st_mtime - age
+        os.utime(path, (when, when))
+    return path
+
+
+def test_chunks_cover_each_models_images_once_in_plan_order(base_config):
+    plan = two_model_plan(base_config)
+    for model in ["tiny", "vpred"]:
+        jobs = model_jobs(plan, "baseline", model)
+        assert len(jobs) == 9 and all(j.model == model for j in jobs)
+        chunks = [chunk_jobs(plan, "baseline", model, k, 4) for k in range(3)]
+        assert [len(c) for c in chunks] == [4, 4, 1]
+        assert [j for c in chunks for j in c] == jobs
+        with pytest.raises(KeyError):
+            chunk_jobs(plan, "baseline", model, 3, 4)
+
+
+def test_marker_names_round_trip_and_reject_others():
+    assert marker_name(3, 50, 2) == "chunk003-of50.2"
+    assert parse_marker("chunk003-of50.2") == (3, 50, 2)
+    assert parse_marker("chunk1234-of7.11") == (1234, 7, 11)
+    for bad in ["chunk3-of50.2", "chunk003-of50", "003-of50.2", "chunk003-of50.2.json"]:
+        with pytest.raises(ValueError, match="chunk<k>-of<size>.<run>"):
+            parse_marker(bad)
+
+
+def test_freshness_states(base_config, tmp_path):
+    plan = make_plan(base_config)
+    jobs = model_jobs(plan, "baseline", "tiny")
+    fresh = Freshness(plan)
+    assert fresh.state(jobs[0]) == "missing"
+    fake_image(plan, jobs[0])
+    assert fresh.state(jobs[0]) == "done"
+    # Made with other settings (here another step count): outdated.
+    fake_image(plan, jobs[1], settings={**plan.settings(jobs[1]), "steps": 9})
+    assert fresh.state(jobs[1]) == "outdated"
+    # No record: made elsewhere, kept (as Snakemake keeps an output it has no record of).
+    fake_image(plan, jobs[2], record=False)
+    assert fresh.state(jobs[2]) == "done"
+    # A record that cannot be read is not trusted.
+    path = fake_image(plan, jobs[3])
+    path.with_suffix(".json").write_text("{not json")
+    assert Freshness(plan).state(jobs[3]) == "outdated"
+    assert Freshness(plan).todo(jobs[:4]) == [jobs[1], jobs[3]]
+
+
+def test_model_newer_than_image_makes_it_outdated(base_config):
+    plan = make_plan(base_config)
+    job = model_jobs(plan, "baseline", "tiny")[0]
+    image = fake_image(plan, job)
+    model_file = Path(plan.models["tiny"].input_files[0])
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model_file.write_bytes(b"weights")
+    old = image.stat().st_mtime - 100
+    os.utime(model_file, (old, old))
+    assert Freshness(plan).state(job) == "done"
+    new = image.stat().st_mtime + 100
+    os.utime(model_file, (new, new))
+    assert Freshness(plan).state(job) == "outdated"
+
+
+def test_first_run_marks_every_chunk_to_run(base_config):
+    plan = two_model_plan(base_config)
+    chunks = experiment_chunks(plan, "baseline", 4)
+    assert [(c.model, c.marker, len(c.todo), c.runs) for c in chunks] == [
+        ("tiny", "chunk000-of4.0", 4, True),
+        ("tiny", "chunk001-of4.0", 4, True),
+        ("tiny", "chunk002-of4.0", 1, True),
+        ("vpred", "chunk000-of4.0", 4, True),
+        ("vpred", "chunk001-of4.0", 4, True),
+        ("vpred", "chunk002-of4.0", 1, True),
+    ]
+
+
+def finish_all(plan, size=4, old_marker=None):
+    """Every image made, then each chunk's first marker (one `old_marker` index: a
+    minute older than its images)."""
+    for job in plan.jobs:
+        fake_image(plan, job)
+    for model in plan.experiments["baseline"].models:
+        count = len(model_jobs(plan, "baseline", model))
+        for index in range((count + size - 1) // size):
+            age = 60 if index == old_marker else 0
+            fake_marker(plan, "baseline", model, marker_name(index, size, 0), age)
+
+
+def test_finished_chunks_keep_their_marker_so_the_inputs_do_not_change(base_config):
+    plan = two_model_plan(base_config)
+    finish_all(plan)
+    chunks = experiment_chunks(plan, "baseline", 4)
+    assert all(not c.runs and not c.todo for c in chunks)
+    assert {c.marker for c in chunks} == {f"chunk00{k}-of4.0" for k in range(3)}
+
+
+def test_a_missing_image_gives_its_chunk_the_next_run(base_config):
+    plan = two_model_plan(base_config)
+    finish_all(plan)
+    victim = chunk_jobs(plan, "baseline", "vpred", 1, 4)[2]
+    Path(plan.path(victim)).unlink()
+    chunks = experiment_chunks(plan, "baseline", 4)
+    running = [c for c in chunks if c.runs]
+    assert [(c.model, c.marker, c.todo) for c in running] == [
+        ("vpred", "chunk001-of4.1", (victim,))
+    ]
+    # The other markers are those on disk: the image list's inputs are unchanged there.
+    assert all(
+        Path(marker_path(plan.results_dir, "baseline", c.model, c.marker)).exists()
+        for c in chunks
+        if not c.runs
+    )
+
+
+def test_images_newer_than_the_marker_rerun_the_chunk_with_nothing_to_make(base_config):
+    """A batch that stopped after its images, before its marker (or an image made by a
+    per-image job): the image list must be made again, so the chunk gets a new marker."""
+    plan = two_model_plan(base_config)
+    finish_all(plan, old_marker=2)
+    chunks = experiment_chunks(plan, "baseline", 4)
+    assert [(c.model, c.marker, c.todo) for c in chunks if c.runs] == [
+        ("tiny", "chunk002-of4.1", ()),
+        ("vpred", "chunk002-of4.1", ()),
+    ]
+
+
+def test_finished_chunks_without_marker_are_left_out_and_other_sizes_ignored(base_config):
+    plan = two_model_plan(base_config)
+    for job in plan.jobs:
+        fake_image(plan, job)  # made per image: no marker
+    assert experiment_chunks(plan, "baseline", 4) == []
+    finish_all(plan, size=2)
+    # Markers of another chunk size say nothing about chunks of 4.
+    assert experiment_chunks(plan, "baseline", 4) == []
+    assert len(experiment_chunks(plan, "baseline", 2)) == 10
+
+
+def test_settings_change_reruns_every_chunk_it_touches(base_config):
+    plan = two_model_plan(base_config)
+    finish_all(plan)
+    changed = two_model_plan(base_config, generation__negative_prompt="blurry")
+    chunks = experiment_chunks(changed, "baseline", 4)
+    assert all(c.runs for c in chunks)
+    assert sum(len(c.todo) for c in chunks) == 18
+    assert {c.marker for c in chunks} == {f"chunk00{k}-of4.1" for k in range(3)}
+
+
+def test_images_per_job_is_validated(base_config):
+    from t2ibench.errors import InputError
+
+    assert validate_config(base_config)["images_per_job"] == 1
+    for bad in [0, -3, 2.5, "many"]:
+        with pytest.raises(InputError, match="images_per_job"):
+            validate_config(with_changes(base_config, images_per_job=bad))
+
+
+# --- The workflow, bundled, against the per-image run -----------------------------------
+
+PROMPTS = {
+    "t_001": {"text": "a red cube on a table"},
+    "t_002": {"text": "a small dog in the snow"},
+    "t_003": {"text": "a lighthouse at night"},
+}
+NOT_CLIP = ["lpips", "siglip", "image_reward", "pickscore", "hps", "reference", "clip_diversity"]
+
+
+def workflow_config(work, images_per_job):
+    (work / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
+    return {
+        "models": tiny_sdxl_models(),
+        "prompts": {"sources": ["prompts/test.json"]},
+        "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 3},
+        "metrics": {name: {"enabled": False} for name in NOT_CLIP + ["fid"]},
+        "report": {"grid_cell_size": 64},
+        "images_per_job": images_per_job,
+        "torch_threads": 1,
+    }
+
+
+def run_images(work):
+    return sorted((work / "results" / "baseline").glob("*/default/p*_i*_s*.png"))
+
+
+def markers(work):
+    return sorted((work / "results" / "baseline" / "logs" / "batches").glob("*/*.json"))
+
+
+def job_counts(proc):
+    import re
+
+    text = proc.stdout + proc.stderr
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", text, re.M)}
+
+
+@pytest.fixture(scope="module")
+def bundled_runs(tmp_path_factory):
+    """The same config run bundled (chunks of 4) and one job per image."""
+    from workflow_helpers import make_workdir, snakemake, write_config
+
+    runs = {}
+    for size in [4, 1]:
+        work = make_workdir(tmp_path_factory.mktemp(f"size{size}"))
+        write_config(work, workflow_config(work, size))
+        runs[size] = (work, snakemake(work, "--configfile", "test-config.yaml"))
+    return runs
+
+
+@pytest.mark.slow
+def test_bundled_run_equals_the_per_image_run(bundled_runs):
+    import pandas as pd
+
+    work, proc = bundled_runs[4]
+    per_image, per_image_proc = bundled_runs[1]
+    assert "generation bundled by images_per_job = 4: 6 job(s) to run for 18 image(s)" in (
+        proc.stderr
+    )
+    assert job_counts(proc)["generate_batch"] == 6 and "generate_image" not in job_counts(proc)
+    assert job_counts(per_image_proc)["generate_image"] == 18
+    images = run_images(work)
+    assert len(images) == 18
+    for image in images:
+        assert image.read_bytes() == (per_image / image.relative_to(work)).read_bytes()
+    # Six batch records: chunks of 4, 4 and 1 per model; every image made exactly once.
+    records = [json.loads(p.read_text()) for p in markers(work)]
+    assert sorted(len(r["made"]) for r in records) == [1, 1, 4, 4, 4, 4]
+    made = sorted(f"{r['model']}/{name}" for r in records for name in r["made"])
+    assert made == sorted(f"{p.parent.parent.name}/default/{p.name}" for p in images)
+    # One process: each model is loaded once, by the first batch of it that ran.
+    assert sum(r["model_loads"] for r in records) == 2
+    ours = pd.read_csv(work / "results" / "baseline" / "results.csv")
+    theirs = pd.read_csv(per_image / "results" / "baseline" / "results.csv")
+    assert ours["clip_score"].tolist() == theirs["clip_score"].tolist()
+
+
+@pytest.mark.slow
+def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
+    from workflow_helpers import snakemake
+
+    work, _ = bundled_runs[4]
+    args = ("--configfile", "test-config.yaml")
+    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+    images = run_images(work)  # tiny-sdxl's 9 in plan order, then tiny-vpred's
+    # Chunk 0 and chunk 1 (two images) of tiny-sdxl, chunk 2 (its one image) of tiny-vpred.
+    deleted = [images[0], images[5], images[6], images[17]]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in images}
+    for path in deleted:
+        path.unlink()
+    assert job_counts(snakemake(work, *args, "-n"))["generate_batch"] == 3
+    snakemake(work, *args)
+    assert run_images(work) == images
+    rewritten = [p for p in images if p.stat().st_mtime_ns != before[p][0]]
+    assert sorted(rewritten) == sorted(deleted)
+    assert all(p.read_bytes() == before[p][1] for p in images)
+    clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
+    assert "clip_score for 18 images (18 cached, 0 to score)" in clip_log
+    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+
+
+@pytest.mark.slow
+def test_an_image_made_outside_a_batch_remakes_the_list(bundled_runs):
+    """An image made by the per-image rule after the chunk's marker: the chunk gets a new
+    marker (its job makes nothing) so that the image list, and the scores, follow."""
+    from workflow_helpers import snakemake
+
+    work, _ = bundled_runs[4]
+    args = ("--configfile", "test-config.yaml")
+    image = run_images(work)[10]
+    image.unlink()
+    snakemake(work, str(image.relative_to(work)), *args)  # rule generate_image
+    counts = job_counts(snakemake(work, *args, "-n"))
+    assert counts["generate_batch"] == 1 and counts["image_list"] == 1
+    snakemake(work, *args)
+    newest = max(markers(work), key=lambda p: p.stat().st_mtime_ns)
+    assert newest.name == "chunk000-of4.1.json" and newest.parent.name == "tiny-vpred"
+    assert json.loads(newest.read_text())["made"] == []
+    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+
+
+@pytest.mark.slow
+def test_bundled_ctrl_c_keeps_every_finished_image(tmp_path):
+    """SIGINT in the middle of a batch: the images it finished stay (they are not the
+    job's outputs, so Snakemake does not delete them) and are not made again."""
+
+    from workflow_helpers import interrupt_run, make_workdir, snakemake, write_config
+
+    work = make_workdir(tmp_path)
+    config = workflow_config(work, 30)
+    config["models"] = config["models"][:1]
+    config["generation"]["images_per_prompt"] = 20  # 60 images: two chunks of 30
+    write_config(work, config)
+    survivors = interrupt_run(work, run_images)
+    assert len(survivors) < 60
+    before = {p: p.stat().st_mtime_ns for p in survivors}
+    snakemake(work, "--configfile", "test-config.yaml")
+    assert len(run_images(work)) == 60
+    assert {p: p.stat().st_mtime_ns for p in survivors} == before
+    made = [json.loads(p.read_text())["made"] for p in markers(work)]
+    assert sum(len(m) for m in made) == 60 - len(survivors)
