@@ -3,7 +3,7 @@
 Opt-in, because it starts system daemons as root: `T2IBENCH_SLURM=1 pytest -s
 tests/test_slurm.py` (a few minutes). It starts a cluster with
 `scripts/slurm_cluster.py` in a private state dir (add `T2IBENCH_SLURM_INSTALL=1` to let
-it apt-get the Debian packages), runs a small config through
+it apt-get the Debian packages), runs the demo config through
 `snakemake --profile profiles/slurm` in one scratch copy of the workflow and locally in
 another, compares, prints the figures, and always stops the cluster.
 """
@@ -21,10 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import make_workdir, snakemake, write_config
+from workflow_helpers import make_workdir, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "scripts" / "slurm_cluster.py"
@@ -37,36 +38,6 @@ pytestmark = [
         "(and T2IBENCH_SLURM_INSTALL=1 to apt-get slurm-wlm and munge)",
     ),
 ]
-
-PROMPTS = {
-    "t_001": {"text": "a red cube on a table", "category": "objects"},
-    "t_002": {"text": "a small dog in the snow", "category": "animals"},
-    "t_003": {"text": "a lighthouse at night", "category": "places"},
-}
-# Only the CLIP score among the metrics: one GPU-tagged `metric` job, a shorter test.
-OFF = ["lpips", "siglip", "image_reward", "pickscore", "hps", "reference", "clip_diversity", "fid"]
-
-
-def small_config(work: Path) -> dict:
-    (work / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
-    return {
-        "models": [
-            {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
-            {"name": "tiny-vpred", "source": "builtin:tiny-sdxl-vpred"},
-        ],
-        "prompts": {"sources": ["prompts/test.json"]},
-        "generation": {
-            "steps": 2,
-            "width": 64,
-            "height": 64,
-            "images_per_prompt": 2,
-            "sampler": "euler_a",
-            "seed": 218,
-        },
-        "metrics": {name: {"enabled": False} for name in OFF},
-        "report": {"grid_cell_size": 64},
-        "torch_threads": 1,
-    }
 
 
 def cluster(*args: str, state_dir: Path) -> subprocess.CompletedProcess:
@@ -123,84 +94,106 @@ def run_timed(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, f
     return proc, time.monotonic() - start
 
 
-def expected_submissions(work: Path, config: Path) -> tuple[int, int]:
-    """SLURM jobs the profile implies: every non-local job, image jobs bundled by
-    `group-components`. Returns (submissions, images)."""
-    proc = snakemake(work, "-n", "--configfile", config.name)
+def profile_images_per_job(work: Path) -> int:
+    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
+    settings = dict(item.split("=", 1) for item in profile["config"])
+    return int(settings["images_per_job"])
+
+
+def expected_jobs(work: Path) -> dict[str, int]:
+    """SLURM jobs the demo config implies, by rule: one generation job per chunk of
+    images_per_job images of an (experiment, model), counted from the plan preview; and
+    one job per other rule that is not a local rule, counted from a dry run."""
+    size = profile_images_per_job(work)
+    plan = subprocess.run(
+        [sys.executable, "scripts/cli.py", "plan"], cwd=work, capture_output=True, text=True
+    ).stdout
+    per_model: dict[tuple[str, str], int] = {}
+    for experiment, model, _cell, planned in re.findall(
+        r"^(\S+)\s+(\S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+", plan, re.M
+    ):
+        if experiment != "total":
+            per_model[(experiment, model)] = per_model.get((experiment, model), 0) + int(planned)
+    jobs = {"generate_batch": sum(math.ceil(n / size) for n in per_model.values())}
+    jobs["images"] = sum(per_model.values())
+    dry = snakemake(work, "-n")
     counts = {
         m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.MULTILINE)
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", dry.stdout, re.MULTILINE)
         if m.group(1) != "total"
     }
     block = re.search(r"^localrules:\n((?:\s+\w+,?\n)+)", (work / "Snakefile").read_text(), re.M)
     local = set(re.findall(r"\w+", block.group(1)))
-    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
-    group = profile["groups"]["generate_image"]
-    per_job = profile["group-components"][group]
-    images = counts["generate_image"]
-    others = sum(n for rule, n in counts.items() if rule not in local | {"generate_image"})
-    return others + math.ceil(images / per_job), images
+    for rule, count in counts.items():
+        if rule not in local and not rule.startswith("generate_"):
+            jobs[rule] = count
+    return jobs
 
 
 def test_slurm_run_matches_local_run(slurm, tmp_path):
+    """The demo config, bundled on SLURM, against the default local run (one job per
+    image, one process)."""
     slurm_work = make_workdir(tmp_path / "slurm")
-    slurm_config = write_config(slurm_work, small_config(slurm_work))
     local_work = make_workdir(tmp_path / "local")
-    local_config = write_config(local_work, small_config(local_work))
-    expected, n_images = expected_submissions(slurm_work, slurm_config)
+    expected = expected_jobs(slurm_work)
+    n_images = expected.pop("images")
 
     snakemake_bin = str(Path(sys.executable).parent / "snakemake")
-    # --cores 1: on a cluster, the main process's cores also bound how many members of a
-    # group job may run side by side, so a group asks for 1 CPU and 1 GPU, not N of each.
-    slurm_proc, slurm_s = run_timed(
-        [snakemake_bin, "--profile", "profiles/slurm", "--cores", "1"]
-        + ["--configfile", slurm_config.name],
-        slurm_work,
-    )
+    slurm_proc, slurm_s = run_timed([snakemake_bin, "--profile", "profiles/slurm"], slurm_work)
     assert slurm_proc.returncode == 0, slurm_proc.stderr[-4000:]
-    local_proc, local_s = run_timed(
-        [snakemake_bin, "--cores", "2", "--configfile", local_config.name], local_work
-    )
+    local_proc, local_s = run_timed([snakemake_bin, "--cores", "2"], local_work)
     assert local_proc.returncode == 0, local_proc.stderr[-4000:]
 
-    # The same images, bit for bit.
-    slurm_images = sorted(slurm_work.glob("results/baseline/*/default/*.png"))
-    assert len(slurm_images) == n_images == 12
+    # The same images, bit for bit, and the same scores.
+    slurm_images = sorted((slurm_work / "results").glob("*/*/*/p*_i*_s*.png"))
+    assert len(slurm_images) == n_images
     for image in slurm_images:
         twin = local_work / image.relative_to(slurm_work)
-        assert image.read_bytes() == twin.read_bytes(), image.name
-    assert (slurm_work / "results" / "baseline" / "index.html").exists()
+        assert image.read_bytes() == twin.read_bytes(), image
+    tables = sorted((slurm_work / "results").glob("*/metrics/*.csv"))
+    assert len(tables) == expected["metric"]
+    for table in tables:
+        ours = pd.read_csv(table)
+        theirs = pd.read_csv(local_work / table.relative_to(slurm_work))
+        pd.testing.assert_frame_equal(ours, theirs, rtol=1e-6)
+    assert (slurm_work / "results" / "report" / "index.html").exists()
 
-    # One sbatch per non-local job, image jobs bundled as the profile says; slurmctld saw
-    # exactly those submissions.
+    # One sbatch per chunk of images and per metric table; slurmctld saw exactly those.
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", slurm_proc.stderr)
-    assert len(job_ids) == expected, (len(job_ids), expected)
+    assert len(job_ids) == sum(expected.values()), (len(job_ids), expected)
     ctld_log = (slurm["state_dir"] / "log" / "slurmctld.log").read_text()
-    assert len(re.findall(r"_slurm_rpc_submit_batch_job: JobId=\d+", ctld_log)) == expected
+    submitted = re.findall(r"_slurm_rpc_submit_batch_job: JobId=\d+", ctld_log)
+    assert len(submitted) == len(job_ids)
 
-    # Every job ran on the fake-GPU node; the GPU-tagged ones had a GPU allocated.
-    gpu_jobs = 0
+    # Every job ran on the fake-GPU node with a GPU allocated (all are GPU-tagged).
+    rules = {}
     for job_id in job_ids:
         info = subprocess.run(
             ["scontrol", "-d", "show", "job", job_id], capture_output=True, text=True
         ).stdout
         assert "NodeList=localhost" in info and "JobState=COMPLETED" in info, info
-        comment = re.search(r"Comment=(\S+)", info).group(1)
-        if comment == "rule_images_generate_image" or comment.startswith("rule_metric_"):
-            assert "JOB_GRES=gpu:fake:1" in info, info
-            gpu_jobs += 1
-    assert gpu_jobs == math.ceil(n_images / 6) + 1  # image groups + the CLIP score
+        assert "JOB_GRES=gpu:fake:1" in info, info
+        rule = re.search(r"Comment=rule_(\w+?)_wildcards", info).group(1)
+        rules[rule] = rules.get(rule, 0) + 1
+    assert rules == expected
 
-    # Model loads: the local run loads each model once; in a group job each member runs
-    # in its own `srun snakemake` process, so the cluster loads a model per image.
+    # Model loads: one per generation job (each job is its own process on the node),
+    # and each job made its whole chunk; locally one process loads each model once.
+    records = [
+        json.loads(p.read_text()) for p in (slurm_work / "results").glob("*/logs/batches/*/*.json")
+    ]
+    assert len(records) == expected["generate_batch"]
+    assert all(r["model_loads"] == 1 and r["made"] == r["images"] for r in records)
+    assert sum(len(r["made"]) for r in records) == n_images
     logs = slurm_work / ".snakemake" / "slurm_logs"
     slurm_loads = sum(
         len(re.findall(r"Loading model \S+ from", p.read_text())) for p in logs.rglob("*.log")
     )
+    assert slurm_loads == expected["generate_batch"]
     local_loads = len(re.findall(r"Loading model \S+ from", local_proc.stderr))
-    assert local_loads == 2
-    assert 2 <= slurm_loads <= n_images
+    assert local_loads == 3
     print(
-        f"\nslurm: {slurm_s:.1f} s, {len(job_ids)} sbatch jobs, {slurm_loads} model loads; "
-        f"local: {local_s:.1f} s, {local_loads} model loads; {n_images} images identical"
+        f"\nslurm: {slurm_s:.1f} s, {len(job_ids)} sbatch jobs ({rules}), "
+        f"{slurm_loads} model loads for {n_images} images; local: {local_s:.1f} s, "
+        f"{local_loads} model loads; images identical, metric tables equal"
     )
