@@ -35,8 +35,8 @@ test-slurm: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## Figures: dry-run time of large plans, workflow vs plain loop, peak RSS, CLIP scoring
-## throughput, the viewer's build and load time (2,000 images).
+## Figures: dry-run time of large plans (per image and bundled), workflow vs plain loop,
+## peak RSS, CLIP scoring throughput, the viewer's build and load time (2,000 images).
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_metrics.py --json bench/out/bench_metrics.json

@@ -7,6 +7,9 @@
 3. Peak RSS of each process.
 4. Dry-run seconds and peak RSS of the largest catalogue experiment at full size (not
    quick) for 2 models and 50 prompts, 2 images per prompt.
+5. Dry-run seconds of the 20,000-image plan bundled by `images_per_job: 50`, before any
+   image is made and once every image, record and chunk marker is on disk (the parse
+   then checks each image's record against its settings).
 
 Run from the repository root: `python scripts/bench.py [--repeats N]`.
 """
@@ -97,6 +100,7 @@ def bench_config(work: Path, n_prompts: int, images_per_prompt: int) -> dict:
             "negative_prompt": "",
         },
         "torch_threads": 1,
+        "max_images": 1_000_000,  # the guard against runaway sweeps is not measured here
     }
     (work / "bench.yaml").write_text(yaml.safe_dump(config))
     return config
@@ -107,6 +111,41 @@ def dry_run(root: Path, images: int) -> float:
     bench_config(work, images // 10, 10)
     seconds, _ = run([SNAKEMAKE, "-n", "--cores", "1", "--configfile", "bench.yaml"], work)
     return seconds
+
+
+def bundled_dry_run(root: Path, images: int, per_job: int) -> dict:
+    """Dry runs of a bundled plan: nothing made, then everything made (fake images)."""
+    from t2ibench.batches import experiment_chunks, marker_path
+    from t2ibench.config import validate_config
+    from t2ibench.io import write_json
+    from t2ibench.plan import build_plan
+
+    work = workdir(root, f"bundled{images}")
+    config = bench_config(work, images // 10, 10)
+    config["images_per_job"] = per_job
+    (work / "bench.yaml").write_text(yaml.safe_dump(config))
+    cmd = [SNAKEMAKE, "-n", "--cores", "1", "--configfile", "bench.yaml"]
+    empty, _ = run(cmd, work)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        plan = build_plan(validate_config(config))
+        for job in plan.jobs:
+            path = Path(plan.path(job))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+            write_json(path.with_suffix(".json"), {"settings": plan.settings(job)})
+        for experiment in plan.experiments:
+            for chunk in experiment_chunks(plan, experiment, per_job):
+                marker = marker_path(plan.results_dir, experiment, chunk.model, chunk.marker)
+                write_json(marker, {"fake": True})
+    finally:
+        os.chdir(cwd)
+    full, _ = run(cmd, work)
+    return {
+        f"bundled_dry_run_{images}_empty_s": round(empty, 2),
+        f"bundled_dry_run_{images}_made_s": round(full, 2),
+    }
 
 
 def largest_sweep_dry_run(root: Path) -> dict:
@@ -179,7 +218,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "bench.json")
     parser.add_argument(
-        "--only", choices=["dry-run", "sweep", "ratio"], help="measure one figure only"
+        "--only",
+        choices=["dry-run", "bundled", "sweep", "ratio"],
+        help="measure one figure only",
     )
     args = parser.parse_args()
     figures = {"cpu_count": os.cpu_count()}
@@ -190,6 +231,15 @@ def main() -> None:
                 figures[f"dry_run_{images}_s"] = round(dry_run(root, images), 2)
                 seconds = figures[f"dry_run_{images}_s"]
                 print(f"dry run, {images:>6} images: {seconds:.2f} s", flush=True)
+        if args.only in (None, "bundled"):
+            bundled = bundled_dry_run(root, 20000, 50)
+            figures.update(bundled)
+            print(
+                "dry run, 20000 images bundled by 50: "
+                f"{bundled['bundled_dry_run_20000_empty_s']:.2f} s with no image made, "
+                f"{bundled['bundled_dry_run_20000_made_s']:.2f} s with all made",
+                flush=True,
+            )
         if args.only in (None, "sweep"):
             sweep = largest_sweep_dry_run(root)
             figures.update(sweep)
