@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,10 @@ def test_freshness_states(base_config, tmp_path):
     path.with_suffix(".json").write_text("{not json")
     assert Freshness(plan).state(jobs[3]) == "outdated"
     assert Freshness(plan).todo(jobs[:4]) == [jobs[1], jobs[3]]
+    # A file where the image's folder goes: missing (making it then fails, in its job).
+    shutil.rmtree(Path(plan.path(jobs[0])).parent)
+    Path(plan.path(jobs[0])).parent.write_text("")
+    assert Freshness(plan).state(jobs[0]) == "missing"
 
 
 def test_model_newer_than_image_makes_it_outdated(base_config):

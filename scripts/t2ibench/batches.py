@@ -106,7 +106,7 @@ class Freshness:
         image = Path(self.plan.path(job))
         try:
             image_mtime = image.stat().st_mtime
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a file where a folder goes
             return "missing"
         self.mtime[job] = image_mtime
         record = image.with_suffix(".json")
