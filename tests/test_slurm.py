@@ -5,7 +5,8 @@ tests/test_slurm.py` (a few minutes). It starts a cluster with
 `scripts/slurm_cluster.py` in a private state dir (add `T2IBENCH_SLURM_INSTALL=1` to let
 it apt-get the Debian packages), runs the demo config through
 `snakemake --profile profiles/slurm` in one scratch copy of the workflow and locally in
-another, compares, prints the figures, and always stops the cluster.
+another, compares, prints the figures; makes a generation job fail once and checks its
+resubmission; and always stops the cluster.
 """
 
 from __future__ import annotations
@@ -196,4 +197,96 @@ def test_slurm_run_matches_local_run(slurm, tmp_path):
         f"\nslurm: {slurm_s:.1f} s, {len(job_ids)} sbatch jobs ({rules}), "
         f"{slurm_loads} model loads for {n_images} images; local: {local_s:.1f} s, "
         f"{local_loads} model loads; images identical, metric tables equal"
+    )
+
+
+def job_info(job_id: str) -> dict[str, str]:
+    """`scontrol show job`'s fields (those without spaces in their values)."""
+    info = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True
+    ).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", info))
+
+
+def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
+    """A generation job that fails is submitted again, asking for the profile's runtime
+    and mem_mb at attempt 2; the retry makes the images the first attempt did not."""
+    work = make_workdir(tmp_path)
+    (work / "prompts" / "retry.json").write_text(
+        json.dumps({"r_001": {"text": "a red cube"}, "r_002": {"text": "a blue sphere"}})
+    )
+    metrics = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"][
+        "metrics"
+    ]["properties"]
+    config = {
+        "models": [{"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"}],
+        "prompts": {"sources": ["prompts/retry.json"]},
+        "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2, "seed": 100},
+        "metrics": {
+            name: {"enabled": False} for name in metrics if name not in ("device", "workers")
+        },
+        "torch_threads": 1,
+    }
+    (work / "retry.yaml").write_text(yaml.safe_dump(config))
+    # The first image's record path is a directory: the job fails writing it (as a job
+    # fails on a full or broken disk), after loading the model.
+    cell = work / "results" / "baseline" / "tiny-sdxl" / "default"
+    blocker = cell / "p000_i00_s100.json"
+    blocker.mkdir(parents=True)
+
+    snakemake_bin = str(Path(sys.executable).parent / "snakemake")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.Popen(
+        [snakemake_bin, "--profile", "profiles/slurm", "--configfile", "retry.yaml"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    # Clear the fault once the first attempt has failed on it (seen in its SLURM log,
+    # before Snakemake's next squeue check notices the failure and resubmits).
+    logs = work / ".snakemake" / "slurm_logs" / "rule_generate_batch"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any("IsADirectoryError" in p.read_text() for p in logs.rglob("*.log")):
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"the first attempt did not fail as arranged:\n{proc.communicate()[0][-4000:]}")
+    blocker.rmdir()
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-4000:]
+
+    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    jobs = [job_info(j) for j in job_ids]
+    batch = [j for j in jobs if j["Comment"].startswith("rule_generate_batch_")]
+    assert [j["JobState"] for j in batch] == ["FAILED", "COMPLETED"], batch
+    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
+    runtime = profile["set-resources"]["generate_batch"]["runtime"]
+    mem_mb = profile["default-resources"]["mem_mb"]
+    for attempt, job in enumerate(batch, start=1):
+        minutes = eval(runtime, {"attempt": attempt})  # noqa: S307 (the profile's own expression)
+        assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
+        assert job["MinMemoryNode"] == f"{eval(mem_mb, {'attempt': attempt})}M", job  # noqa: S307
+    assert batch[1]["TimeLimit"] != batch[0]["TimeLimit"]
+
+    images = sorted(cell.glob("p*_i*_s*.png"))
+    assert [p.name for p in images] == [
+        "p000_i00_s100.png",
+        "p000_i01_s101.png",
+        "p001_i00_s100.png",
+        "p001_i01_s101.png",
+    ]
+    assert (cell / "p000_i00_s100.json").is_file()
+    (marker,) = (work / "results" / "baseline" / "logs" / "batches" / "tiny-sdxl").glob("*.json")
+    record = json.loads(marker.read_text())
+    assert record["model_loads"] == 1 and len(record["made"]) == 4
+    print(
+        f"\nretry: generate_batch attempts {[(j['TimeLimit'], j['MinMemoryNode']) for j in batch]}"
     )
