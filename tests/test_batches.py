@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from t2ibench.batches import (
     Freshness,
@@ -355,3 +356,26 @@ def test_bundled_ctrl_c_keeps_every_finished_image(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in survivors} == before
     made = [json.loads(p.read_text())["made"] for p in markers(work)]
     assert sum(len(m) for m in made) == 60 - len(survivors)
+
+
+def test_slurm_profile_bundles_the_demo_config(tmp_path):
+    """`snakemake --profile profiles/slurm -n` (no cluster needed) plans one generation
+    job per chunk of the profile's images_per_job images, and none per image."""
+    import math
+
+    from workflow_helpers import make_workdir, snakemake
+
+    work = make_workdir(tmp_path)
+    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
+    size = int(dict(item.split("=", 1) for item in profile["config"])["images_per_job"])
+    assert size > 1
+    config = validate_config(yaml.safe_load((work / "config" / "config.yaml").read_text()))
+    plan = build_plan(config)
+    per_model = {}
+    for job in plan.jobs:
+        per_model[(job.experiment, job.model)] = per_model.get((job.experiment, job.model), 0) + 1
+    proc = snakemake(work, "--profile", "profiles/slurm", "-n")
+    counts = job_counts(proc)
+    assert counts["generate_batch"] == sum(math.ceil(n / size) for n in per_model.values())
+    assert "generate_image" not in counts
+    assert f"generation bundled by images_per_job = {size}" in proc.stderr
