@@ -287,6 +287,7 @@ def test_bundled_run_equals_the_per_image_run(bundled_runs):
     assert made == sorted(f"{p.parent.parent.name}/default/{p.name}" for p in images)
     # One process: each model is loaded once, by the first batch of it that ran.
     assert sum(r["model_loads"] for r in records) == 2
+    assert {r["device"] for r in records} == {"cpu"}
     ours = pd.read_csv(work / "results" / "baseline" / "results.csv")
     theirs = pd.read_csv(per_image / "results" / "baseline" / "results.csv")
     assert ours["clip_score"].tolist() == theirs["clip_score"].tolist()

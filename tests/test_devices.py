@@ -68,39 +68,51 @@ def test_pool_prefers_a_device_that_holds_the_model():
         assert device == "cuda:0"
 
 
+class FakeGPUs:
+    """A Generator on two pretend GPUs that records loads and checks that no device
+    makes two images at once."""
+
+    def __init__(self, monkeypatch):
+        monkeypatch.setattr(generate, "candidate_devices", lambda device: ["cuda:0", "cuda:1"])
+        monkeypatch.setattr(generate, "DEVICES", DevicePool())
+        monkeypatch.setattr(generate, "image_flag", lambda image: "")
+        monkeypatch.setattr(generate, "token_limit", lambda pipe, settings: 77)
+        monkeypatch.setattr(generate, "save_png", lambda *args: None)
+        self.gen = Generator()
+        monkeypatch.setattr(self.gen, "_load", self.load)
+        monkeypatch.setattr(self.gen, "_run", self.run)
+        self.loads: list[str] = []
+        self.running: list[str] = []
+        self.overlap = threading.Event()
+        self.lock = threading.Lock()
+        self.clashes: list[str] = []
+
+    def load(self, spec, device, dtype, sha_cache, memory):
+        self.loads.append(device)
+        return generate.LoadedModel(pipe=None, scheduler_config={}, sha256="")
+
+    def run(self, loaded, settings, device):
+        with self.lock:
+            if device in self.running:
+                self.clashes.append(device)  # a device making two images at once
+            self.running.append(device)
+            if len(self.running) == 2:
+                self.overlap.set()
+        time.sleep(0.05)
+        with self.lock:
+            self.running.remove(device)
+        return None, 3, 0.05
+
+
+SPEC = SimpleNamespace(name="m", checkpoint="m.safetensors", prediction_reason="")
+
+
 def test_generate_loads_once_per_device_and_runs_devices_in_parallel(monkeypatch, tmp_path):
     """Four concurrent jobs on two (pretend) GPUs: each device loads the model once and
     makes images while the other does."""
-    monkeypatch.setattr(generate, "candidate_devices", lambda device: ["cuda:0", "cuda:1"])
-    monkeypatch.setattr(generate, "DEVICES", DevicePool())
-    gen = Generator()
-    loads: list[str] = []
-    running: list[str] = []
-    overlap = threading.Event()
-    lock = threading.Lock()
-
-    def fake_load(spec, device, dtype, sha_cache, memory):
-        loads.append(device)
-        return generate.LoadedModel(pipe=None, scheduler_config={}, sha256="")
-
-    def fake_run(loaded, settings, device):
-        with lock:
-            assert device not in running, f"{device} runs two images at once"
-            running.append(device)
-            if len(running) == 2:
-                overlap.set()
-        time.sleep(0.05)
-        with lock:
-            running.remove(device)
-        return None, 3, 0.05
-
-    monkeypatch.setattr(gen, "_load", fake_load)
-    monkeypatch.setattr(gen, "_run", fake_run)
-    monkeypatch.setattr(generate, "image_flag", lambda image: "")
-    monkeypatch.setattr(generate, "token_limit", lambda pipe, settings: 77)
-    monkeypatch.setattr(generate, "save_png", lambda *args: None)
+    fake = FakeGPUs(monkeypatch)
+    gen, loads, overlap, spec = fake.gen, fake.loads, fake.overlap, SPEC
     devices: list[str] = []
-    spec = SimpleNamespace(name="m", checkpoint="m.safetensors", prediction_reason="")
 
     def job(i: int):
         record = gen.generate(
@@ -117,3 +129,33 @@ def test_generate_loads_once_per_device_and_runs_devices_in_parallel(monkeypatch
     assert sorted(loads) == ["cuda:0", "cuda:1"]  # once per device
     assert sorted(devices) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
     assert overlap.is_set()  # the two devices worked at the same time
+    assert fake.clashes == []
+
+
+def test_a_batch_keeps_one_device_for_all_its_images(monkeypatch, tmp_path):
+    """Three concurrent batch jobs of five images on two (pretend) GPUs: each batch runs
+    every image on the one device it holds, two batches run at once, the third waits."""
+    fake = FakeGPUs(monkeypatch)
+    used: dict[int, set[str]] = {}
+
+    def batch(b: int):
+        with fake.gen.hold_device(SPEC, "auto") as held:
+            for i in range(5):
+                record = fake.gen.generate(
+                    SPEC, {"dtype": "fp16", "prompt": "p"}, str(tmp_path / f"{b}_{i}.png"),
+                    str(tmp_path / f"{b}_{i}.json"), "auto",
+                )  # fmt: skip
+                used.setdefault(b, set()).update({record["device"], held})
+
+    threads = [threading.Thread(target=batch, args=(b,), daemon=True) for b in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a batch waits for a device it holds"
+    assert all(len(devices) == 1 for devices in used.values()), used
+    assert {d for devices in used.values() for d in devices} == {"cuda:0", "cuda:1"}
+    assert sorted(fake.loads) == ["cuda:0", "cuda:1"]
+    assert fake.overlap.is_set() and fake.clashes == []
+    # Outside a batch, a job takes a device per image again.
+    assert getattr(generate._HELD, "device", None) is None

@@ -172,6 +172,7 @@ class DevicePool:
 
 
 DEVICES = DevicePool()
+_HELD = threading.local()  # the device a batch job holds (Generator.hold_device)
 
 
 class Generator:
@@ -183,6 +184,21 @@ class Generator:
         self._lock = TORCH_LOCK
         self.load_count = 0
         self.progress = Progress()
+
+    def _acquire(self, spec: ModelSpec, candidates: list[str]):
+        loaded_on = {key[2] for key in self._models if key[:2] == (spec.name, spec.checkpoint)}
+        return DEVICES.acquire(candidates, loaded_on)
+
+    @contextlib.contextmanager
+    def hold_device(self, spec: ModelSpec, device: str):
+        """Keep one device for every `generate` call this thread makes inside the block
+        (a batch job: its images run on one device, which loads the model once)."""
+        with self._acquire(spec, candidate_devices(device)) as chosen:
+            _HELD.device = chosen
+            try:
+                yield chosen
+            finally:
+                _HELD.device = None
 
     def model(
         self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict
@@ -256,8 +272,8 @@ class Generator:
         made one at a time.
         """
         candidates = candidate_devices(device)
-        loaded_on = {key[2] for key in self._models if key[:2] == (spec.name, spec.checkpoint)}
-        with DEVICES.acquire(candidates, loaded_on) as device:
+        held = getattr(_HELD, "device", None)
+        with contextlib.nullcontext(held) if held else self._acquire(spec, candidates) as device:
             with self._lock:
                 loaded, fresh = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
             # One device: hold the lock while making the image too (one model at a time).

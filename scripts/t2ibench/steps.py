@@ -238,9 +238,10 @@ def generate_batch(
     load_libraries()
     import socket
     import time
+    from contextlib import nullcontext
 
     from t2ibench.batches import Freshness, chunk_jobs, parse_marker
-    from t2ibench.generate import STOP, configure_torch
+    from t2ibench.generate import GENERATOR, STOP, configure_torch
     from t2ibench.io import write_json
 
     configure_torch(plan.config["torch_threads"])
@@ -252,15 +253,20 @@ def generate_batch(
         start = time.perf_counter()
         where = f"{experiment}/{model} {marker}"
         log.info("%s: %d of its %d images to make", where, len(todo), len(jobs))
-        for done, job in enumerate(todo):
-            if STOP.is_set():
-                raise RuntimeError(
-                    f"{where}: stopped on interrupt after {done} of {len(todo)} images; "
-                    "the next run makes the rest"
-                )
-            path = plan.path(job)
-            record = path[: -len(".png")] + ".json"
-            loads += _make_image(plan, model, plan.settings(job), path, record)
+        spec = plan.models[model]
+        hold = GENERATOR.hold_device(spec, plan.config["device"]) if todo else nullcontext()
+        with hold as device:
+            if todo:
+                log.info("%s: on %s", where, device)
+            for done, job in enumerate(todo):
+                if STOP.is_set():
+                    raise RuntimeError(
+                        f"{where}: stopped on interrupt after {done} of {len(todo)} images; "
+                        "the next run makes the rest"
+                    )
+                path = plan.path(job)
+                record = path[: -len(".png")] + ".json"
+                loads += _make_image(plan, model, plan.settings(job), path, record)
         seconds = time.perf_counter() - start
         log.info("%s: %d images in %.1f s", where, len(todo), seconds)
         write_json(
@@ -273,6 +279,7 @@ def generate_batch(
                 "images": [f"{job.cell}/{job.filename}" for job in jobs],
                 "made": [f"{job.cell}/{job.filename}" for job in todo],
                 "model_loads": loads,
+                "device": device,
                 "seconds": round(seconds, 3),
                 "host": socket.gethostname(),
             },
