@@ -1,4 +1,5 @@
 import copy
+import functools
 import re
 import sys
 from pathlib import Path
@@ -36,7 +37,11 @@ except InputError as err:
 RESULTS = PLAN.results_dir
 RESOURCES = config["resources_dir"]
 steps.setup_logging()
-steps.announce_plan(PLAN)
+# A cluster job makes its own target only: the plan summary (a look at every image) is
+# for the main process.
+ANNOUNCE = not workflow.remote_exec
+if ANNOUNCE:
+    steps.announce_plan(PLAN)
 
 
 def analysis_outputs(experiment):
@@ -53,7 +58,6 @@ def analysis_outputs(experiment):
 
 
 IMAGES_PER_JOB = config["images_per_job"]
-_CHUNKS = {}
 
 
 def bundled():
@@ -61,18 +65,18 @@ def bundled():
     return IMAGES_PER_JOB > 1
 
 
+@functools.cache
 def chunks(experiment):
     """The experiment's chunks and their markers (images checked once per process)."""
-    if experiment not in _CHUNKS:
-        _CHUNKS[experiment] = experiment_chunks(PLAN, experiment, IMAGES_PER_JOB)
-    return _CHUNKS[experiment]
+    return experiment_chunks(PLAN, experiment, IMAGES_PER_JOB)
 
 
 if bundled():
     stop_batches_on_interrupt()
-    steps.announce_batches(
-        PLAN, IMAGES_PER_JOB, {e: chunks(e) for e in PLAN.experiments}
-    )
+    if ANNOUNCE:
+        steps.announce_batches(
+            PLAN, IMAGES_PER_JOB, {e: chunks(e) for e in PLAN.experiments}
+        )
 
 
 def generation_outputs(experiment):

@@ -253,6 +253,8 @@ def generate_batch(
         start = time.perf_counter()
         where = f"{experiment}/{model} {marker}"
         log.info("%s: %d of its %d images to make", where, len(todo), len(jobs))
+        progress = GENERATOR.progress  # its total is the plan's, or 0 in a cluster job
+        progress.total = max(progress.total, progress.done + len(todo))
         spec = plan.models[model]
         hold = GENERATOR.hold_device(spec, plan.config["device"]) if todo else nullcontext()
         with hold as device:
