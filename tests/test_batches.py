@@ -341,7 +341,6 @@ def test_an_image_made_outside_a_batch_remakes_the_list(bundled_runs):
 def test_bundled_ctrl_c_keeps_every_finished_image(tmp_path):
     """SIGINT in the middle of a batch: the images it finished stay (they are not the
     job's outputs, so Snakemake does not delete them) and are not made again."""
-
     from workflow_helpers import interrupt_run, make_workdir, snakemake, write_config
 
     work = make_workdir(tmp_path)
@@ -364,11 +363,10 @@ def test_slurm_profile_bundles_the_demo_config(tmp_path):
     job per chunk of the profile's images_per_job images, and none per image."""
     import math
 
-    from workflow_helpers import make_workdir, snakemake
+    from workflow_helpers import make_workdir, profile_images_per_job, snakemake
 
     work = make_workdir(tmp_path)
-    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
-    size = int(dict(item.split("=", 1) for item in profile["config"])["images_per_job"])
+    size = profile_images_per_job(work)
     assert size > 1
     config = validate_config(yaml.safe_load((work / "config" / "config.yaml").read_text()))
     plan = build_plan(config)

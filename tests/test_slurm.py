@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import make_workdir, snakemake
+from workflow_helpers import make_workdir, profile_images_per_job, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "scripts" / "slurm_cluster.py"
@@ -93,12 +93,6 @@ def run_timed(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, f
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     return proc, time.monotonic() - start
-
-
-def profile_images_per_job(work: Path) -> int:
-    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
-    settings = dict(item.split("=", 1) for item in profile["config"])
-    return int(settings["images_per_job"])
 
 
 def expected_jobs(work: Path) -> dict[str, int]:

@@ -73,3 +73,10 @@ def tiny_sdxl_models() -> list[dict]:
         {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
         {"name": "tiny-vpred", "source": "builtin:tiny-sdxl-vpred"},
     ]
+
+
+def profile_images_per_job(work: Path) -> int:
+    """The images_per_job that profiles/slurm sets."""
+    profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
+    settings = dict(item.split("=", 1) for item in profile["config"])
+    return int(settings["images_per_job"])
