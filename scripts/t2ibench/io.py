@@ -1,12 +1,46 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a truncated file at a final name."""
+"""Atomic file writes: a crash or Ctrl-C never leaves a truncated file at a final name.
+
+Files and folders get the modes a plain ``open``/``mkdir`` would give them under the
+user's umask (0644 and 0755 under 022), so colleagues on a shared folder can read the
+results. (``tempfile.mkstemp`` and ``mkdtemp`` create 0600 and 0700, and a rename keeps
+the mode.)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+def _temporary_name(path: Path, suffix: str) -> Path:
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.(part|staging|old)$")
+
+
+def final_name(path: str | Path) -> str:
+    """The file a temporary name stands for (`.x.png.1a2b3c4d.part` -> `x.png`)."""
+    path = Path(path)
+    match = _TEMPORARY.match(path.name)
+    return str(path.parent / match["name"]) if match else str(path)
+
+
+def _create_file(path: Path) -> Path:
+    """A new, empty temporary file beside `path`, mode 0666 less the umask."""
+    while True:
+        tmp = _temporary_name(path, ".part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -17,14 +51,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = _create_file(path)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -38,3 +75,48 @@ def write_json(path: str | Path, data) -> None:
 def write_csv(frame, path: str | Path) -> None:
     """Write a pandas DataFrame as CSV, atomically."""
     write_text(path, frame.to_csv(index=False))
+
+
+def staging_dir(folder: str | Path) -> Path:
+    """A new empty folder beside `folder` (mode 0777 less the umask) to build it in."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = _temporary_name(folder, ".staging")
+        try:
+            tmp.mkdir(0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def replace_dir(staging: Path, folder: str | Path) -> None:
+    """Put the finished `staging` folder at `folder`, replacing what was there.
+
+    Two renames: a reader sees the old folder, then (for a moment) none, then the new
+    one, never a mix; a crash between them leaves the old folder under a hidden name.
+    """
+    folder = Path(folder)
+    old = None
+    if folder.exists() or folder.is_symlink():
+        old = _temporary_name(folder, ".old")
+        os.rename(folder, old)
+    os.rename(staging, folder)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def building_dir(folder: str | Path) -> Iterator[Path]:
+    """Build a folder in a staging folder; on success it replaces `folder` whole, on an
+    error the staging folder is removed and `folder` is left as it was."""
+    staging = staging_dir(folder)
+    try:
+        yield staging
+        replace_dir(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
