@@ -16,8 +16,8 @@ include: "rules/metrics.smk"
 include: "rules/report.smk"
 
 
-# Cheap rules run in the main process; on a cluster only generate_image and metric
-# (the GPU-tagged rules) are submitted.
+# Cheap rules run in the main process; on a cluster only generate_image, generate_batch
+# and metric (the GPU-tagged rules) are submitted.
 localrules:
     all,
     generate,
@@ -49,11 +49,12 @@ rule generate:
 
 rule analyze:
     input:
-        [path for e in PLAN.experiments for path in analysis_outputs(e)],
+        viewer_inputs(),
         viewer_outputs(),
 
 
-# One target rule per experiment: `snakemake shift_sweep` makes and scores just that one.
+# One target rule per experiment: `snakemake shift_sweep` makes and scores just that one
+# (and refreshes the viewer, which shows it).
 for _experiment in PLAN.experiments:
 
     rule:
@@ -61,3 +62,18 @@ for _experiment in PLAN.experiments:
             _experiment
         input:
             experiment_outputs(_experiment),
+
+
+onstart:
+    if MAIN_PROCESS:
+        preflight.start_run(PLAN, local_jobs=workflow.local_exec)
+
+
+onsuccess:
+    if MAIN_PROCESS:
+        preflight.end_run(PLAN, ANALYSIS, ok=True)
+
+
+onerror:
+    if MAIN_PROCESS:
+        preflight.end_run(PLAN, ANALYSIS, ok=False)

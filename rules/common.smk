@@ -1,5 +1,6 @@
 import copy
 import functools
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -8,23 +9,28 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from t2ibench import steps
-from t2ibench.batches import MARKER_WILDCARD, experiment_chunks, marker_path
-from t2ibench.config import SCHEMA_PATH, validate_config
+from t2ibench import console, preflight, steps
+from t2ibench.batches import MARKER_WILDCARD, chunk_jobs, experiment_chunks
+from t2ibench.batches import marker_path, parse_marker
+from t2ibench.config import SCHEMA_PATH, load_yaml, validate_config
 from t2ibench.errors import InputError
+from t2ibench.freshness import OUTDATED, Freshness
 from t2ibench.generate import stop_batches_on_interrupt
 from t2ibench.metrics.registry import SECTIONS, metric_params
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
 
-if workflow.overwrite_configfiles:
-    # A config given with --configfile replaces the demo config/config.yaml instead of
-    # being merged into it (the schema's defaults fill what it leaves out); --config
-    # values still apply on top.
-    config.clear()
-    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
-
 try:
+    # Snakemake has read the --configfile files already; read them again as our own
+    # files are read, so that a key given twice is an error, not silently the last.
+    for _path in workflow.overwrite_configfiles or []:
+        load_yaml(Path(_path))
+    if workflow.overwrite_configfiles:
+        # A config given with --configfile replaces the demo config/config.yaml instead
+        # of being merged into it (the schema's defaults fill what it leaves out);
+        # --config values still apply on top.
+        config.clear()
+        config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
     _validated = validate_config(config)
     config.clear()
     config.update(_validated)
@@ -35,87 +41,15 @@ except InputError as err:
     sys.exit(f"t2ibench: error: {err}")
 
 RESULTS = PLAN.results_dir
+# A quick run's tables, plots and pages go to their own folder: it never rewrites the
+# full run's. Its images are a subset of the full run's, in the same place.
+ANALYSIS = f"{RESULTS}/quick" if config["quick"] else RESULTS
 RESOURCES = config["resources_dir"]
-steps.setup_logging()
-# A cluster job makes its own target only: the plan summary (a look at every image) is
-# for the main process.
-ANNOUNCE = not workflow.remote_exec
-if ANNOUNCE:
-    steps.announce_plan(PLAN)
-
-
-def analysis_outputs(experiment):
-    """An experiment's tables, metadata, grid and page."""
-    return [
-        f"{RESULTS}/{experiment}/results.csv",
-        f"{RESULTS}/{experiment}/summary.csv",
-        f"{RESULTS}/{experiment}/comparisons.csv",
-        f"{RESULTS}/{experiment}/metadata.json",
-        f"{RESULTS}/{experiment}/grids",
-        f"{RESULTS}/{experiment}/plots",
-        f"{RESULTS}/{experiment}/index.html",
-    ]
-
-
 IMAGES_PER_JOB = config["images_per_job"]
-
-
-def bundled():
-    """images_per_job above 1: generation jobs make chunks of images (t2ibench.batches)."""
-    return IMAGES_PER_JOB > 1
-
-
-@functools.cache
-def chunks(experiment):
-    """The experiment's chunks and their markers (images checked once per process)."""
-    return experiment_chunks(PLAN, experiment, IMAGES_PER_JOB)
-
-
-if bundled():
-    stop_batches_on_interrupt()
-    if ANNOUNCE:
-        steps.announce_batches(
-            PLAN, IMAGES_PER_JOB, {e: chunks(e) for e in PLAN.experiments}
-        )
-
-
-def generation_outputs(experiment):
-    """An experiment's images and each (model, cell) directory's cell.json.
-
-    Images are listed themselves: Snakemake does not rerun a job for a missing
-    intermediate file when the files after it are up to date, so a deleted image must be
-    a target to be made again. Bundled, the image list stands for them: it depends on
-    one marker per chunk (t2ibench.batches).
-    """
-    exp = PLAN.experiments[experiment]
-    cells = [
-        f"{RESULTS}/{experiment}/{model}/{cell.name}/cell.json"
-        for model in exp.models
-        for cell in exp.cells
-    ]
-    if bundled():
-        return [f"{RESULTS}/{experiment}/images.txt"] + cells
-    return PLAN.paths(experiment) + cells
-
-
-def experiment_outputs(experiment):
-    return generation_outputs(experiment) + analysis_outputs(experiment)
-
-
-def viewer_inputs():
-    """What the viewer shows: every experiment's tables, metadata, plots and grids."""
-    return [path for e in PLAN.experiments for path in analysis_outputs(e)]
-
-
-def viewer_outputs():
-    return [f"{RESULTS}/report/index.html", f"{RESULTS}/report/data.js"]
-
-
-def get_final_output():
-    """Every experiment's images, cell records, tables, metadata, grids, plots and page,
-    and the viewer over all of them."""
-    outputs = [path for e in PLAN.experiments for path in experiment_outputs(e)]
-    return outputs + viewer_outputs()
+console.setup_logging()
+# Cluster jobs, and the subprocesses of jobs run outside threads, make their own
+# targets only: the plan summary is the main process's.
+MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
 
 
 def analyze_only():
@@ -123,10 +57,173 @@ def analyze_only():
 
     Read while the DAG is built (input and params functions), when the targets are known.
     """
-    return "analyze" in (workflow.dag_settings.targets or ())
+    settings = workflow.dag_settings
+    return settings is not None and "analyze" in (settings.targets or ())
 
 
-def get_model_inputs(wildcards):
+@functools.cache
+def freshness(verify):
+    """The state of every planned image (t2ibench.freshness), read once per process."""
+    return Freshness(PLAN, verify=verify)
+
+
+def fresh():
+    """`analyze` (and `verify_images: true`) also checks each PNG's sha256."""
+    return freshness(config["verify_images"] or analyze_only())
+
+
+if MAIN_PROCESS and "--unlock" in sys.argv:
+    preflight.unlock(
+        PLAN
+    )  # Snakemake's --unlock clears its lock; this, the results folder's
+elif MAIN_PROCESS:
+    console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB)
+
+
+def bundled():
+    """images_per_job above 1: generation jobs make chunks of images (t2ibench.batches)."""
+    return IMAGES_PER_JOB > 1
+
+
+if bundled():
+    stop_batches_on_interrupt()
+
+
+def force(path):
+    """Have Snakemake remake `path` as `--forcerun path` would: an image, marker or image
+    list that exists but is outdated by t2ibench.freshness, which Snakemake's checks of
+    times and params do not see (another PNG under the same name, a settings change made
+    while it ran elsewhere). Called from input functions, while the DAG is built."""
+    if workflow.dag is not None and MAIN_PROCESS:
+        workflow.dag.forcefiles.add(path)
+
+
+def experiment_jobs(experiment):
+    return [job for job in PLAN.jobs if job.experiment == experiment]
+
+
+def to_make(experiment):
+    """What the experiment's image list waits for: the images to make (t2ibench.freshness)
+    or, bundled, the markers of the chunks that hold them."""
+    if bundled():
+        return [
+            marker_path(RESULTS, experiment, c.model, c.marker)
+            for c in experiment_chunks(PLAN, experiment, IMAGES_PER_JOB, fresh())
+        ]
+    return [PLAN.path(j) for j in experiment_jobs(experiment) if fresh().state(j).todo]
+
+
+def cell_records(experiment):
+    exp = PLAN.experiments[experiment]
+    return [
+        f"{RESULTS}/{experiment}/{model}/{cell.name}/cell.json"
+        for model in exp.models
+        for cell in exp.cells
+    ]
+
+
+def generation_outputs(experiment):
+    """The images (or chunks) left to make, and each (model, cell)'s cell.json."""
+    return to_make(experiment) + cell_records(experiment)
+
+
+def analysis_outputs(experiment):
+    """An experiment's image list, tables, metadata, grids, plots and page."""
+    return [
+        f"{ANALYSIS}/{experiment}/images.txt",
+        f"{ANALYSIS}/{experiment}/results.csv",
+        f"{ANALYSIS}/{experiment}/summary.csv",
+        f"{ANALYSIS}/{experiment}/comparisons.csv",
+        f"{ANALYSIS}/{experiment}/metadata.json",
+        f"{ANALYSIS}/{experiment}/grids",
+        f"{ANALYSIS}/{experiment}/plots",
+        f"{ANALYSIS}/{experiment}/index.html",
+    ]
+
+
+def viewer_inputs():
+    """What the viewer shows: every experiment's tables, metadata, plots and grids."""
+    return [path for e in PLAN.experiments for path in analysis_outputs(e)]
+
+
+def experiment_of(path):
+    """The experiment whose folder holds `path` (None: no experiment's)."""
+    for root in dict.fromkeys([ANALYSIS, RESULTS]):
+        try:
+            first = Path(path).resolve().relative_to(Path(root).resolve()).parts[:1]
+        except ValueError:
+            continue
+        if first and first[0] in PLAN.experiments:
+            return first[0]
+    return None
+
+
+def targeted_experiments():
+    """The experiments this run's targets make: those named (as a target rule, or by a
+    file in their folder), else all."""
+    targets = (workflow.dag_settings.targets if workflow.dag_settings else None) or ()
+    named = set()
+    for target in targets:
+        if target in PLAN.experiments:
+            named.add(target)
+            continue
+        folder = experiment_of(target)
+        if folder is None:
+            return list(PLAN.experiments)  # all, generate, analyze, the viewer, ...
+        named.add(folder)
+    return [e for e in PLAN.experiments if e in named] or list(PLAN.experiments)
+
+
+def get_viewer_inputs(wildcards):
+    """The viewer shows every experiment on disk and is remade when the experiments this
+    run makes are newer: `snakemake shift_sweep` refreshes it without making the others.
+    """
+    return [path for e in targeted_experiments() for path in analysis_outputs(e)]
+
+
+def viewer_outputs():
+    return [f"{ANALYSIS}/report/index.html", f"{ANALYSIS}/report/data.js"]
+
+
+def experiment_outputs(experiment):
+    """One experiment's images, tables and page, and the viewer (which shows them)."""
+    return (
+        generation_outputs(experiment) + analysis_outputs(experiment) + viewer_outputs()
+    )
+
+
+def get_final_output():
+    """Every experiment's images, cell records, tables, metadata, grids, plots and page,
+    and the viewer over all of them."""
+    outputs = [path for e in PLAN.experiments for path in generation_outputs(e)]
+    return outputs + viewer_inputs() + viewer_outputs()
+
+
+def get_image_inputs(wildcards):
+    """The model's files; an image that exists but is outdated is forced."""
+    job = PLAN.lookup(
+        wildcards.experiment,
+        wildcards.model,
+        wildcards.cell,
+        wildcards.prompt,
+        wildcards.image,
+        wildcards.seed,
+    )
+    if fresh().state(job).state == OUTDATED:
+        force(PLAN.path(job))
+    return PLAN.models[wildcards.model].input_files
+
+
+def get_batch_inputs(wildcards):
+    """The model's files; a chunk's marker from an earlier run is forced while the
+    chunk has images to make."""
+    index, size = parse_marker(wildcards.batch)
+    jobs = chunk_jobs(PLAN, wildcards.experiment, wildcards.model, index, size)
+    marker = marker_path(
+        RESULTS, wildcards.experiment, wildcards.model, wildcards.batch
+    )
+    if fresh().todo(jobs) and Path(marker).exists():
+        force(marker)
     return PLAN.models[wildcards.model].input_files
 
 
@@ -138,36 +235,33 @@ def get_download_sha256(wildcards):
     return PLAN.models[wildcards.download].sha256 or ""
 
 
-def get_image_settings(wildcards):
-    job = PLAN.lookup(
-        wildcards.experiment,
-        wildcards.model,
-        wildcards.cell,
-        wildcards.prompt,
-        wildcards.image,
-        wildcards.seed,
-    )
-    return PLAN.settings(job)
-
-
-def get_experiment_images(wildcards):
-    """What the image list waits for: every image, or bundled one marker per chunk."""
+def listed_jobs(experiment):
+    """The images the experiment's list will hold: with `analyze`, those whose pixels
+    are there to score; otherwise every planned image (the run makes what is left)."""
+    jobs = experiment_jobs(experiment)
     if analyze_only():
-        return []
-    if bundled():
-        return [
-            marker_path(RESULTS, c.experiment, c.model, c.marker)
-            for c in chunks(wildcards.experiment)
-        ]
-    return PLAN.paths(wildcards.experiment)
+        return [j for j in jobs if fresh().state(j).scorable]
+    return jobs
 
 
-def get_existing_images(wildcards):
-    """With `analyze`, the list of images present: a new image found makes the list (and
-    what depends on it) be remade."""
-    if not analyze_only():
-        return ""
-    return steps.existing_digest(PLAN, wildcards.experiment)
+def get_list_inputs(wildcards):
+    """The images (or chunks) to make first; none with `analyze`. An image list older
+    than one of its images (made by a run that stopped before the list) is forced."""
+    experiment = wildcards.experiment
+    inputs = [] if analyze_only() else to_make(experiment)
+    path = Path(f"{ANALYSIS}/{experiment}/images.txt")
+    if path.exists():
+        made = path.stat().st_mtime
+        if any(fresh().mtime.get(j, 0.0) > made for j in listed_jobs(experiment)):
+            force(str(path))
+    return inputs
+
+
+def get_list_digest(wildcards):
+    """The paths the list will hold: a change (an image added to or gone from what
+    `analyze` can score, a prompt or seed added) remakes the list and the tables."""
+    paths = "\n".join(PLAN.path(j) for j in listed_jobs(wildcards.experiment))
+    return hashlib.sha256(paths.encode()).hexdigest()
 
 
 def get_cell_record(wildcards):
@@ -178,9 +272,14 @@ def get_cell_record(wildcards):
 
 def get_metric_tables(wildcards):
     return {
-        metric: f"{RESULTS}/{wildcards.experiment}/metrics/{metric}.csv"
+        metric: f"{ANALYSIS}/{wildcards.experiment}/metrics/{metric}.csv"
         for metric in steps.enabled_metrics(config)
     }
+
+
+def get_enabled_metrics(wildcards):
+    """The metric tables merged: turning a metric off remakes the tables without it."""
+    return sorted(steps.enabled_metrics(config))
 
 
 def get_page_tables(wildcards):
@@ -190,8 +289,13 @@ def get_page_tables(wildcards):
 
 
 def get_metric_params(wildcards):
-    """The config a metric's table depends on: a change remakes that table."""
-    return metric_params(config["metrics"], wildcards.metric)
+    """What a metric's table depends on besides the images: its config, and for the
+    metrics against real images, which images those are (a changed reference set
+    remakes them)."""
+    return {
+        **metric_params(config["metrics"], wildcards.metric),
+        **steps.metric_references(PLAN, wildcards.experiment, wildcards.metric),
+    }
 
 
 def _alternatives(names):

@@ -1,30 +1,28 @@
+# One image per job (images_per_job 1). Which images run is decided by
+# t2ibench.freshness through the image list's inputs (rules/common.smk); the outputs are
+# kept (update) while the job runs and put back if it fails.
 rule generate_image:
     input:
-        get_model_inputs,
+        get_image_inputs,
     output:
-        image=f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/p{{prompt}}_i{{image}}_s{{seed}}.png",
-        record=f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/p{{prompt}}_i{{image}}_s{{seed}}.json",
+        image=update(
+            f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/p{{prompt}}_i{{image}}_s{{seed}}.png"
+        ),
+        record=update(
+            f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/p{{prompt}}_i{{image}}_s{{seed}}.json"
+        ),
     log:
         f"{RESULTS}/{{experiment}}/logs/images/{{model}}/{{cell}}/p{{prompt}}_i{{image}}_s{{seed}}.log",
     resources:
         gpu=1,
-    params:
-        settings=get_image_settings,
     run:
-        steps.generate_image(
-            PLAN,
-            wildcards.model,
-            params.settings,
-            output.image,
-            output.record,
-            log[0],
-        )
+        steps.generate_image(PLAN, dict(wildcards), output.image, output.record, log[0])
 
 
 # With images_per_job above 1: one job per chunk of a model's images, one model load.
 rule generate_batch:
     input:
-        get_model_inputs,
+        get_batch_inputs,
     output:
         f"{RESULTS}/{{experiment}}/logs/batches/{{model}}/{{batch}}.json",
     log:
@@ -55,12 +53,14 @@ rule cell_record:
 
 rule image_list:
     input:
-        get_experiment_images,
+        get_list_inputs,
     output:
-        f"{RESULTS}/{{experiment}}/images.txt",
+        update(f"{ANALYSIS}/{{experiment}}/images.txt"),
     log:
-        f"{RESULTS}/{{experiment}}/logs/image_list.log",
+        f"{ANALYSIS}/{{experiment}}/logs/image_list.log",
     params:
-        existing=get_existing_images,
+        images=get_list_digest,
     run:
-        steps.image_list(PLAN, wildcards.experiment, output[0], log[0])
+        steps.image_list(
+            PLAN, wildcards.experiment, analyze_only(), output[0], log[0]
+        )

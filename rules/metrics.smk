@@ -1,20 +1,27 @@
 rule metric:
     input:
-        f"{RESULTS}/{{experiment}}/images.txt",
+        f"{ANALYSIS}/{{experiment}}/images.txt",
     output:
         report(
-            f"{RESULTS}/{{experiment}}/metrics/{{metric}}.csv",
+            update(f"{ANALYSIS}/{{experiment}}/metrics/{{metric}}.csv"),
             caption="../report/metric.rst",
             category="Metric tables",
             labels={"experiment": "{experiment}", "metric": "{metric}"},
         ),
     log:
-        f"{RESULTS}/{{experiment}}/logs/{{metric}}.log",
+        f"{ANALYSIS}/{{experiment}}/logs/{{metric}}.log",
     benchmark:
-        f"{RESULTS}/{{experiment}}/benchmarks/{{metric}}.tsv"
+        f"{ANALYSIS}/{{experiment}}/benchmarks/{{metric}}.tsv"
     resources:
         gpu=1,
     params:
         settings=get_metric_params,
     run:
-        steps.metric(PLAN, wildcards.experiment, wildcards.metric, output[0], log[0])
+        steps.metric(
+            PLAN,
+            wildcards.experiment,
+            wildcards.metric,
+            input[0],
+            output[0],
+            log[0],
+        )

@@ -1,79 +1,81 @@
 rule results_table:
     input:
         unpack(get_metric_tables),
-        images=f"{RESULTS}/{{experiment}}/images.txt",
+        images=f"{ANALYSIS}/{{experiment}}/images.txt",
     output:
         results=report(
-            f"{RESULTS}/{{experiment}}/results.csv",
+            update(f"{ANALYSIS}/{{experiment}}/results.csv"),
             caption="../report/results.rst",
             category="Tables",
             labels={"experiment": "{experiment}", "table": "results"},
         ),
         summary=report(
-            f"{RESULTS}/{{experiment}}/summary.csv",
+            update(f"{ANALYSIS}/{{experiment}}/summary.csv"),
             caption="../report/summary.rst",
             category="Tables",
             labels={"experiment": "{experiment}", "table": "summary"},
         ),
         comparisons=report(
-            f"{RESULTS}/{{experiment}}/comparisons.csv",
+            update(f"{ANALYSIS}/{{experiment}}/comparisons.csv"),
             caption="../report/comparisons.rst",
             category="Tables",
             labels={"experiment": "{experiment}", "table": "comparisons"},
         ),
     log:
-        f"{RESULTS}/{{experiment}}/logs/results_table.log",
+        f"{ANALYSIS}/{{experiment}}/logs/results_table.log",
+    params:
+        metrics=get_enabled_metrics,
     run:
         steps.results_table(PLAN, wildcards.experiment, dict(input), output, log[0])
 
 
 rule metadata:
     input:
-        f"{RESULTS}/{{experiment}}/results.csv",
+        f"{ANALYSIS}/{{experiment}}/results.csv",
     output:
-        f"{RESULTS}/{{experiment}}/metadata.json",
+        update(f"{ANALYSIS}/{{experiment}}/metadata.json"),
     log:
-        f"{RESULTS}/{{experiment}}/logs/metadata.log",
+        f"{ANALYSIS}/{{experiment}}/logs/metadata.log",
     run:
         steps.metadata(PLAN, wildcards.experiment, output[0], log[0])
 
 
 rule grid:
     input:
-        images=f"{RESULTS}/{{experiment}}/images.txt",
-        results=f"{RESULTS}/{{experiment}}/results.csv",
-        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
+        images=f"{ANALYSIS}/{{experiment}}/images.txt",
+        results=f"{ANALYSIS}/{{experiment}}/results.csv",
+        metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
     output:
         report(
-            directory(f"{RESULTS}/{{experiment}}/grids"),
+            update(directory(f"{ANALYSIS}/{{experiment}}/grids")),
             patterns=["{name}.png"],
             caption="../report/grid.rst",
             category="Grids",
             labels={"experiment": "{experiment}", "grid": "{name}"},
         ),
     log:
-        f"{RESULTS}/{{experiment}}/logs/grid.log",
+        f"{ANALYSIS}/{{experiment}}/logs/grid.log",
     params:
         cell_size=config["report"]["grid_cell_size"],
     run:
-        steps.grid(RESULTS, wildcards.experiment, params.cell_size, output[0], log[0])
+        steps.grid(ANALYSIS, wildcards.experiment, params.cell_size, output[0], log[0])
 
 
 rule plots:
     input:
-        summary=f"{RESULTS}/{{experiment}}/summary.csv",
-        results=f"{RESULTS}/{{experiment}}/results.csv",
-        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
+        summary=f"{ANALYSIS}/{{experiment}}/summary.csv",
+        results=f"{ANALYSIS}/{{experiment}}/results.csv",
+        metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
     output:
         report(
-            directory(f"{RESULTS}/{{experiment}}/plots"),
+            update(directory(f"{ANALYSIS}/{{experiment}}/plots")),
             patterns=["{name}.png"],
             caption="../report/plots.rst",
             category="Plots",
             labels={"experiment": "{experiment}", "plot": "{name}"},
         ),
     log:
-        f"{RESULTS}/{{experiment}}/logs/plots.log",
+        f"{ANALYSIS}/{{experiment}}/logs/plots.log",
     run:
         steps.plots(dict(input), output[0], log[0])
 
@@ -81,32 +83,34 @@ rule plots:
 rule report_page:
     input:
         unpack(get_page_tables),
-        results=f"{RESULTS}/{{experiment}}/results.csv",
-        summary=f"{RESULTS}/{{experiment}}/summary.csv",
-        metadata=f"{RESULTS}/{{experiment}}/metadata.json",
-        grids=f"{RESULTS}/{{experiment}}/grids",
+        results=f"{ANALYSIS}/{{experiment}}/results.csv",
+        summary=f"{ANALYSIS}/{{experiment}}/summary.csv",
+        metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
+        grids=f"{ANALYSIS}/{{experiment}}/grids",
     output:
         report(
-            f"{RESULTS}/{{experiment}}/index.html",
+            update(f"{ANALYSIS}/{{experiment}}/index.html"),
             caption="../report/page.rst",
             category="Pages",
             labels={"experiment": "{experiment}"},
         ),
     log:
-        f"{RESULTS}/{{experiment}}/logs/report_page.log",
+        f"{ANALYSIS}/{{experiment}}/logs/report_page.log",
+    params:
+        tables=get_page_tables,
     run:
         steps.report_page(PLAN, wildcards.experiment, dict(input), output[0], log[0])
 
 
 rule viewer:
     input:
-        viewer_inputs(),
+        get_viewer_inputs,
     output:
-        f"{RESULTS}/report/index.html",
-        f"{RESULTS}/report/data.js",
+        update(f"{ANALYSIS}/report/index.html"),
+        update(f"{ANALYSIS}/report/data.js"),
     log:
-        f"{RESULTS}/report/viewer.log",
+        f"{ANALYSIS}/report/viewer.log",
     params:
         thumb_size=config["report"]["thumb_size"],
     run:
-        steps.viewer(RESULTS, params.thumb_size, output[0], log[0])
+        steps.viewer(ANALYSIS, params.thumb_size, output[0], log[0])

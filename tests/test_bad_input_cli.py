@@ -94,6 +94,78 @@ def make_case(work, case):
     if case == "sampler":
         cfg["generation"]["sampler"] = "euler_b"
         return cfg, "unknown sampler 'euler_b'; expected one of"
+    return soak_case(work, case, cfg)
+
+
+def soak_case(work, case, cfg):
+    """Input that passed validation once and failed only inside jobs (or with a
+    traceback): each is now refused before any job, in one line."""
+    if case == "huge_image":
+        cfg["generation"].update(width=100000, height=100000)
+        return cfg, "'generation.width': expected a value <= 16384, got 100000"
+    if case == "wide_image":
+        cfg["generation"]["width"] = 65536
+        return cfg, "'generation.width': expected a value <= 16384, got 65536"
+    if case == "max_pixels":
+        cfg["generation"].update(width=8192, height=8192)
+        return cfg, "'generation.width': 8192x8192 is 67108864 pixels, above max_pixels"
+    if case == "seed_range":
+        cfg["generation"]["seed"] = 2**64
+        return cfg, "'generation.seed': expected a value <= 9223372036854775807"
+    if case == "last_seed_range":
+        cfg["generation"].update(seed=2**63 - 1, images_per_prompt=2)
+        return cfg, "'generation.seed': the last image's seed"
+    if case == "nan_guidance":
+        cfg["generation"]["guidance_scale"] = float("nan")
+        return cfg, "'generation.guidance_scale': expected a finite number, got nan"
+    if case == "inf_in_blend":
+        cfg["models"] = [{"name": "z", "source": "builtin:tiny-zimage"}]
+        cfg["generation"]["hidden_layer_blend"] = {-2: float("inf")}
+        return cfg, "'generation.hidden_layer_blend.-2': expected a finite number, got inf"
+    if case == "blend_key":
+        cfg["models"] = [{"name": "z", "source": "builtin:tiny-zimage"}]
+        cfg["generation"]["hidden_layer_blend"] = {"abc": 0.5}
+        return cfg, "'generation.hidden_layer_blend': layer 'abc' is not a hidden-state index"
+    if case == "clip_skip_range":
+        cfg["generation"]["clip_skip"] = 4
+        return cfg, (
+            "'generation.clip_skip': 4 is out of range for model 'tiny', whose text "
+            "encoders have 4 layers (valid: 1 to 3"
+        )
+    if case in ("results_below_file", "resources_below_file"):
+        key = case.split("_")[0] + "_dir"
+        (work / "a-file").write_text("")
+        cfg[key] = "a-file/out"
+        return cfg, f"config key '{key}': a-file/out cannot be a folder"
+    if case == "prompts_not_utf8":
+        (work / "latin1.json").write_bytes('{"a": {"text": "caf\xe9"}}'.encode("latin-1"))
+        cfg["prompts"]["sources"] = ["latin1.json"]
+        return cfg, "prompt file latin1.json: expected UTF-8 text"
+    if case == "paired_not_an_image":
+        folder = work / "pairs-text"
+        folder.mkdir(exist_ok=True)
+        (folder / "x.txt").write_text("a prompt")
+        (folder / "x.png").write_text("not an image")
+        cfg["prompts"]["sources"] = ["pairs-text"]
+        return cfg, "paired image pairs-text/x.png: not a readable image"
+    if case == "reference_not_an_image":
+        folder = work / "refs"
+        folder.mkdir(exist_ok=True)
+        (folder / "r.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
+        cfg["prompts"]["reference_images"] = "refs"
+        return cfg, "reference image refs/r.jpg: not a readable image"
+    if case == "metric_device_name":
+        cfg["metrics"] = {"device": "gpu"}
+        return cfg, "'metrics.device': expected auto, cpu, mps, cuda or cuda:N; got 'gpu'"
+    if case == "metric_device_absent":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a CUDA device")
+        cfg["metrics"] = {"device": "cuda"}
+        return cfg, "config key 'metrics.device': cuda requested, but torch sees 0 CUDA device"
+    if case == "duplicate_key_in_configfile":
+        return "quick: true\nquick: false\n", "test-config.yaml: line 2: duplicate key 'quick'"
     raise AssertionError(case)
 
 
@@ -118,13 +190,33 @@ CASES = [
     "sampler",
     "zimage_setting_on_sdxl",
     "hidden_layer_range",
+    "huge_image",
+    "wide_image",
+    "max_pixels",
+    "seed_range",
+    "last_seed_range",
+    "nan_guidance",
+    "inf_in_blend",
+    "blend_key",
+    "clip_skip_range",
+    "results_below_file",
+    "resources_below_file",
+    "prompts_not_utf8",
+    "paired_not_an_image",
+    "reference_not_an_image",
+    "metric_device_name",
+    "metric_device_absent",
+    "duplicate_key_in_configfile",
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_clear_line(work, case):
     config, expected = make_case(work, case)
-    write_config(work, config)
+    if isinstance(config, str):
+        (work / "test-config.yaml").write_text(config)
+    else:
+        write_config(work, config)
     proc = snakemake(work, "--configfile", "test-config.yaml", check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("t2ibench: error:")]
@@ -149,6 +241,9 @@ def test_own_configfile_replaces_the_demo_config(work):
     proc = snakemake(
         work, "-n", "--configfile", "test-config.yaml", "--config", "results_dir=elsewhere"
     )
-    assert "elsewhere/baseline/only/default/p011_i01_s219.png" in proc.stdout
+    assert (
+        "24 images over 1 model(s) and 12 prompt(s) in 1 experiment(s) (baseline) in elsewhere/"
+        in proc.stderr
+    )
     proc = snakemake(work, "-n")  # no --configfile: the demo config
     assert "plan: 270 images over 3 model(s) and 10 prompt(s) in 2 experiment(s)" in proc.stderr

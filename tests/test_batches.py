@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from t2ibench.batches import (
-    Freshness,
     chunk_jobs,
     experiment_chunks,
     marker_name,
-    marker_path,
     model_jobs,
     parse_marker,
 )
@@ -40,25 +36,11 @@ def two_model_plan(base_config, **changes):
     return make_plan(base_config, models=models, generation__images_per_prompt=3, **changes)
 
 
-def fake_image(plan, job, settings=None, record=True):
-    """An image file (and its record) as a finished generation leaves them."""
-    path = Path(plan.path(job))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if record:
-        made_with = plan.settings(job) if settings is None else settings
-        path.with_suffix(".json").write_text(json.dumps({"settings": made_with}))
-    path.write_bytes(b"png")
-    return path
+def fake_image(plan, job, settings=None):
+    """A finished image as generation leaves it: a PNG and its record."""
+    from freshness_helpers import write_image
 
-
-def fake_marker(plan, experiment, model, name, age=0.0):
-    path = Path(marker_path(plan.results_dir, experiment, model, name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("{}")
-    if age:
-        when = path.stat().st_mtime - age
-        os.utime(path, (when, when))
-    return path
+    return write_image(plan, job, settings)
 
 
 def test_chunks_cover_each_models_images_once_in_plan_order(base_config):
@@ -74,135 +56,53 @@ def test_chunks_cover_each_models_images_once_in_plan_order(base_config):
 
 
 def test_marker_names_round_trip_and_reject_others():
-    assert marker_name(3, 50, 2) == "chunk003-of50.2"
-    assert parse_marker("chunk003-of50.2") == (3, 50, 2)
-    assert parse_marker("chunk1234-of7.11") == (1234, 7, 11)
-    for bad in ["chunk3-of50.2", "chunk003-of50", "003-of50.2", "chunk003-of50.2.json"]:
-        with pytest.raises(ValueError, match="chunk<k>-of<size>.<run>"):
+    assert marker_name(3, 50) == "chunk003-of50"
+    assert parse_marker("chunk003-of50") == (3, 50)
+    assert parse_marker("chunk1234-of7") == (1234, 7)
+    for bad in ["chunk3-of50", "chunk003-of", "003-of50", "chunk003-of50.json", "chunk003-of50.2"]:
+        with pytest.raises(ValueError, match="chunk<k>-of<size>"):
             parse_marker(bad)
 
 
-def test_freshness_states(base_config, tmp_path):
-    plan = make_plan(base_config)
-    jobs = model_jobs(plan, "baseline", "tiny")
-    fresh = Freshness(plan)
-    assert fresh.state(jobs[0]) == "missing"
-    fake_image(plan, jobs[0])
-    assert fresh.state(jobs[0]) == "done"
-    # Made with other settings (here another step count): outdated.
-    fake_image(plan, jobs[1], settings={**plan.settings(jobs[1]), "steps": 9})
-    assert fresh.state(jobs[1]) == "outdated"
-    # No record: made elsewhere, kept (as Snakemake keeps an output it has no record of).
-    fake_image(plan, jobs[2], record=False)
-    assert fresh.state(jobs[2]) == "done"
-    # A record that cannot be read is not trusted.
-    path = fake_image(plan, jobs[3])
-    path.with_suffix(".json").write_text("{not json")
-    assert Freshness(plan).state(jobs[3]) == "outdated"
-    assert Freshness(plan).todo(jobs[:4]) == [jobs[1], jobs[3]]
-    # A file where the image's folder goes: missing (making it then fails, in its job).
-    shutil.rmtree(Path(plan.path(jobs[0])).parent)
-    Path(plan.path(jobs[0])).parent.write_text("")
-    assert Freshness(plan).state(jobs[0]) == "missing"
-
-
-def test_model_newer_than_image_makes_it_outdated(base_config):
-    plan = make_plan(base_config)
-    job = model_jobs(plan, "baseline", "tiny")[0]
-    image = fake_image(plan, job)
-    model_file = Path(plan.models["tiny"].input_files[0])
-    model_file.parent.mkdir(parents=True, exist_ok=True)
-    model_file.write_bytes(b"weights")
-    old = image.stat().st_mtime - 100
-    os.utime(model_file, (old, old))
-    assert Freshness(plan).state(job) == "done"
-    new = image.stat().st_mtime + 100
-    os.utime(model_file, (new, new))
-    assert Freshness(plan).state(job) == "outdated"
-
-
-def test_first_run_marks_every_chunk_to_run(base_config):
+def test_first_run_lists_every_chunk(base_config):
     plan = two_model_plan(base_config)
     chunks = experiment_chunks(plan, "baseline", 4)
-    assert [(c.model, c.marker, len(c.todo), c.runs) for c in chunks] == [
-        ("tiny", "chunk000-of4.0", 4, True),
-        ("tiny", "chunk001-of4.0", 4, True),
-        ("tiny", "chunk002-of4.0", 1, True),
-        ("vpred", "chunk000-of4.0", 4, True),
-        ("vpred", "chunk001-of4.0", 4, True),
-        ("vpred", "chunk002-of4.0", 1, True),
+    assert [(c.model, c.marker, len(c.todo)) for c in chunks] == [
+        ("tiny", "chunk000-of4", 4),
+        ("tiny", "chunk001-of4", 4),
+        ("tiny", "chunk002-of4", 1),
+        ("vpred", "chunk000-of4", 4),
+        ("vpred", "chunk001-of4", 4),
+        ("vpred", "chunk002-of4", 1),
     ]
 
 
-def finish_all(plan, size=4, old_marker=None):
-    """Every image made, then each chunk's first marker (one `old_marker` index: a
-    minute older than its images)."""
+def test_finished_chunks_need_no_job(base_config):
+    plan = two_model_plan(base_config)
     for job in plan.jobs:
         fake_image(plan, job)
-    for model in plan.experiments["baseline"].models:
-        count = len(model_jobs(plan, "baseline", model))
-        for index in range((count + size - 1) // size):
-            age = 60 if index == old_marker else 0
-            fake_marker(plan, "baseline", model, marker_name(index, size, 0), age)
+    assert experiment_chunks(plan, "baseline", 4) == []
+    assert experiment_chunks(plan, "baseline", 2) == []
 
 
-def test_finished_chunks_keep_their_marker_so_the_inputs_do_not_change(base_config):
+def test_a_missing_image_lists_its_chunk_with_that_image_only(base_config):
     plan = two_model_plan(base_config)
-    finish_all(plan)
-    chunks = experiment_chunks(plan, "baseline", 4)
-    assert all(not c.runs and not c.todo for c in chunks)
-    assert {c.marker for c in chunks} == {f"chunk00{k}-of4.0" for k in range(3)}
-
-
-def test_a_missing_image_gives_its_chunk_the_next_run(base_config):
-    plan = two_model_plan(base_config)
-    finish_all(plan)
+    for job in plan.jobs:
+        fake_image(plan, job)
     victim = chunk_jobs(plan, "baseline", "vpred", 1, 4)[2]
     Path(plan.path(victim)).unlink()
     chunks = experiment_chunks(plan, "baseline", 4)
-    running = [c for c in chunks if c.runs]
-    assert [(c.model, c.marker, c.todo) for c in running] == [
-        ("vpred", "chunk001-of4.1", (victim,))
-    ]
-    # The other markers are those on disk: the image list's inputs are unchanged there.
-    assert all(
-        Path(marker_path(plan.results_dir, "baseline", c.model, c.marker)).exists()
-        for c in chunks
-        if not c.runs
-    )
+    assert [(c.model, c.marker, c.todo) for c in chunks] == [("vpred", "chunk001-of4", (victim,))]
 
 
-def test_images_newer_than_the_marker_rerun_the_chunk_with_nothing_to_make(base_config):
-    """A batch that stopped after its images, before its marker (or an image made by a
-    per-image job): the image list must be made again, so the chunk gets a new marker."""
-    plan = two_model_plan(base_config)
-    finish_all(plan, old_marker=2)
-    chunks = experiment_chunks(plan, "baseline", 4)
-    assert [(c.model, c.marker, c.todo) for c in chunks if c.runs] == [
-        ("tiny", "chunk002-of4.1", ()),
-        ("vpred", "chunk002-of4.1", ()),
-    ]
-
-
-def test_finished_chunks_without_marker_are_left_out_and_other_sizes_ignored(base_config):
+def test_settings_change_lists_every_chunk_it_touches(base_config):
     plan = two_model_plan(base_config)
     for job in plan.jobs:
-        fake_image(plan, job)  # made per image: no marker
-    assert experiment_chunks(plan, "baseline", 4) == []
-    finish_all(plan, size=2)
-    # Markers of another chunk size say nothing about chunks of 4.
-    assert experiment_chunks(plan, "baseline", 4) == []
-    assert len(experiment_chunks(plan, "baseline", 2)) == 10
-
-
-def test_settings_change_reruns_every_chunk_it_touches(base_config):
-    plan = two_model_plan(base_config)
-    finish_all(plan)
+        fake_image(plan, job)
     changed = two_model_plan(base_config, generation__negative_prompt="blurry")
     chunks = experiment_chunks(changed, "baseline", 4)
-    assert all(c.runs for c in chunks)
+    assert len(chunks) == 6
     assert sum(len(c.todo) for c in chunks) == 18
-    assert {c.marker for c in chunks} == {f"chunk00{k}-of4.1" for k in range(3)}
 
 
 def test_images_per_job_is_validated(base_config):
@@ -246,10 +146,9 @@ def markers(work):
 
 
 def job_counts(proc):
-    import re
+    from workflow_helpers import job_counts, output
 
-    text = proc.stdout + proc.stderr
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", text, re.M)}
+    return job_counts(output(proc))
 
 
 @pytest.fixture(scope="module")
@@ -271,9 +170,7 @@ def test_bundled_run_equals_the_per_image_run(bundled_runs):
 
     work, proc = bundled_runs[4]
     per_image, per_image_proc = bundled_runs[1]
-    assert "generation bundled by images_per_job = 4: 6 job(s) to run for 18 image(s)" in (
-        proc.stderr
-    )
+    assert "generation bundled by images_per_job = 4: 6 job(s) for 18 image(s)" in proc.stderr
     assert job_counts(proc)["generate_batch"] == 6 and "generate_image" not in job_counts(proc)
     assert job_counts(per_image_proc)["generate_image"] == 18
     images = run_images(work)
@@ -295,11 +192,11 @@ def test_bundled_run_equals_the_per_image_run(bundled_runs):
 
 @pytest.mark.slow
 def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
-    from workflow_helpers import snakemake
+    from workflow_helpers import nothing_to_do, snakemake
 
     work, _ = bundled_runs[4]
     args = ("--configfile", "test-config.yaml")
-    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+    assert nothing_to_do(snakemake(work, *args, "-n"))
     images = run_images(work)  # tiny-sdxl's 9 in plan order, then tiny-vpred's
     # Chunk 0 and chunk 1 (two images) of tiny-sdxl, chunk 2 (its one image) of tiny-vpred.
     deleted = [images[0], images[5], images[6], images[17]]
@@ -314,14 +211,14 @@ def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
     assert all(p.read_bytes() == before[p][1] for p in images)
     clip_log = (work / "results" / "baseline" / "logs" / "clip_score.log").read_text()
     assert "clip_score for 18 images (18 cached, 0 to score)" in clip_log
-    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+    assert nothing_to_do(snakemake(work, *args, "-n"))
 
 
 @pytest.mark.slow
 def test_an_image_made_outside_a_batch_remakes_the_list(bundled_runs):
-    """An image made by the per-image rule after the chunk's marker: the chunk gets a new
-    marker (its job makes nothing) so that the image list, and the scores, follow."""
-    from workflow_helpers import snakemake
+    """An image made by the per-image rule after the list: the list (and the scores)
+    follow, and no batch job runs for a chunk that is complete."""
+    from workflow_helpers import nothing_to_do, snakemake
 
     work, _ = bundled_runs[4]
     args = ("--configfile", "test-config.yaml")
@@ -329,12 +226,9 @@ def test_an_image_made_outside_a_batch_remakes_the_list(bundled_runs):
     image.unlink()
     snakemake(work, str(image.relative_to(work)), *args)  # rule generate_image
     counts = job_counts(snakemake(work, *args, "-n"))
-    assert counts["generate_batch"] == 1 and counts["image_list"] == 1
+    assert counts["image_list"] == 1 and "generate_batch" not in counts
     snakemake(work, *args)
-    newest = max(markers(work), key=lambda p: p.stat().st_mtime_ns)
-    assert newest.name == "chunk000-of4.1.json" and newest.parent.name == "tiny-vpred"
-    assert json.loads(newest.read_text())["made"] == []
-    assert "Nothing to be done" in snakemake(work, *args, "-n").stdout
+    assert nothing_to_do(snakemake(work, *args, "-n"))
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ class FakeGPUs:
         monkeypatch.setattr(generate, "DEVICES", DevicePool())
         monkeypatch.setattr(generate, "image_flag", lambda image: "")
         monkeypatch.setattr(generate, "token_limit", lambda pipe, settings: 77)
-        monkeypatch.setattr(generate, "save_png", lambda *args: None)
+        monkeypatch.setattr(generate, "encode_png", lambda *args: b"png")
         self.gen = Generator()
         monkeypatch.setattr(self.gen, "_load", self.load)
         monkeypatch.setattr(self.gen, "_run", self.run)

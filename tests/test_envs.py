@@ -53,8 +53,12 @@ def test_builtin_ids_agree_with_the_model_builders():
     assert set(BUILTIN_IDS) == set(BUILTIN_MODELS)
 
 
-def test_tiny_zimage_layer_count_agrees():
-    from t2ibench.models.registry import TINY_ZIMAGE_TEXT_LAYERS
-    from t2ibench.models.zimage import TEXT_LAYERS
+def test_tiny_text_layer_counts_agree():
+    from t2ibench.models import tiny, zimage
+    from t2ibench.models.registry import TINY_SDXL_TEXT_LAYERS, TINY_ZIMAGE_TEXT_LAYERS
 
-    assert TINY_ZIMAGE_TEXT_LAYERS == TEXT_LAYERS
+    assert TINY_ZIMAGE_TEXT_LAYERS == zimage.TEXT_LAYERS
+    assert TINY_SDXL_TEXT_LAYERS == tiny.TEXT_LAYERS
+    pipe = tiny.build_tiny_sdxl_pipeline("tiny-sdxl")
+    assert pipe.text_encoder.config.num_hidden_layers == TINY_SDXL_TEXT_LAYERS
+    assert pipe.text_encoder_2.config.num_hidden_layers == TINY_SDXL_TEXT_LAYERS

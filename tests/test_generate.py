@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from t2ibench.errors import InputError
-from t2ibench.generate import a1111_parameters, resolve_device
+from t2ibench.generate import resolve_device
+from t2ibench.infotext import format_infotext
 
 
 def test_device_resolution():
@@ -30,12 +31,13 @@ def test_a1111_parameters_text():
         "height": 1216,
         "model": "my-model",
     }
-    text = a1111_parameters(settings, "0123456789abcdef")
+    text = format_infotext(settings, "0123456789abcdef")
     lines = text.split("\n")
     assert lines[0] == "a cat"
     assert lines[1] == "Negative prompt: blurry"
     assert lines[2].startswith(
-        "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 5.0, Seed: 218, Size: 832x1216, "
+        "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.0, Seed: 218, "
+        "Size: 832x1216, "
         "Model hash: 0123456789, Model: my-model, Version: t2ibench "
     )
 

@@ -44,6 +44,12 @@ def _paired_prompts(folder: Path) -> Path:
     return folder
 
 
+def score(plan, experiment, metric, cache):
+    """The metric's table over every image of the experiment (all exist here)."""
+    jobs = [j for j in plan.jobs if j.experiment == experiment]
+    return metric_table(plan, experiment, metric, jobs, cache)
+
+
 def _plan(base_config, tmp_path, repo, **changes):
     defaults = {
         "prompts": {"sources": [str(_paired_prompts(tmp_path / "paired"))]},
@@ -72,8 +78,8 @@ def test_every_metric_scores_then_the_cache_answers(base_config, tmp_path, repo,
     cache = tmp_path / "scores.sqlite"
     metrics = enabled(plan.config["metrics"])
     assert len(metrics) == 9  # every metric is on by default, on tiny models
-    caplog.set_level(logging.INFO, logger="t2ibench")
-    first = {m: metric_table(plan, "baseline", m, cache) for m in metrics}
+    caplog.set_level(logging.DEBUG, logger="t2ibench")  # the counts go to the job logs
+    first = {m: score(plan, "baseline", m, cache) for m in metrics}
     counted = re.findall(r"\((\d+) cached, (\d+) to score\)", caplog.text)
     assert len(counted) == 8  # every metric but FID (a set metric, not cached per image)
     assert all(int(todo) > 0 for _, todo in counted)
@@ -83,7 +89,7 @@ def test_every_metric_scores_then_the_cache_answers(base_config, tmp_path, repo,
         assert len(table) == images and table[column].notna().all(), column
         assert table[column].nunique() > 1, column  # the images are told apart
     caplog.clear()
-    second = {m: metric_table(plan, "baseline", m, cache) for m in metrics}
+    second = {m: score(plan, "baseline", m, cache) for m in metrics}
     counted = re.findall(r"\((\d+) cached, (\d+) to score\)", caplog.text)
     assert len(counted) == 8 and all(int(todo) == 0 for _, todo in counted), counted
     for m in metrics:
@@ -95,7 +101,7 @@ def test_reference_similarity_against_direct_computation(base_config, tmp_path, 
     from t2ibench.metrics.lpips_diversity import LpipsScorer
 
     plan = _plan(base_config, tmp_path, repo)
-    table = metric_table(plan, "baseline", "reference_similarity", tmp_path / "s.sqlite")
+    table = score(plan, "baseline", "reference_similarity", tmp_path / "s.sqlite")
     jobs = [j for j in plan.jobs if plan.prompt(j).reference_image]
     assert sorted(table["image_path"]) == sorted(plan.path(j) for j in jobs)
     assert len(table) == 2 * 2 * 3  # 2 models x 2 prompts with a reference x 3 images
@@ -115,7 +121,7 @@ def test_clip_diversity_is_mean_pairwise_cosine_distance(base_config, tmp_path, 
     from t2ibench.metrics.clip_score import ClipScorer
 
     plan = _plan(base_config, tmp_path, repo)
-    table = metric_table(plan, "baseline", "clip_diversity", tmp_path / "s.sqlite")
+    table = score(plan, "baseline", "clip_diversity", tmp_path / "s.sqlite")
     assert len(table) == 2 * 3 and (table["clip_diversity_images"] == 3).all()
     clip = ClipScorer(plan.config["metrics"]["clip"]["model"])
     jobs = [j for j in plan.jobs if j.model == "tiny" and j.prompt_index == 1]
@@ -127,7 +133,7 @@ def test_clip_diversity_is_mean_pairwise_cosine_distance(base_config, tmp_path, 
 
 def test_fid_sets_and_values(base_config, tmp_path, repo):
     plan = _plan(base_config, tmp_path, repo)
-    table = metric_table(plan, "baseline", "fid", tmp_path / "s.sqlite")
+    table = score(plan, "baseline", "fid", tmp_path / "s.sqlite")
     # baseline: each model against the 2 reference images; tiny-b against tiny
     assert sorted(zip(table.model, table.against, strict=True)) == [
         ("tiny", "reference"), ("tiny-b", "reference"), ("tiny-b", "tiny")
@@ -148,7 +154,7 @@ def test_fid_against_the_reference_cell_in_a_sweep(base_config, tmp_path, repo):
         base_config, tmp_path, repo, experiments=["sdxl_guidance"], quick=True,
         models=[{"name": "tiny", "source": "builtin:tiny-sdxl"}],
     )  # fmt: skip
-    table = metric_table(plan, "sdxl_guidance", "fid", tmp_path / "s.sqlite")
+    table = score(plan, "sdxl_guidance", "fid", tmp_path / "s.sqlite")
     exp = plan.experiments["sdxl_guidance"]
     others = [c.name for c in exp.cells if c.name != exp.experiment.reference]
     vs_cell = table[table.against == f"cell {exp.experiment.reference}"]
@@ -162,9 +168,9 @@ def test_no_reference_images_means_empty_tables(base_config, tmp_path, repo):
     for job in plan.jobs:
         Path(plan.path(job)).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (64, 64), (job.prompt_index * 60, job.seed % 255, 9)).save(plan.path(job))
-    table = metric_table(plan, "baseline", "reference_similarity", tmp_path / "s.sqlite")
+    table = score(plan, "baseline", "reference_similarity", tmp_path / "s.sqlite")
     assert table.empty and list(table.columns) == ["image_path", "clip_ref_cosine", "lpips_ref"]
-    assert metric_table(plan, "baseline", "fid", tmp_path / "s.sqlite").empty
+    assert score(plan, "baseline", "fid", tmp_path / "s.sqlite").empty
 
 
 # --- decoding ---
@@ -257,8 +263,10 @@ def test_an_error_found_in_a_job_is_also_in_its_log(base_config, tmp_path, repo)
     plan = _plan(base_config, tmp_path, repo, metrics={"siglip": {"model": "builtin:tiny-x"}})
     log_path = tmp_path / "logs" / "siglip_score.log"
     output = tmp_path / "siglip_score.csv"
+    image_list = tmp_path / "images.txt"
+    image_list.write_text("".join(f"{plan.path(j)}\n" for j in plan.jobs))
     with pytest.raises(InputError):
-        steps.metric(plan, "baseline", "siglip_score", str(output), str(log_path))
+        steps.metric(plan, "baseline", "siglip_score", str(image_list), str(output), str(log_path))
     text = log_path.read_text()
     assert "error: config key 'metrics.siglip.model': unknown built-in model" in text
     assert not output.exists()
@@ -272,4 +280,4 @@ def test_disabled_metric_files_are_not_checked(base_config):
 def test_unknown_builtin_metric_model(base_config, tmp_path, repo):
     plan = _plan(base_config, tmp_path, repo, metrics={"siglip": {"model": "builtin:tiny-nope"}})
     with pytest.raises(InputError, match=r"'metrics.siglip.model': unknown built-in model"):
-        metric_table(plan, "baseline", "siglip_score", tmp_path / "s.sqlite")
+        score(plan, "baseline", "siglip_score", tmp_path / "s.sqlite")

@@ -11,11 +11,13 @@ from pathlib import Path
 import yaml
 
 from t2ibench.config import validate_config
+from t2ibench.freshness import Freshness
 from t2ibench.plan import build_plan
 from t2ibench.preview import format_table, make_estimator, plan_status, total_estimate
 from t2ibench.timings import load_rates, record, timings_path
 
 from conftest import REPO, with_changes
+from freshness_helpers import write_image
 
 CLI = [sys.executable, str(REPO / "scripts" / "cli.py")]
 
@@ -43,25 +45,25 @@ def test_timings_rates_are_per_model_device_and_host(tmp_path):
 def test_preview_counts_done_and_estimates_from_timings(base_config, tmp_path):
     config = validate_config(with_changes(base_config, device="cpu"))
     plan = build_plan(config)
-    done = plan.jobs[:4]
-    for job in done:
-        Path(plan.path(job)).parent.mkdir(parents=True, exist_ok=True)
-        Path(plan.path(job)).write_bytes(b"png")
+    for job in plan.jobs[:4]:
+        write_image(plan, job)
+    # A PNG that is not the one its record describes is to make again, not done.
+    Path(plan.path(plan.jobs[3])).write_bytes(b"png")
     estimator = make_estimator(plan)
-    rows = plan_status(plan, estimator)
-    assert [(r.cell, r.planned, r.done, r.todo) for r in rows] == [("default", 6, 4, 2)]
+    rows = plan_status(plan, Freshness(plan), estimator)
+    assert [(r.cell, r.planned, r.done, r.todo) for r in rows] == [("default", 6, 3, 3)]
     assert rows[0].seconds is None
     assert "no image of tiny has been timed on this machine yet" in total_estimate(rows, estimator)
-    # 0.5 s per image at 2 steps, 64x64: the 2 missing images take 1 s.
+    # 0.5 s per image at 2 steps, 64x64: the 3 images to make take 1.5 s.
     path = timings_path(config["resources_dir"])
     record(path, settings(), "cpu", 0.5)
     estimator = make_estimator(plan)
-    rows = plan_status(plan, estimator)
-    assert rows[0].seconds == 1.0
+    rows = plan_status(plan, Freshness(plan), estimator)
+    assert rows[0].seconds == 1.5
     table = format_table(rows, estimator)
     row = next(line for line in table.splitlines() if line.startswith("baseline"))
-    assert row.split() == ["baseline", "tiny", "default", "6", "4", "2", "1", "s"]
-    assert "estimated generation time 1 s for 2 images" in table
+    assert row.split() == ["baseline", "tiny", "default", "6", "3", "3", "2", "s"]
+    assert "estimated generation time 2 s for 3 images" in table
 
 
 def run_cli(*args, cwd=REPO):

@@ -310,3 +310,43 @@ def test_no_experiments_is_a_one_line_input_error(tmp_path):
     assert not (tmp_path / "results" / "report").exists()
     with pytest.raises(InputError, match="results folder not found"):
         build_viewer(tmp_path / "absent", tmp_path / "absent" / "report")
+
+
+def test_each_plot_is_listed_once(tmp_path):
+    """A plot saved as PNG and SVG is shown once (its PNG); an SVG alone is kept."""
+    results = make_results(tmp_path)
+    plots = results / "base" / "plots"
+    Image.new("RGB", (8, 8)).save(plots / "clip_score.png")
+    Image.new("RGB", (8, 8)).save(plots / "hps_bars.png")
+    (plots / "hps_bars.svg").write_text((plots / "clip_score.svg").read_text())
+    (plots / "clip_score.svg").rename(plots / "lpips.svg")
+    build_viewer(results, results / "report", thumb_size=32)
+    base = load_data(results / "report")["experiments"][0]
+    assert [p["name"] for p in base["plots"]] == [
+        "plots/clip_score.png",
+        "plots/hps_bars.png",
+        "plots/lpips.svg",
+    ]
+
+
+def test_the_viewer_carries_the_demo_banner(tmp_path):
+    """Random weights anywhere in an experiment's run: its messages say the numbers mean
+    nothing, as its own page does."""
+    from t2ibench.config import validate_config
+
+    results = make_results(tmp_path)
+    meta_path = results / "sweep" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"] = validate_config(
+        {
+            "models": [{"name": "m1", "source": "builtin:tiny-sdxl"}],
+            "prompts": {"sources": [str(tmp_path)]},
+        }
+    )
+    meta_path.write_text(json.dumps(meta))
+    build_viewer(results, results / "report", thumb_size=32)
+    base, sweep = load_data(results / "report")["experiments"]
+    assert base["warnings"] == []  # no config recorded: nothing is claimed
+    [banner] = sweep["warnings"]
+    assert banner.startswith("Demo numbers: images and scores here mean nothing.")
+    assert "model m1 is a built-in tiny model" in banner

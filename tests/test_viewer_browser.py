@@ -227,6 +227,8 @@ def test_compare_slider_toggle_and_diff(viewer, url):
 
     # Diff: identical pixels give zero; the 12 x 12 white square of x-3 is found exactly.
     page.check("input[name=mode][value=diff]")
+    # It opens on the heatmap, which tells two different images apart at a glance.
+    assert page.input_value("#diff-mode") == "heatmap"
     viewer.select("#diff-mode", "absolute")
     same = viewer.diff()
     assert (same["mad"], same["differing"], same["nonzero"]) == (0, 0, 0)

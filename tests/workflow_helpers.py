@@ -27,14 +27,49 @@ def snakemake_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", *args]
 
 
+def _logs(work: Path) -> set[Path]:
+    return set((work / ".snakemake" / "log").glob("*.snakemake.log"))
+
+
 def snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake in `work` with the default profile's execution settings."""
+    """Run snakemake in `work` with the default profile's execution settings. The
+    result's `log` is Snakemake's full log of this run (every job, its reason and its
+    files; empty for a dry run): the console shows a summary only (profiles/default)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = snakemake_command(*args)
+    before = _logs(work)
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
+    new = sorted(_logs(work) - before)
+    proc.log = new[-1].read_text() if new else ""
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def nothing_to_do(proc: subprocess.CompletedProcess) -> bool:
+    return "Nothing to be done" in output(proc)
+
+
+def made_images(proc: subprocess.CompletedProcess) -> list[str]:
+    """The images a run made (the outputs of its generate_image jobs, from its log)."""
+    import re
+
+    return re.findall(r"output: (\S+/p\d+_i\d+_s\d+\.png)", proc.log)
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """Snakemake's job stats table ("generate_image 270" in the log, "generate image 270"
+    on the console) as {rule: count}."""
+    import re
+
+    counts = {}
+    for match in re.finditer(r"^\s*([a-z][a-z0-9_ ]*?)\s+(\d+)\s*$", text, re.MULTILINE):
+        counts[match[1].replace(" ", "_")] = int(match[2])
+    return counts
 
 
 def interrupt_run(work: Path, images, at_least: int = 5) -> list[Path]:

@@ -14,7 +14,6 @@ it, then --config KEY=VALUE on top.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from t2ibench.errors import InputError
@@ -36,7 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("experiments", help="list the experiment catalogue")
     _config_args(sub.add_parser("models", help="list the configured models"))
-    _config_args(sub.add_parser("plan", help="preview what a run will make"))
+    plan = sub.add_parser("plan", help="preview what a run will make")
+    _config_args(plan)
+    plan.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check each finished PNG's sha256 against its record (reads every image)",
+    )
     _compare_args(sub.add_parser("compare", help="compare an experiment's images on disk"))
     return parser
 
@@ -166,6 +171,9 @@ def list_experiments(out) -> None:
 
 
 def list_models(plan, out) -> None:
+    from t2ibench.freshness import Freshness
+
+    fresh = Freshness(plan)
     for name, spec in plan.models.items():
         print(f"{name}", file=out)
         print(f"    source: {spec.source}", file=out)
@@ -175,27 +183,33 @@ def list_models(plan, out) -> None:
             if name not in exp.models:
                 continue
             jobs = [j for j in plan.jobs if (j.experiment, j.model) == (experiment, name)]
-            done = sum(os.path.exists(plan.path(j)) for j in jobs)
+            done = sum(fresh.state(j).done for j in jobs)
             print(f"    {experiment}: {done}/{len(jobs)} images done", file=out)
         print(file=out)
 
 
-def show_plan(plan, out) -> None:
+def show_plan(plan, out, verify: bool = False) -> None:
+    from t2ibench.freshness import OUTDATED, Freshness
     from t2ibench.preview import format_table, make_estimator, plan_status
 
+    fresh = Freshness(plan, verify=verify)
     estimator = make_estimator(plan)
-    rows = plan_status(plan, estimator)
+    rows = plan_status(plan, fresh, estimator)
     print(f"results in {plan.results_dir}/", file=out)
     print(format_table(rows, estimator), file=out)
+    outdated = [(job, state) for job, state in fresh.states().items() if state.state == OUTDATED]
+    if outdated:
+        print(f"\n{len(outdated)} finished image(s) will be made again:", file=out)
+        for job, state in outdated:
+            print(f"  {plan.path(job)}: {state.reason}", file=out)
     size = plan.config["images_per_job"]
     if size > 1:
         from t2ibench.batches import experiment_chunks
 
-        chunks = [c for e in plan.experiments for c in experiment_chunks(plan, e, size)]
-        running = [c for c in chunks if c.runs]
+        chunks = [c for e in plan.experiments for c in experiment_chunks(plan, e, size, fresh)]
         print(
-            f"bundled (images_per_job = {size}): {len(running)} generation job(s) for "
-            f"{sum(len(c.todo) for c in running)} image(s) to make or remake",
+            f"bundled (images_per_job = {size}): {len(chunks)} generation job(s) for "
+            f"{sum(len(c.todo) for c in chunks)} image(s) to make or remake",
             file=out,
         )
 
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "models":
             list_models(_plan(args), sys.stdout)
         else:
-            show_plan(_plan(args), sys.stdout)
+            show_plan(_plan(args), sys.stdout, verify=args.verify)
     except InputError as error:
         print(f"t2ibench: error: {error}", file=sys.stderr)
         return 2

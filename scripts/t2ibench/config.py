@@ -9,6 +9,8 @@ anything is written.
 from __future__ import annotations
 
 import copy
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +172,20 @@ def format_schema_error(error: jsonschema.ValidationError) -> str:
         return f"config key '{key}': expected {_describe_type(value)}, got {got}"
     if kind == "minimum":
         return f"config key '{key}': expected a value >= {value}, got {got}"
+    if kind == "maximum":
+        return f"config key '{key}': expected a value <= {value}, got {got}"
+    if kind == "exclusiveMinimum":
+        return f"config key '{key}': expected a value > {value}, got {got}"
+    if kind == "propertyNames":
+        return f"config key '{key}': {error.message}"
     if kind == "multipleOf":
         return f"config key '{key}': expected a multiple of {value}, got {got}"
     if kind == "enum":
         return f"config key '{key}': expected one of {', '.join(map(str, value))}; got {got}"
+    if kind == "pattern" and key.endswith("device"):
+        return f"config key '{key}': expected auto, cpu, mps, cuda or cuda:N; got {got}"
+    if kind == "pattern" and key.endswith("hidden_layer_blend"):
+        return f"config key '{key}': layer {got} is not a hidden-state index (an integer, e.g. -2)"
     if kind in ("pattern", "not"):
         return (
             f"config key '{key}': {got} is not allowed here "
@@ -187,6 +199,24 @@ def format_schema_error(error: jsonschema.ValidationError) -> str:
 
 
 HARDWARE_DIR = REPO_ROOT / "config" / "hardware"
+# Seeds are stored as signed 64-bit integers (results.csv, the score cache); torch's
+# generator takes any of them.
+MAX_SEED = 2**63 - 1
+
+
+def check_folder(folder: str, what: str) -> None:
+    """`folder` exists as a folder, or can be made: no part of it is a file, and the
+    nearest existing folder above it is writable. Nothing is created here."""
+    path = Path(folder).absolute()
+    for part in [path, *path.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise InputError(f"{what}: {folder} cannot be a folder: {part} is a file")
+            if part != path and not os.access(part, os.W_OK | os.X_OK):
+                raise InputError(f"{what}: cannot create {folder}: {part} is not writable")
+            if part == path and not os.access(part, os.W_OK | os.X_OK):
+                raise InputError(f"{what}: {folder} is not writable")
+            return
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -249,7 +279,23 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def check_finite(instance: Any, key: str = "") -> None:
+    """No NaN or infinite number anywhere (YAML's .nan and .inf pass a schema's
+    "number"): one would run without guidance, or put NaN into every record."""
+    if isinstance(instance, float) and not math.isfinite(instance):
+        raise InputError(
+            f"config key '{key or '<top level>'}': expected a finite number, got {instance}"
+        )
+    if isinstance(instance, dict):
+        for k, v in instance.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(instance, list):
+        for i, v in enumerate(instance):
+            check_finite(v, f"{key}[{i}]")
+
+
 def _check_semantics(config: dict) -> None:
+    check_finite(config)
     seen: dict[str, int] = {}
     for i, model in enumerate(config["models"]):
         name = model["name"]
@@ -260,16 +306,32 @@ def _check_semantics(config: dict) -> None:
             )
         seen[name] = i
     _check_metric_files(config["metrics"])
-    check_generation(config["generation"], "config key 'generation.")
+    check_generation(config["generation"], "config key 'generation.", config["max_pixels"])
     seeds = config["generation"]["seeds"] or []
     if len(set(seeds)) != len(seeds):
         dup = next(s for s in seeds if seeds.count(s) > 1)
         raise InputError(f"config key 'generation.seeds': seed {dup} is listed twice")
+    last = config["generation"]["seed"] + config["generation"]["images_per_prompt"] - 1
+    if not seeds and last > MAX_SEED:
+        raise InputError(
+            f"config key 'generation.seed': the last image's seed (seed + images_per_prompt "
+            f"- 1 = {last}) is above {MAX_SEED}, the largest seed; use a smaller seed"
+        )
+    for key in ("results_dir", "resources_dir"):
+        check_folder(config[key], f"config key '{key}'")
 
 
-def check_generation(settings: dict, where: str) -> None:
+def check_generation(settings: dict, where: str, max_pixels: int | None = None) -> None:
     """Checks across generation keys that the schema cannot express. `where` starts the
     message ("config key 'generation."); the key and a closing quote follow."""
+    width, height = settings.get("width"), settings.get("height")
+    if max_pixels and isinstance(width, int) and isinstance(height, int):
+        if width * height > max_pixels:
+            raise InputError(
+                f"{where}width': {width}x{height} is {width * height} pixels, above "
+                f"max_pixels = {max_pixels}; make the image smaller, or raise max_pixels on "
+                "purpose if the model and the GPU are made for it"
+            )
     sampler = settings.get("sampler")
     if sampler is not None and sampler not in SAMPLERS:
         raise InputError(

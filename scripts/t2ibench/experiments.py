@@ -36,6 +36,7 @@ import jsonschema
 from t2ibench.config import (
     REPO_ROOT,
     _fill_defaults,
+    check_finite,
     check_generation,
     format_schema_error,
     load_schema,
@@ -55,6 +56,7 @@ ZIMAGE_ONLY = set(FAMILY_DEFAULTS["zimage"])
 # Rule names of the workflow: an experiment's target rule cannot take one of them.
 RESERVED_NAMES = {
     "all",
+    "quick",
     "generate",
     "analyze",
     "generate_image",
@@ -187,6 +189,10 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
     if errors:
         message = format_schema_error(jsonschema.exceptions.best_match(errors))
         raise InputError(f"{where}: {message.replace('config key', 'key')}")
+    try:
+        check_finite(data)
+    except InputError as err:
+        raise InputError(f"{where}: {str(err).replace('config key', 'key')}") from None
     if ("variables" in data) == ("cells" in data):
         raise InputError(f"{where}: give either 'variables' (a grid) or 'cells' (a list)")
     if path.parent.resolve() == CATALOGUE_DIR.resolve() and data["name"] != path.stem:
@@ -462,10 +468,11 @@ def select_models(exp: Experiment, families: dict[str, str]) -> list[str]:
     return chosen
 
 
-def check_cell_settings(exp: Experiment, generation: dict) -> None:
+def check_cell_settings(exp: Experiment, generation: dict, max_pixels: int | None = None) -> None:
     for cell in exp.cells:
         merged = {**generation, **exp.settings, **cell.settings}
-        check_generation(merged, f"experiment '{exp.name}', cell '{cell.name}': key '")
+        where = f"experiment '{exp.name}', cell '{cell.name}': key '"
+        check_generation(merged, where, max_pixels)
 
 
 def load_experiments(names: list[str], quick: bool) -> dict[str, Experiment]:

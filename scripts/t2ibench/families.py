@@ -79,24 +79,37 @@ def check_family_settings(generation: dict, families: dict[str, str]) -> None:
             )
 
 
-def check_hidden_layers(
-    generation: dict, text_layers: dict[str, int | None], where: str = "config key 'generation."
+def check_text_layers(
+    generation: dict,
+    models: dict[str, tuple[str, int | None]],
+    where: str = "config key 'generation.",
 ) -> None:
-    """`hidden_layer` and blend layers must exist in every Z-Image model's text encoder.
+    """Settings that pick a text-encoder layer must exist in each model they apply to.
 
-    Hidden-state indices run from -(n + 1) to n for n layers (0 = token embeddings).
+    `models` maps a model name to (family, layer count or None when unknown). Z-Image's
+    `hidden_layer` and blend layers are hidden-state indices, -(n + 1) to n for n layers
+    (0 = token embeddings); SDXL's `clip_skip` (diffusers' count) reads hidden state
+    -(clip_skip + 2), so 1 to n - 1.
     """
     layers = []
     if generation.get("hidden_layer") is not None:
         layers.append(("hidden_layer", int(generation["hidden_layer"])))
     for layer in generation.get("hidden_layer_blend") or {}:
         layers.append(("hidden_layer_blend", int(layer)))
-    for model, n in text_layers.items():
+    clip_skip = generation.get("clip_skip")
+    for model, (family, n) in models.items():
         if n is None:
             continue
-        for key, layer in layers:
-            if not -(n + 1) <= layer <= n:
-                raise InputError(
-                    f"{where}{key}': layer {layer} is out of range for model "
-                    f"'{model}', whose text encoder has {n} layers (valid: {-(n + 1)} to {n})"
-                )
+        if family == "zimage":
+            for key, layer in layers:
+                if not -(n + 1) <= layer <= n:
+                    raise InputError(
+                        f"{where}{key}': layer {layer} is out of range for model "
+                        f"'{model}', whose text encoder has {n} layers "
+                        f"(valid: {-(n + 1)} to {n})"
+                    )
+        if family == "sdxl" and clip_skip is not None and not 1 <= clip_skip <= n - 1:
+            raise InputError(
+                f"{where}clip_skip': {clip_skip} is out of range for model '{model}', whose "
+                f"text encoders have {n} layers (valid: 1 to {n - 1}, or null for none)"
+            )

@@ -14,31 +14,34 @@ image's seed, so the same seed gives the same latents on any device.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench import __version__
 from t2ibench.errors import InputError
-from t2ibench.io import atomic_write, write_json
+from t2ibench.infotext import format_infotext
+from t2ibench.io import write_bytes, write_json
 from t2ibench.models.registry import ModelSpec
-from t2ibench.samplers import SAMPLER_LABELS
 
 log = logging.getLogger("t2ibench")
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def resolve_device(device: str) -> str:
-    """The torch device for the config's `device`.
+def resolve_device(device: str, key: str = "device") -> str:
+    """The torch device for a config device value (`key` names it in errors).
 
-    Checked when a job runs, not when the workflow is parsed: a cluster's login node
-    often has no GPU while its compute nodes do.
+    Checked when a job runs, and before the first job of a local run (t2ibench.preflight),
+    not when the workflow is parsed: a cluster's login node often has no GPU while its
+    compute nodes do.
     """
     import torch
 
@@ -52,11 +55,11 @@ def resolve_device(device: str) -> str:
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
             raise InputError(
-                f"config key 'device': {device} requested, but torch sees "
+                f"config key '{key}': {device} requested, but torch sees "
                 f"{torch.cuda.device_count()} CUDA device(s) here; use 'auto' or 'cpu'"
             )
     if device == "mps" and not torch.backends.mps.is_available():
-        raise InputError("config key 'device': mps requested, but it is not available here")
+        raise InputError(f"config key '{key}': mps requested, but it is not available here")
     return device
 
 
@@ -77,24 +80,37 @@ class LoadedModel:
 
 @dataclass
 class Progress:
-    """Images done in this process, and their rate, logged every few seconds."""
+    """Images done in this process, their rate and the time left, logged every few
+    seconds. The rate is measured from the first finished image on, so that model
+    loading (which comes before it) does not count as generation time."""
 
     total: int = 0
     done: int = 0
-    started: float = field(default_factory=time.monotonic)
+    first_done: float | None = None
     last_report: float = 0.0
+    every: float = 5.0
 
     def step(self) -> None:
         self.done += 1
         now = time.monotonic()
-        if now - self.last_report >= 5.0 or self.done >= self.total:
-            self.last_report = now
-            rate = self.done / max(now - self.started, 1e-9)
-            total = max(self.total, self.done)
-            left = (total - self.done) / rate if rate > 0 else float("nan")
-            log.info(
-                "generated %d/%d images (%.2f img/s, ~%.0f s left)", self.done, total, rate, left
-            )
+        if self.first_done is None:
+            self.first_done = self.last_report = now
+        finished = self.done >= self.total
+        if not finished and (self.done < 2 or now - self.last_report < self.every):
+            return
+        self.last_report = now
+        total = max(self.total, self.done)
+        if self.done < 2:
+            log.info("generated %d/%d images", self.done, total)
+            return
+        rate = (self.done - 1) / max(now - self.first_done, 1e-9)
+        log.info(
+            "generated %d/%d images (%.2f img/s, ~%.0f s left)",
+            self.done,
+            total,
+            rate,
+            (total - self.done) / rate,
+        )
 
 
 # Jobs run as threads of one process. Loading a diffusers model patches torch's module
@@ -222,14 +238,14 @@ class Generator:
             from diffusers import ZImagePipeline
 
             pipe = ZImagePipeline.from_pretrained(
-                spec.checkpoint, torch_dtype=torch_dtype, local_files_only=True
+                spec.checkpoint, dtype=torch_dtype, local_files_only=True
             )
             sha = ""
         elif spec.kind == "diffusers":
             from diffusers import StableDiffusionXLPipeline
 
             pipe = StableDiffusionXLPipeline.from_pretrained(
-                spec.checkpoint, torch_dtype=torch_dtype, local_files_only=True
+                spec.checkpoint, dtype=torch_dtype, local_files_only=True
             )
             sha = ""
         else:
@@ -290,9 +306,13 @@ class Generator:
             "device": device,
             "versions": library_versions(),
         }
+        png = encode_png(image, settings, loaded.sha256, spec.prediction_reason)
+        # What a later run checks the PNG against (t2ibench.freshness).
+        record["png_bytes"] = len(png)
+        record["png_sha256"] = hashlib.sha256(png).hexdigest()
         # The record first, the image last: an existing PNG means a finished image.
         write_json(record_path, record)
-        save_png(image, image_path, settings, loaded.sha256, spec.prediction_reason)
+        write_bytes(image_path, png)
         self.progress.step()
         return {**record, "model_loaded": fresh}
 
@@ -319,9 +339,7 @@ def load_vae(spec: ModelSpec, torch_dtype):
     from diffusers import AutoencoderKL
 
     if Path(spec.vae).is_dir():
-        return AutoencoderKL.from_pretrained(
-            spec.vae, torch_dtype=torch_dtype, local_files_only=True
-        )
+        return AutoencoderKL.from_pretrained(spec.vae, dtype=torch_dtype, local_files_only=True)
     return AutoencoderKL.from_single_file(
         spec.vae,
         config=spec.config_dir or spec.checkpoint,
@@ -457,34 +475,16 @@ def library_versions() -> dict:
     }
 
 
-def a1111_parameters(settings: dict, model_sha256: str) -> str:
-    """The `parameters` text A1111-style tools read (prompt, negative, then settings)."""
-    fields = [
-        f"Steps: {settings['steps']}",
-        f"Sampler: {SAMPLER_LABELS[settings['sampler']]}",
-        f"CFG scale: {settings['guidance_scale']}",
-        f"Seed: {settings['seed']}",
-        f"Size: {settings['width']}x{settings['height']}",
-    ]
-    if model_sha256:
-        fields.append(f"Model hash: {model_sha256[:10]}")
-    fields += [f"Model: {settings['model']}", f"Version: t2ibench {__version__}"]
-    return f"{settings['prompt']}\nNegative prompt: {settings['negative_prompt']}\n" + ", ".join(
-        fields
-    )
-
-
-def save_png(
-    image, path: str, settings: dict, model_sha256: str, prediction_reason: str = ""
-) -> None:
-    """Save with the parameters as PNG text; no timestamps, so re-runs are byte-identical.
+def encode_png(image, settings: dict, model_sha256: str, prediction_reason: str = "") -> bytes:
+    """The PNG file's bytes, with the parameters as PNG text; no timestamps, so re-runs
+    are byte-identical.
 
     `prediction_reason` says why the prediction type was chosen (config, name, key).
     """
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    info.add_itxt("parameters", a1111_parameters(settings, model_sha256))
+    info.add_itxt("parameters", format_infotext(settings, model_sha256))
     meta = {
         **settings,
         "model_sha256": model_sha256,
@@ -492,7 +492,9 @@ def save_png(
         "versions": library_versions(),
     }
     info.add_itxt("t2ibench", json.dumps(meta, sort_keys=True))
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 GENERATOR = Generator()

@@ -29,7 +29,7 @@ from t2ibench.families import (
     DEFAULT_STEPS,
     ZIMAGE_SAMPLER,
     check_family_settings,
-    check_hidden_layers,
+    check_text_layers,
     family_settings,
 )
 from t2ibench.models.registry import ModelSpec, resolve_models
@@ -201,15 +201,15 @@ def build_plan(config: dict) -> Plan:
     """Build the plan of a validated config (see t2ibench.config.validate_config)."""
     models = resolve_models(config)
     families = {m.name: m.family for m in models}
-    layers = {m.name: m.text_layers for m in models}
+    layers = {m.name: (m.family, m.text_layers) for m in models}
     check_family_settings(config["generation"], families)
-    check_hidden_layers(config["generation"], layers)
+    check_text_layers(config["generation"], layers)
     experiments = {}
     for name, exp in load_experiments(config["experiments"], config["quick"]).items():
         chosen = select_models(exp, families) if name != BASELINE else list(families)
-        check_cell_settings(exp, config["generation"])
+        check_cell_settings(exp, config["generation"], config["max_pixels"])
         for cell in exp.cells:
-            check_hidden_layers(
+            check_text_layers(
                 {**exp.settings, **cell.settings},
                 {m: layers[m] for m in chosen},
                 where=f"experiment '{name}', cell '{cell.name}': key '",

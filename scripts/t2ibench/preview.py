@@ -3,10 +3,10 @@ how many exist, how many are to make, and the time that will take on this machin
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from t2ibench.families import DEFAULT_STEPS
+from t2ibench.freshness import Freshness
 from t2ibench.plan import Plan
 from t2ibench.timings import Estimator, format_seconds, load_rates, timings_path
 
@@ -25,13 +25,16 @@ class CellStatus:
         return self.planned - self.done
 
 
-def plan_status(plan: Plan, estimator: Estimator | None = None) -> list[CellStatus]:
-    """One row per (experiment, model, cell), in plan order; checks which images exist."""
+def plan_status(
+    plan: Plan, fresh: Freshness, estimator: Estimator | None = None
+) -> list[CellStatus]:
+    """One row per (experiment, model, cell), in plan order: images planned and done
+    (t2ibench.freshness; missing and outdated images are to make)."""
     counts: dict[tuple[str, str, str], list[int]] = {}
     for job in plan.jobs:
         entry = counts.setdefault((job.experiment, job.model, job.cell), [0, 0])
         entry[0] += 1
-        entry[1] += os.path.exists(plan.path(job))
+        entry[1] += fresh.state(job).done
     rows = []
     for (experiment, model, cell), (planned, done) in counts.items():
         seconds = 0.0

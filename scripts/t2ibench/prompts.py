@@ -45,6 +45,8 @@ def _read_text(path: Path) -> str:
 def load_json_set(path: Path) -> list[Prompt]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"prompt file {path}: expected UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise InputError(
             f"prompt file {path}: not valid JSON "
@@ -108,6 +110,7 @@ def load_folder(path: Path) -> list[Prompt]:
                 raise InputError(
                     f"paired image {p}: missing its prompt file {p.with_suffix('.txt')}"
                 )
+            check_image(p, "paired image")
             images[p.stem] = p
     prompts = []
     for stem, txt in texts.items():
@@ -142,11 +145,28 @@ def load_source(source: str | Path) -> list[Prompt]:
     )
 
 
+def check_image(path: Path, what: str) -> None:
+    """`path` is an image PIL can read (its header and structure; the pixels are decoded
+    when a metric reads it). A text file under an image's name, or a cut PNG, fails here,
+    before the run, instead of inside a metric job."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as err:  # PIL raises many kinds for a file that is not an image
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise InputError(f"{what} {path}: not a readable image ({reason})") from None
+
+
 def load_reference_images(folder: str | Path) -> list[str]:
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"config key 'prompts.reference_images': {path} is not a folder")
-    return sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for image in images:
+        check_image(image, "reference image")
+    return [str(p) for p in images]
 
 
 def load_prompts(prompts_config: dict) -> list[Prompt]:

@@ -1,8 +1,8 @@
 """Score an experiment's images, reusing cached scores.
 
 Scores are cached by image content (sha256) and metric id, so a re-run, or a run with
-more images, scores only what is new. Images that do not exist are skipped: scoring
-covers the images that are there, whoever made them.
+more images, scores only what is new. Scoring covers the images of the experiment's
+image list (see t2ibench.steps.image_list): the ones whose pixels are the plan's.
 """
 
 from __future__ import annotations
@@ -19,23 +19,15 @@ from t2ibench.plan import ImageJob, Plan
 log = logging.getLogger("t2ibench")
 
 
-def existing_jobs(plan: Plan, experiment: str) -> list[ImageJob]:
-    return [j for j in plan.jobs if j.experiment == experiment and Path(plan.path(j)).exists()]
-
-
 def image_record(image_path: str) -> dict:
     """The generation record beside an image ({} for images made elsewhere)."""
     record = Path(image_path).with_suffix(".json")
     return json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
 
 
-def scorable_jobs(plan: Plan, experiment: str) -> list[ImageJob]:
-    """Existing images, less those flagged at generation (black / NaN)."""
-    return [
-        j
-        for j in existing_jobs(plan, experiment)
-        if not image_record(plan.path(j)).get("image_flag")
-    ]
+def scorable_jobs(plan: Plan, jobs: list[ImageJob]) -> list[ImageJob]:
+    """The listed images, less those flagged at generation (black / NaN)."""
+    return [j for j in jobs if not image_record(plan.path(j)).get("image_flag")]
 
 
 def _metrics(plan: Plan) -> dict:
@@ -50,12 +42,12 @@ def _device(plan: Plan, section: str) -> str:
 
 def _log_counts(experiment: str, what: str, total: int, todo: int, unit: str = "images"):
     cached = total - todo
-    log.info(
+    log.debug(
         "%s: %s for %d %s (%d cached, %d to score)", experiment, what, total, unit, cached, todo
     )
 
 
-def prompt_image_scores(plan: Plan, experiment: str, metric: str, cache_path: Path):
+def prompt_image_scores(plan: Plan, experiment: str, metric: str, jobs, cache_path: Path):
     """One row per image: `metric` (clip_score, siglip_score, image_reward, pickscore or
     hps) of the image against its prompt. Only images not in the cache are scored."""
     import pandas as pd
@@ -65,7 +57,7 @@ def prompt_image_scores(plan: Plan, experiment: str, metric: str, cache_path: Pa
     from t2ibench.metrics.cache import ScoreCache, image_sha256
     from t2ibench.metrics.registry import build_scorer
 
-    jobs = scorable_jobs(plan, experiment)
+    jobs = scorable_jobs(plan, jobs)
     paths = [plan.path(j) for j in jobs]
     prompts = [plan.prompt_text(j) for j in jobs]
     config = plan.config
@@ -95,9 +87,9 @@ def prompt_image_scores(plan: Plan, experiment: str, metric: str, cache_path: Pa
 # --- per prompt ----------------------------------------------------------------------
 
 
-def _prompt_groups(plan: Plan, experiment: str) -> dict[tuple, list[str]]:
+def _prompt_groups(plan: Plan, jobs) -> dict[tuple, list[str]]:
     groups: dict[tuple, list[str]] = {}
-    for job in scorable_jobs(plan, experiment):
+    for job in scorable_jobs(plan, jobs):
         groups.setdefault((job.model, job.cell, job.prompt_index), []).append(plan.path(job))
     return groups
 
@@ -145,10 +137,10 @@ def _lpips_scorer(plan: Plan):
     )
 
 
-def lpips_diversities(plan: Plan, experiment: str, cache_path: Path):
+def lpips_diversities(plan: Plan, experiment: str, jobs, cache_path: Path):
     """One row per (model, cell, prompt): mean pairwise LPIPS among that prompt's images."""
     scorer = _lpips_scorer(plan)
-    groups = _prompt_groups(plan, experiment)
+    groups = _prompt_groups(plan, jobs)
 
     def compute(todo):
         return {g: scorer.diversity([open_rgb(p) for p in groups[g]]) for g in todo}
@@ -182,13 +174,13 @@ def clip_embeddings(plan: Plan, scorer, paths: list[str]):
 CLIP_DIVERSITY_VERSION = "v1"
 
 
-def clip_diversities(plan: Plan, experiment: str, cache_path: Path):
+def clip_diversities(plan: Plan, experiment: str, jobs, cache_path: Path):
     """One row per (model, cell, prompt): the mean pairwise cosine distance (1 - cos) of
     the CLIP image embeddings of that prompt's images."""
     import torch
 
     scorer = _clip_scorer(plan)
-    groups = _prompt_groups(plan, experiment)
+    groups = _prompt_groups(plan, jobs)
     metric_id = f"clip_diversity/{CLIP_DIVERSITY_VERSION}|{scorer.metric_id}"
 
     def compute(todo):
@@ -212,7 +204,7 @@ REFERENCE_VERSION = "v1"
 REFERENCE_COLUMNS = ["clip_ref_cosine", "lpips_ref"]
 
 
-def reference_similarities(plan: Plan, experiment: str, cache_path: Path):
+def reference_similarities(plan: Plan, experiment: str, jobs, cache_path: Path):
     """One row per image whose prompt has a reference image: the cosine of their CLIP
     image embeddings (`clip_ref_cosine`) and their LPIPS distance (`lpips_ref`; the
     reference is resized to the image's size with bicubic filtering first)."""
@@ -222,12 +214,12 @@ def reference_similarities(plan: Plan, experiment: str, cache_path: Path):
     from t2ibench.metrics.cache import ScoreCache, image_sha256
 
     pairs = []
-    for job in scorable_jobs(plan, experiment):
+    for job in scorable_jobs(plan, jobs):
         reference = plan.prompt(job).reference_image
         if reference:
             pairs.append((plan.path(job), reference))
     if not pairs:
-        log.info("%s: no prompt has a reference image: no reference similarity", experiment)
+        log.debug("%s: no prompt has a reference image: no reference similarity", experiment)
         return pd.DataFrame(columns=["image_path", *REFERENCE_COLUMNS])
     clip, lpips = _clip_scorer(plan), _lpips_scorer(plan)
     ids = {
@@ -283,7 +275,7 @@ def reference_set(plan: Plan, experiment: str) -> list[str]:
     return sorted({p.reference_image for p in prompts if p.reference_image})
 
 
-def set_distances(plan: Plan, experiment: str):
+def set_distances(plan: Plan, experiment: str, jobs):
     """FID and KID of each (model, cell) image set against, as `metrics.fid.against` asks:
     the reference images (`reference`), the first model's images of that cell
     (`first_model`), and that model's images of the reference cell (`reference_cell`)."""
@@ -294,7 +286,7 @@ def set_distances(plan: Plan, experiment: str):
 
     section = _metrics(plan)["fid"]
     sets: dict[tuple[str, str], list[str]] = {}
-    for job in scorable_jobs(plan, experiment):
+    for job in scorable_jobs(plan, jobs):
         sets.setdefault((job.model, job.cell), []).append(plan.path(job))
     exp = plan.experiments[experiment]
     first_model, reference_cell = exp.models[0], exp.experiment.reference
@@ -310,7 +302,7 @@ def set_distances(plan: Plan, experiment: str):
             comparisons.append((model, cell, f"cell {reference_cell}", paths, other))
     comparisons = [c for c in comparisons if len(c[3]) > 1 and len(c[4]) > 1]
     if not comparisons:
-        log.info("%s: FID/KID: no two sets of 2+ images to compare", experiment)
+        log.debug("%s: FID/KID: no two sets of 2+ images to compare", experiment)
         return pd.DataFrame(columns=FID_COLUMNS)
     extractor = fid.build_extractor(
         section["extractor"],
@@ -320,7 +312,7 @@ def set_distances(plan: Plan, experiment: str):
         section["batch_size"],
     )
     wanted = sorted({p for c in comparisons for p in (*c[3], *c[4])})
-    log.info(
+    log.debug(
         "%s: FID/KID features of %d images (%s)", experiment, len(wanted), extractor.extractor_id
     )
     features = fid.set_features(wanted, extractor, workers=_metrics(plan)["workers"])
@@ -346,12 +338,13 @@ TABLES = {
 }
 
 
-def metric_table(plan: Plan, experiment: str, metric: str, cache_path: Path):
-    """The table of one metric (see t2ibench.metrics.registry) for an experiment."""
+def metric_table(plan: Plan, experiment: str, metric: str, jobs, cache_path: Path):
+    """The table of one metric (see t2ibench.metrics.registry) over an experiment's
+    listed images (`jobs`)."""
     from t2ibench.metrics.registry import PROMPT_IMAGE_METRICS
 
     if metric in PROMPT_IMAGE_METRICS:
-        return prompt_image_scores(plan, experiment, metric, cache_path)
+        return prompt_image_scores(plan, experiment, metric, jobs, cache_path)
     if metric == "fid":
-        return set_distances(plan, experiment)
-    return TABLES[metric](plan, experiment, cache_path)
+        return set_distances(plan, experiment, jobs)
+    return TABLES[metric](plan, experiment, jobs, cache_path)

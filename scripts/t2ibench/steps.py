@@ -6,13 +6,11 @@ only when it runs, and writes its outputs atomically.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 import threading
 from pathlib import Path
 
-from t2ibench.errors import InputError
+from t2ibench.console import logged
 from t2ibench.generate import TORCH_LOCK
 from t2ibench.plan import Plan
 
@@ -59,85 +57,10 @@ def load_libraries() -> None:
         import lpips  # noqa: F401
         import open_clip  # noqa: F401
 
+        from t2ibench.console import quiet_libraries
+
+        quiet_libraries()
         _libraries_loaded = True
-
-
-def setup_logging() -> None:
-    """Log t2ibench messages to stderr once per process (beside Snakemake's own log).
-
-    Some libraries (open_clip) log through the root logger, which makes Python install a
-    stderr handler on it; Snakemake's messages would then print twice. A root handler
-    that drops records prevents that.
-    """
-    if not logging.root.handlers:
-        logging.root.addHandler(logging.NullHandler())
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("t2ibench: %(message)s"))
-        handler.setLevel(logging.INFO)  # per-image details go to the rule logs only
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG)
-        log.propagate = False
-
-
-@contextlib.contextmanager
-def logged(path: str):
-    """Also write t2ibench log messages to a rule's log file while it runs.
-
-    Jobs may run as threads of one process: the file gets only the messages of the
-    thread that runs this job, not those of jobs running beside it.
-    """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    thread = threading.get_ident()
-    handler.addFilter(lambda record: record.thread == thread)
-    log.addHandler(handler)
-    try:
-        yield
-    except InputError as err:  # bad input found only now: say it in the rule's log too
-        log.error("error: %s", err)
-        raise
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-
-
-def announce_plan(plan: Plan) -> None:
-    """One line about the plan (and the time it will take) before anything runs."""
-    from t2ibench.generate import GENERATOR
-    from t2ibench.preview import make_estimator, plan_status, total_estimate
-
-    estimator = make_estimator(plan)
-    rows = plan_status(plan, estimator)
-    missing = sum(r.todo for r in rows)
-    GENERATOR.progress.total = missing
-    prompts = {p.id for e in plan.experiments.values() for p in e.prompts}
-    models = {m for e in plan.experiments.values() for m in e.models}
-    log.info(
-        "plan: %d images over %d model(s) and %d prompt(s) in %d experiment(s) (%s); "
-        "%d not generated yet; %s",
-        len(plan.jobs),
-        len(models),
-        len(prompts),
-        len(plan.experiments),
-        ", ".join(plan.experiments),
-        missing,
-        total_estimate(rows, estimator),
-    )
-
-
-def announce_batches(plan: Plan, size: int, chunks: dict[str, list]) -> None:
-    """One line about the bundled generation jobs (images_per_job above 1)."""
-    running = {e: [c for c in cs if c.runs] for e, cs in chunks.items()}
-    log.info(
-        "generation bundled by images_per_job = %d: %d job(s) to run for %d image(s) (%s), "
-        "each loading its model once",
-        size,
-        sum(len(cs) for cs in running.values()),
-        sum(len(c.todo) for cs in running.values() for c in cs),
-        ", ".join(f"{e} {len(cs)}" for e, cs in running.items()),
-    )
 
 
 def sha_cache_path(plan: Plan) -> Path:
@@ -148,18 +71,18 @@ def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_p
     load_libraries()
     from t2ibench.models.tiny import materialise_builtin as build
 
-    with logged(log_path), TORCH_LOCK:
+    with logged(log_path, checkpoint), TORCH_LOCK:
         build(builtin_id, Path(checkpoint), Path(config_dir))
-        log.info("built-in model %s written to %s", builtin_id, checkpoint)
+        log.debug("built-in model %s written to %s", builtin_id, checkpoint)
 
 
 def materialise_builtin_folder(builtin_id: str, folder: str, log_path: str) -> None:
     load_libraries()
     from t2ibench.models.zimage import save_tiny_zimage
 
-    with logged(log_path), TORCH_LOCK:
+    with logged(log_path, folder), TORCH_LOCK:
         save_tiny_zimage(Path(folder))
-        log.info("built-in model %s written to %s", builtin_id, folder)
+        log.debug("built-in model %s written to %s", builtin_id, folder)
 
 
 def download_model(url: str, sha256: str, output: str, log_path: str) -> None:
@@ -167,7 +90,7 @@ def download_model(url: str, sha256: str, output: str, log_path: str) -> None:
     from t2ibench.models.download import ProgressPrinter, download_model
 
     out = Path(output)
-    with logged(log_path):
+    with logged(log_path, output):
         progress = ProgressPrinter(out.stem)
         try:
             download_model(url, out.parent, name=out.stem, sha256=sha256 or None, progress=progress)
@@ -180,9 +103,9 @@ def sdxl_base_config(config_dir: str, log_path: str) -> None:
     load_libraries()
     from t2ibench.models.sdxl_config import materialise_sdxl_config
 
-    with logged(log_path):
+    with logged(log_path, config_dir):
         materialise_sdxl_config(Path(config_dir))
-        log.info("SDXL base configs and tokenizers written to %s", config_dir)
+        log.debug("SDXL base configs and tokenizers written to %s", config_dir)
 
 
 def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str) -> bool:
@@ -215,15 +138,22 @@ def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str)
     return result["model_loaded"]
 
 
-def generate_image(
-    plan: Plan, model: str, settings: dict, image: str, record: str, log_path: str
-) -> None:
+def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_path: str) -> None:
+    """One image of the plan, named by its target's wildcards."""
     load_libraries()
     from t2ibench.generate import configure_torch
 
+    job = plan.lookup(
+        wildcards["experiment"],
+        wildcards["model"],
+        wildcards["cell"],
+        wildcards["prompt"],
+        wildcards["image"],
+        wildcards["seed"],
+    )
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path):
-        _make_image(plan, model, settings, image, record)
+    with logged(log_path, image):
+        _make_image(plan, job.model, plan.settings(job), image, record)
 
 
 def generate_batch(
@@ -240,26 +170,27 @@ def generate_batch(
     import time
     from contextlib import nullcontext
 
-    from t2ibench.batches import Freshness, chunk_jobs, parse_marker
+    from t2ibench.batches import chunk_jobs, parse_marker
+    from t2ibench.freshness import Freshness
     from t2ibench.generate import GENERATOR, STOP, configure_torch
     from t2ibench.io import write_json
 
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path):
-        index, size, _ = parse_marker(marker)
+    with logged(log_path, output):
+        index, size = parse_marker(marker)
         jobs = chunk_jobs(plan, experiment, model, index, size)
         todo = Freshness(plan).todo(jobs)
         loads = 0
         start = time.perf_counter()
         where = f"{experiment}/{model} {marker}"
-        log.info("%s: %d of its %d images to make", where, len(todo), len(jobs))
+        log.debug("%s: %d of its %d images to make", where, len(todo), len(jobs))
         progress = GENERATOR.progress  # its total is the plan's, or 0 in a cluster job
         progress.total = max(progress.total, progress.done + len(todo))
         spec = plan.models[model]
         hold = GENERATOR.hold_device(spec, plan.config["device"]) if todo else nullcontext()
         with hold as device:
             if todo:
-                log.info("%s: on %s", where, device)
+                log.debug("%s: on %s", where, device)
             for done, job in enumerate(todo):
                 if STOP.is_set():
                     raise RuntimeError(
@@ -270,7 +201,7 @@ def generate_batch(
                 record = path[: -len(".png")] + ".json"
                 loads += _make_image(plan, model, plan.settings(job), path, record)
         seconds = time.perf_counter() - start
-        log.info("%s: %d images in %.1f s", where, len(todo), seconds)
+        log.debug("%s: %d images in %.1f s", where, len(todo), seconds)
         write_json(
             output,
             {
@@ -288,16 +219,50 @@ def generate_batch(
         )
 
 
-def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
-    """The experiment's images, one path a line: the one input of the metric and report
-    rules, so Snakemake resolves each image path once rather than once per rule."""
-    from t2ibench.io import write_text
-    from t2ibench.scoring import existing_jobs
+def image_list(plan: Plan, experiment: str, analyze: bool, output: str, log_path: str) -> None:
+    """The experiment's images, one path a line: the images the metrics and tables cover
+    (the one input of the metric and report rules, so Snakemake resolves each image path
+    once rather than once per rule).
 
-    with logged(log_path):
-        paths = [plan.path(job) for job in existing_jobs(plan, experiment)]
-        write_text(output, "".join(f"{path}\n" for path in paths))
-        log.info("%s: %d images", experiment, len(paths))
+    Listed are the images that are done (t2ibench.freshness); with `analyze`, which
+    verifies each PNG against its record, also complete PNGs made elsewhere. An image
+    that is not the one the plan names (another PNG under its name, a cut file, made
+    with other settings) is left out and named: the next `snakemake` remakes it.
+    """
+    from t2ibench.freshness import Freshness
+    from t2ibench.io import write_text
+
+    with logged(log_path, output):
+        fresh = Freshness(plan, verify=analyze)
+        states = fresh.states(experiment)
+        listed = [job for job, state in states.items() if state.scorable]
+        left_out = [
+            (job, state)
+            for job, state in states.items()
+            if state.state == "outdated" and not state.scorable
+        ]
+        write_text(output, "".join(f"{plan.path(job)}\n" for job in listed))
+        log.debug("%s: %d images", experiment, len(listed))
+        for job, state in left_out[:5]:
+            log.warning(
+                "%s: left out of the tables: %s; `snakemake` remakes it",
+                plan.path(job),
+                state.reason,
+            )
+        if len(left_out) > 5:
+            log.warning(
+                "%s: %d more images left out (see %s)", experiment, len(left_out) - 5, log_path
+            )
+            for job, state in left_out[5:]:
+                log.debug("%s: left out: %s", plan.path(job), state.reason)
+
+
+def listed_jobs(plan: Plan, experiment: str, image_list: str):
+    """The jobs of the images an image list names, in plan order."""
+    from pathlib import Path as _Path
+
+    names = set(_Path(image_list).read_text(encoding="utf-8").splitlines())
+    return [j for j in plan.jobs if j.experiment == experiment and plan.path(j) in names]
 
 
 def enabled_metrics(config: dict) -> list[str]:
@@ -310,16 +275,20 @@ def score_cache_path(plan: Plan) -> Path:
     return Path(plan.config["resources_dir"]) / "cache" / "scores.sqlite"
 
 
-def metric(plan: Plan, experiment: str, name: str, output: str, log_path: str) -> None:
-    """metrics/<name>.csv: one metric's table (see t2ibench.metrics.registry)."""
+def metric(
+    plan: Plan, experiment: str, name: str, image_list: str, output: str, log_path: str
+) -> None:
+    """metrics/<name>.csv: one metric's table of the listed images (see
+    t2ibench.metrics.registry)."""
     load_libraries()
     from t2ibench import scoring
     from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
 
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path), TORCH_LOCK:
-        table = scoring.metric_table(plan, experiment, name, score_cache_path(plan))
+    with logged(log_path, output), TORCH_LOCK:
+        jobs = listed_jobs(plan, experiment, image_list)
+        table = scoring.metric_table(plan, experiment, name, jobs, score_cache_path(plan))
         write_csv(table, output)
 
 
@@ -327,13 +296,20 @@ def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: 
     from t2ibench.io import write_csv
     from t2ibench.report import tables
 
-    with logged(log_path):
+    with logged(log_path, outputs.results):
         metric_tables = {k: v for k, v in inputs.items() if k != "images"}
-        results = tables.results_frame(plan, experiment, metric_tables)
+        jobs = listed_jobs(plan, experiment, inputs["images"])
+        results = tables.results_frame(plan, experiment, jobs, metric_tables)
         write_csv(results, outputs.results)
         write_csv(tables.summary_frame(results, plan, experiment), outputs.summary)
         write_csv(tables.comparisons_frame(results, plan, experiment), outputs.comparisons)
-        log.info("%s: results.csv has %d rows", experiment, len(results))
+        log.info(
+            "%s: %d images scored by %d metric(s): %s",
+            experiment,
+            len(results),
+            len(metric_tables),
+            outputs.results,
+        )
 
 
 def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
@@ -341,7 +317,7 @@ def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
     from t2ibench.io import write_json
     from t2ibench.report import tables
 
-    with logged(log_path):
+    with logged(log_path, output):
         write_json(output, tables.metadata(plan, experiment, sha_cache_path(plan)))
 
 
@@ -349,50 +325,68 @@ def grid(results_dir: str, experiment: str, cell_size: int, output: str, log_pat
     """grids/: the experiment's labelled grid pages (see t2ibench.report.grid)."""
     from t2ibench.report.grid import experiment_grid_pages
 
-    with logged(log_path):
+    with logged(log_path, output):
         pages = experiment_grid_pages(Path(results_dir), experiment, Path(output), cell_size)
-        log.info("%s: %d grid pages", output, len(pages))
+        log.debug("%s: %d grid pages", output, len(pages))
 
 
 def plots(inputs: dict, output: str, log_path: str) -> None:
     from t2ibench.report.plots import experiment_plots
 
-    with logged(log_path):
+    with logged(log_path, output):
         Path(output).mkdir(parents=True, exist_ok=True)
         written = experiment_plots(
             Path(inputs["summary"]), Path(inputs["results"]), Path(inputs["metadata"]), Path(output)
         )
-        log.info("%s: %d plot files", output, len(written))
+        log.debug("%s: %d plot files", output, len(written))
 
 
 def viewer(results_dir: str, thumb_size: int, output: str, log_path: str) -> None:
     """results/report/: the interactive viewer over every experiment in results_dir."""
     from t2ibench.report.viewer import build_viewer
 
-    with logged(log_path):
+    with logged(log_path, output):
         page = build_viewer(Path(results_dir), Path(output).parent, thumb_size)
-        log.info("viewer: %s", page)
+        log.debug("viewer: %s", page)
 
 
 def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path: str) -> None:
     from t2ibench.report.html import write_experiment_page
 
-    with logged(log_path):
+    with logged(log_path, output):
         write_experiment_page(plan, experiment, inputs, output)
 
 
-def existing_digest(plan: Plan, experiment: str) -> str:
-    """A digest of which of the experiment's images exist."""
+def metric_references(plan: Plan, experiment: str, metric: str) -> dict:
+    """The real images a metric compares with (FID/KID: the reference set; reference
+    similarity: the prompts' paired images), as names, sizes and times: a change remakes
+    that metric's table."""
+    from t2ibench.scoring import reference_set
+
+    if metric == "fid":
+        paths = reference_set(plan, experiment)
+    elif metric == "reference_similarity":
+        paths = sorted(
+            {p.reference_image for p in plan.experiments[experiment].prompts if p.reference_image}
+        )
+    else:
+        return {}
+    stamps = []
+    for path in paths:
+        stat = Path(path).stat()
+        stamps.append(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
+    return {"references": len(paths), "references_digest": _digest("\n".join(stamps))}
+
+
+def _digest(text: str) -> str:
     import hashlib
 
-    from t2ibench.scoring import existing_jobs
-
-    paths = "\n".join(plan.path(j) for j in existing_jobs(plan, experiment))
-    return hashlib.sha256(paths.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cell_record_content(plan: Plan, experiment: str, model: str, cell: str) -> dict:
-    """cell.json: a cell's values and the settings its images are made with."""
+    """cell.json: a cell's values and the settings its images are made with (the same in
+    a quick run, whose cells and images are a subset of the full run's)."""
     from t2ibench.plan import ImageJob
 
     exp = plan.experiments[experiment]
@@ -405,17 +399,13 @@ def cell_record_content(plan: Plan, experiment: str, model: str, cell: str) -> d
         "cell": cell,
         "values": plan.cell(experiment, cell).values,
         "cell_settings": plan.cell(experiment, cell).settings,
-        "reference": cell == exp.experiment.reference,
         "settings": {k: v for k, v in settings.items() if k not in per_image},
-        "prompts": [p.id for p in exp.prompts],
-        "seeds": exp.seeds,
-        "images": len(exp.prompts) * len(exp.seeds),
     }
 
 
 def cell_record(content: dict, output: str, log_path: str) -> None:
     from t2ibench.io import write_json
 
-    with logged(log_path):
+    with logged(log_path, output):
         write_json(output, content)
-        log.debug("%s: %d images with %s", output, content["images"], content["values"])
+        log.debug("%s: %s", output, content["values"])

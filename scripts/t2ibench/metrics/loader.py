@@ -5,10 +5,17 @@ from __future__ import annotations
 
 
 def open_rgb(path: str):
+    """The image at `path` as RGB; one that cannot be decoded is an InputError naming it
+    (a file that changed after the run checked it)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    from t2ibench.errors import InputError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's ways of saying "not decodable"
+        raise InputError(f"image {path}: cannot be decoded ({err})") from None
 
 
 class ImageFiles:
@@ -92,6 +99,8 @@ def decoded_batches(
     import torch
     from torch.utils.data import DataLoader
 
+    from t2ibench.errors import InputError
+
     workers = loader_workers(paths, batch_size, workers, min_batches)
     loader = DataLoader(
         ImageFiles(paths, transform),
@@ -100,4 +109,10 @@ def decoded_batches(
         multiprocessing_context=worker_context() if workers else None,
         pin_memory=workers > 0 and torch.cuda.is_available(),
     )
-    yield from loader
+    try:
+        yield from loader
+    except InputError as err:  # from a worker, torch adds the worker's traceback
+        import re
+
+        found = re.findall(r"image \S+: cannot be decoded \(.*?\)(?= |$)", str(err))
+        raise InputError(found[-1] if found else str(err)) from None

@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from t2ibench.errors import InputError
+from t2ibench.io import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +140,12 @@ def builtin_folder(value: str, resources_dir: str | Path, key: str) -> Path:
     folder = Path(resources_dir) / "models" / "metrics" / model_id
     if folder.is_dir():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=folder.parent))
+    tmp = staging_dir(folder)
     try:
         BUILTINS[model_id](tmp)
         try:
             os.rename(tmp, folder)
-            log.info("wrote built-in metric model %s to %s", value, folder)
+            log.debug("wrote built-in metric model %s to %s", value, folder)
         except OSError:
             if not folder.is_dir():  # not another job's complete copy: a real failure
                 raise

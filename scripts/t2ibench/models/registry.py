@@ -21,7 +21,11 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
 # Built-ins materialised as diffusers folders rather than single files.
 BUILTIN_FOLDER_IDS = {"tiny-zimage": "zimage"}
-TINY_ZIMAGE_TEXT_LAYERS = 6  # t2ibench.models.zimage.TEXT_LAYERS (a test checks they agree)
+# The built-ins' text encoder depths (tests check they agree with t2ibench.models.tiny and
+# t2ibench.models.zimage): settings that pick a layer are checked against them.
+TINY_SDXL_TEXT_LAYERS = 4
+TINY_ZIMAGE_TEXT_LAYERS = 6
+SHIPPED_SDXL_CONFIG = Path(__file__).resolve().parents[3] / "config" / "sdxl-base"
 PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "ZImagePipeline": "zimage"}
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
 SDXL_MARKER = "conditioner.embedders.1.model."
@@ -40,7 +44,9 @@ class ModelSpec:
     prediction_type: str
     prediction_reason: str
     shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
-    text_layers: int | None = None  # Z-Image: the text encoder's layer count, when known
+    # Layers of the text encoder (SDXL: the shallower of its two), when known: settings
+    # that pick a layer (clip_skip, hidden_layer) are checked against it.
+    text_layers: int | None = None
     vae: str | None = None  # a VAE file or folder replacing the checkpoint's own
     url: str | None = None  # where a downloaded checkpoint comes from
     sha256: str | None = None  # its expected digest, when the config gives one
@@ -128,6 +134,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             entry.get("family", "sdxl"),
             pred,
             why,
+            text_layers=TINY_SDXL_TEXT_LAYERS,
         )
 
     if source.startswith(URL_PREFIXES):
@@ -182,12 +189,21 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             pred,
             why,
             shared_config=True,
+            text_layers=_text_layers(SHIPPED_SDXL_CONFIG),
         )
     if not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     pred, why = _prediction_type(entry, header, None)
     return ModelSpec(
-        entry["name"], source, "single_file", str(path), str(config_dir), family, pred, why
+        entry["name"],
+        source,
+        "single_file",
+        str(path),
+        str(config_dir),
+        family,
+        pred,
+        why,
+        text_layers=_text_layers(Path(config_dir)),
     )
 
 
@@ -236,15 +252,21 @@ def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
         pred,
         why,
         shared_config=not config_dir,
+        text_layers=_text_layers(Path(config_dir) if config_dir else SHIPPED_SDXL_CONFIG),
         url=entry["source"],
         sha256=entry.get("sha256"),
     )
 
 
 def _text_layers(path: Path) -> int | None:
-    """The text encoder's layer count from a diffusers folder, without loading it."""
-    config = path / "text_encoder" / "config.json"
-    return _read_json(config).get("num_hidden_layers") if config.is_file() else None
+    """The text encoders' layer count from a diffusers (config) folder, without loading
+    them: the smallest over text_encoder, text_encoder_2, ... (None when none says)."""
+    counts = [
+        _read_json(config).get("num_hidden_layers")
+        for config in sorted(path.glob("text_encoder*/config.json"))
+    ]
+    counts = [n for n in counts if isinstance(n, int)]
+    return min(counts) if counts else None
 
 
 def _folder_family(path: Path) -> str:

@@ -42,6 +42,8 @@ IMAGE_SIZE = 64
 TEXT_WIDTH, TEXT_2_WIDTH = 32, 48  # must differ: diffusers tells the encoders apart by width
 POOLED_WIDTH = 32
 TIME_EMBED_DIM = 8  # SDXL embeds 6 size/crop numbers at this width each
+# Text encoder depth: deep enough for every clip_skip of the sdxl_clip_skip sweep (1-3).
+TEXT_LAYERS = 4
 
 
 def _check_model_id(model_id: str) -> None:
@@ -98,7 +100,7 @@ def _text_config(width: int, hidden_act: str, pad_token_id: int) -> CLIPTextConf
         max_position_embeddings=CONTEXT_LENGTH,
         hidden_size=width,
         intermediate_size=2 * width,
-        num_hidden_layers=3,  # SDXL reads the penultimate layer
+        num_hidden_layers=TEXT_LAYERS,  # SDXL reads the penultimate layer
         num_attention_heads=4,
         projection_dim=POOLED_WIDTH,
         hidden_act=hidden_act,

@@ -78,8 +78,11 @@ def _identity(model: dict) -> str:
     return f"diffusers folder {model['path']}"
 
 
-def demo_warning(config: dict) -> str:
-    """A banner when anything on the page comes from random weights (the demo)."""
+DEMO_BANNER = "Demo numbers: images and scores here mean nothing."
+
+
+def demo_reasons(config: dict) -> list[str]:
+    """Why the numbers of a run mean nothing: what came from random weights (the demo)."""
     reasons = [
         f"model {m['name']} is a built-in tiny model"
         for m in config["models"]
@@ -97,13 +100,15 @@ def demo_warning(config: dict) -> str:
     fid = metrics["fid"]
     if fid["enabled"] and fid["extractor"] == "clip" and not fid["weights"]:
         reasons.append("FID/KID use a random feature extractor")
+    return reasons
+
+
+def demo_warning(config: dict) -> str:
+    """A banner when anything on the page comes from random weights (the demo)."""
+    reasons = demo_reasons(config)
     if not reasons:
         return ""
-    return (
-        "<p class=warn><b>Demo numbers: images and scores here mean nothing.</b> "
-        + html.escape("; ".join(reasons))
-        + ".</p>"
-    )
+    return f"<p class=warn><b>{DEMO_BANNER}</b> " + html.escape("; ".join(reasons)) + ".</p>"
 
 
 def _grid_pages(folder: str, page_dir: Path) -> str:

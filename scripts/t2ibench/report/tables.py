@@ -46,14 +46,15 @@ def variable_columns(plan: Plan, experiment: str, cell: str) -> dict:
     return columns
 
 
-def results_frame(plan: Plan, experiment: str, metric_tables: dict[str, str]):
-    """One row per existing image of the experiment, with its settings and metrics."""
+def results_frame(plan: Plan, experiment: str, jobs, metric_tables: dict[str, str]):
+    """One row per listed image of the experiment (`jobs`, from its image list), with its
+    settings and metrics."""
     import pandas as pd
 
-    from t2ibench.scoring import existing_jobs, image_record
+    from t2ibench.scoring import image_record
 
     rows = []
-    for job in existing_jobs(plan, experiment):
+    for job in jobs:
         path = plan.path(job)
         prompt = plan.prompt(job)
         settings = plan.settings(job)

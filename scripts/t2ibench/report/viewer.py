@@ -48,7 +48,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from t2ibench.errors import InputError
-from t2ibench.io import atomic_write, write_text
+from t2ibench.io import write_bytes, write_text
 
 ASSETS = Path(__file__).with_name("viewer_assets")
 ASSET_FILES = ("viewer.js", "viewer.css")
@@ -285,6 +285,17 @@ def finite(value):
 # ---------------------------------------------------------------------------- experiments
 
 
+def demo_banner(meta: dict) -> list[str]:
+    """The per-experiment pages' "demo numbers mean nothing" banner, as a message."""
+    from t2ibench.report.html import DEMO_BANNER, demo_reasons
+
+    try:
+        reasons = demo_reasons(meta["config"])
+    except (KeyError, TypeError, AttributeError):  # metadata of another tool or version
+        return []
+    return [f"{DEMO_BANNER} {'; '.join(reasons)}."] if reasons else []
+
+
 def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
     """Everything the page shows of one experiment; queues its images in `build.jobs`."""
     meta = read_metadata(exp_dir / "metadata.json")
@@ -300,7 +311,7 @@ def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
             build.jobs.setdefault(key, ImageJob(source, key))
         missing += source is None
         images.append(image_entry(row, metrics, source, key, build.out_dir))
-    warnings = []
+    warnings = demo_banner(meta)
     if missing:
         warnings.append(f"{missing} of {len(rows)} images in results.csv were not found")
     if not (exp_dir / "results.csv").is_file():
@@ -383,11 +394,14 @@ def prompt_list(rows: list[dict], meta: dict) -> list[dict]:
 
 
 def plot_list(exp_dir: Path, out_dir: Path) -> list[dict]:
-    """Plots and grids of an experiment: grid.png, plots/*, grids/*."""
+    """Plots and grids of an experiment: grid.png, plots/*, grids/*; each plot once (its
+    PNG, where an SVG of the same name is there too)."""
     files = [exp_dir / "grid.png"]
     for folder in ("plots", "grids"):
         if (exp_dir / folder).is_dir():
-            files += sorted((exp_dir / folder).iterdir(), key=lambda p: p.name)
+            found = sorted((exp_dir / folder).iterdir(), key=lambda p: p.name)
+            stems = {p.stem for p in found if p.suffix.lower() != ".svg"}
+            files += [p for p in found if p.suffix.lower() != ".svg" or p.stem not in stems]
     return [
         {"name": path.relative_to(exp_dir).as_posix(), "src": url(path, out_dir)}
         for path in files
@@ -493,11 +507,6 @@ def encode_webp(image, *, lossless: bool, quality: int) -> bytes:
     else:
         image.save(buffer, "WEBP", quality=quality, method=0)
     return buffer.getvalue()
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def prune(build: Build, keep: set[str]) -> None:

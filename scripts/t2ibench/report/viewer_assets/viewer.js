@@ -29,7 +29,9 @@
     mode: "slider",
     slider: 50,
     showing: "A",
-    diff: { mode: "highlight", threshold: 0, gain: 4 },
+    // A heatmap shows where and how much two images differ (a highlight at threshold 0
+    // marks every pixel of two noisy images alike); the highlight starts at 16 levels.
+    diff: { mode: "heatmap", threshold: 16, gain: 4 },
     diffToken: 0,
     compareDirty: true,
   };

@@ -1,0 +1,170 @@
+"""What a run says: t2ibench's log lines on the console and in each job's log file,
+the start-up summary of the plan, and the closing summary.
+
+The console gets the plan, progress, model loads, warnings and the closing summary; the
+details of each job (and the model libraries' messages and warnings) go to that job's
+log file under results/<experiment>/logs/. Snakemake's own console output is set by
+profiles/default (a logger plugin), and its full log goes to .snakemake/log/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from t2ibench.errors import InputError, JobError, os_error_line
+from t2ibench.plan import Plan
+
+log = logging.getLogger("t2ibench")
+
+
+class _ToJobLog(logging.Handler):
+    """Passes a library's log records (and Python warnings) to t2ibench's logger at debug
+    level: they go to the log file of the job that raised them, not to the console."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("%s: %s", record.name, record.getMessage())
+
+
+LIBRARY_LOGGERS = ("diffusers", "transformers", "huggingface_hub", "py.warnings")
+
+
+def setup_logging() -> None:
+    """Log t2ibench messages to stderr once per process (beside Snakemake's own log).
+
+    Some libraries (open_clip) log through the root logger, which makes Python install a
+    stderr handler on it; Snakemake's messages would then print twice. A root handler
+    that drops records prevents that. The model libraries' messages (and warnings) go to
+    the job logs; their progress bars are turned off (see quiet_libraries).
+    """
+    if not logging.root.handlers:
+        logging.root.addHandler(logging.NullHandler())
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("t2ibench: %(message)s"))
+        handler.setLevel(logging.INFO)  # per-image and per-step details go to the rule logs
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        logging.captureWarnings(True)
+        for name in LIBRARY_LOGGERS:
+            _route_to_job_logs(logging.getLogger(name))
+
+
+def _route_to_job_logs(logger: logging.Logger) -> None:
+    logger.handlers = [_ToJobLog()]
+    logger.propagate = False
+
+
+def quiet_libraries() -> None:
+    """No progress bars from the model libraries; their warnings to the job logs (the
+    libraries reset their loggers' handlers when they are first imported)."""
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+    for name in ("diffusers", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+        _route_to_job_logs(logging.getLogger(name))
+
+
+@contextlib.contextmanager
+def logged(path: str, output: str | None = None):
+    """Also write t2ibench log messages to a rule's log file while it runs.
+
+    Jobs may run as threads of one process: the file gets only the messages of the
+    thread that runs this job, not those of jobs running beside it. Bad input found only
+    now, and an operating-system error (a full disk, a folder it may not write), end the
+    job with one line naming the file (`output`, when the error names none); the files
+    are written atomically, so nothing is left half-written.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
+    log.addHandler(handler)
+    try:
+        yield
+    except InputError as err:  # bad input found only now: say it in the rule's log too
+        log.error("error: %s", err)
+        raise
+    except OSError as err:
+        message = os_error_line(err, output)
+        log.error("error: %s", message)
+        raise JobError(message) from None
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
+    """The plan, what is left to make and why, and the time it will take, before
+    anything runs (and before Snakemake removes anything it will remake)."""
+    from t2ibench.freshness import OUTDATED, describe
+    from t2ibench.generate import GENERATOR
+    from t2ibench.preview import make_estimator, plan_status, total_estimate
+
+    states = fresh.states()
+    estimator = make_estimator(plan)
+    rows = plan_status(plan, fresh, estimator)
+    todo = sum(r.todo for r in rows)
+    GENERATOR.progress.total = todo
+    prompts = {p.id for e in plan.experiments.values() for p in e.prompts}
+    models = {m for e in plan.experiments.values() for m in e.models}
+    log.info(
+        "plan: %d images over %d model(s) and %d prompt(s) in %d experiment(s) (%s) in "
+        "%s/; %d done, %d to make%s; %s",
+        len(plan.jobs),
+        len(models),
+        len(prompts),
+        len(plan.experiments),
+        ", ".join(plan.experiments),
+        plan.results_dir,
+        len(plan.jobs) - todo,
+        todo,
+        f" ({describe(states.values())})" if todo else "",
+        total_estimate(rows, estimator),
+    )
+    outdated = [job for job, state in states.items() if state.state == OUTDATED]
+    if outdated:
+        first = outdated[0]
+        log.warning(
+            "%d finished image(s) will be made again (`snakemake analyze` scores what is "
+            "there and makes none); e.g. %s: %s; `python scripts/cli.py plan` lists them",
+            len(outdated),
+            plan.path(first),
+            states[first].reason,
+        )
+    if images_per_job > 1:
+        from t2ibench.batches import experiment_chunks
+
+        chunks = [
+            c for e in plan.experiments for c in experiment_chunks(plan, e, images_per_job, fresh)
+        ]
+        log.info(
+            "generation bundled by images_per_job = %d: %d job(s) for %d image(s), each "
+            "loading its model once",
+            images_per_job,
+            len(chunks),
+            sum(len(c.todo) for c in chunks),
+        )
+
+
+def closing_summary(analysis_dir: str) -> None:
+    """The run's last line: what it made and where to look."""
+    from t2ibench.generate import GENERATOR
+
+    log.info(
+        "done: %d image(s) made in this run; tables in %s/<experiment>/ (results.csv, "
+        "summary.csv); open %s/report/index.html",
+        GENERATOR.progress.done,
+        analysis_dir,
+        analysis_dir,
+    )

@@ -1,0 +1,206 @@
+"""What is left to make: one answer per planned image.
+
+:meth:`Freshness.state` says, for an image of the plan, one of
+
+``done``
+    the PNG and its record (the ``.json`` beside it) are there, the record's settings
+    are the plan's, the model's files are not newer than the image, and the PNG is the
+    one the record describes: the same size, and, when asked to verify (always in
+    ``analyze``), the same sha256;
+``missing``
+    no PNG at the image's path;
+``outdated``
+    a PNG is there, but it is not the image the plan asks for; the reason says why:
+    its settings changed, the model is newer, its content is not the one recorded, it
+    has no record, or its record or the PNG cannot be read.
+
+Everything that decides what to make asks this module: the per-image rule and the
+bundled jobs (which images to make), the image list (which images the tables cover),
+``cli.py plan`` and the start-up summary. The checks read a file's metadata and the
+small JSON record; the PNG itself is read only to verify its sha256, or for an image
+without a record, its first and last bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from t2ibench.plan import ImageJob, Plan
+
+DONE, MISSING, OUTDATED = "done", "missing", "outdated"
+
+SETTINGS_CHANGED = "settings changed"
+MODEL_NEWER = "model files newer than the image"
+CONTENT_CHANGED = "content not the one recorded"
+NO_RECORD = "no record (made elsewhere)"
+RECORD_UNREADABLE = "record unreadable"
+UNREADABLE = "not a complete PNG"
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every PNG ends with
+
+
+@dataclass(frozen=True)
+class ImageState:
+    state: str  # DONE, MISSING or OUTDATED
+    reason: str = ""  # for OUTDATED: why (a constant above, with details)
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+    @property
+    def todo(self) -> bool:
+        return self.state != DONE
+
+    @property
+    def scorable(self) -> bool:
+        """Its pixels can be scored as the image the plan names: done, or a complete PNG
+        made elsewhere (no record), which `analyze` scores as it is."""
+        return self.state == DONE or self.reason == NO_RECORD
+
+    def __str__(self) -> str:
+        return f"{self.state} ({self.reason})" if self.reason else self.state
+
+
+_SHA_LOCK = threading.Lock()
+_SHA: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, remembered in this process while its size, mtime and
+    inode are unchanged (the image list and every metric job ask for the same images)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with _SHA_LOCK:
+        if key in _SHA:
+            return _SHA[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    with _SHA_LOCK:
+        _SHA[key] = digest.hexdigest()
+    return _SHA[key]
+
+
+def is_complete_png(path: str | Path, size: int) -> bool:
+    """The PNG signature at the start and the IEND chunk at the end: a cut file, or
+    another format under a .png name, fails."""
+    if size < len(PNG_SIGNATURE) + len(PNG_END):
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(len(PNG_SIGNATURE))
+        handle.seek(size - len(PNG_END))
+        return head == PNG_SIGNATURE and handle.read() == PNG_END
+
+
+def decodes(path: str | Path) -> bool:
+    """The image decodes in full (PIL)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:  # PIL raises many kinds for a damaged file
+        return False
+
+
+def changed_keys(recorded: dict, planned: dict) -> list[str]:
+    keys = sorted(set(recorded) | set(planned))
+    return [k for k in keys if recorded.get(k, "<unset>") != planned.get(k, "<unset>")]
+
+
+class Freshness:
+    """The state of each planned image. `verify`: check each PNG's sha256 against its
+    record (reads every image; `analyze` always does). States are computed once per
+    instance: make a new one to see files that changed since."""
+
+    def __init__(self, plan: Plan, verify: bool = False):
+        self.plan = plan
+        self.verify = verify
+        self._model_mtime: dict[str, float] = {}
+        self._states: dict[ImageJob, ImageState] = {}
+        self.mtime: dict[ImageJob, float] = {}  # the PNG's mtime, for images that exist
+
+    def model_mtime(self, model: str) -> float:
+        """The newest of the model's files (0 for files not there yet)."""
+        if model not in self._model_mtime:
+            files = self.plan.models[model].input_files
+            times = [os.stat(f).st_mtime for f in files if os.path.exists(f)]
+            self._model_mtime[model] = max(times, default=0.0)
+        return self._model_mtime[model]
+
+    def state(self, job: ImageJob) -> ImageState:
+        if job not in self._states:
+            self._states[job] = self._state(job)
+        return self._states[job]
+
+    def _state(self, job: ImageJob) -> ImageState:
+        image = Path(self.plan.path(job))
+        try:
+            stat = image.stat()
+        except (FileNotFoundError, NotADirectoryError):  # a file where a folder goes
+            return ImageState(MISSING)
+        if not image.is_file():
+            return ImageState(OUTDATED, f"{UNREADABLE}: not a file")
+        self.mtime[job] = stat.st_mtime
+        record_path = image.with_suffix(".json")
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            made_with = record["settings"]
+            if not isinstance(made_with, dict):
+                raise TypeError
+        except FileNotFoundError:
+            if not is_complete_png(image, stat.st_size) or (self.verify and not decodes(image)):
+                return ImageState(OUTDATED, UNREADABLE)
+            return ImageState(OUTDATED, NO_RECORD)
+        except (ValueError, KeyError, TypeError, OSError):
+            return ImageState(OUTDATED, RECORD_UNREADABLE)
+        planned = json.loads(json.dumps(self.plan.settings(job)))
+        if made_with != planned:
+            changed = changed_keys(made_with, planned)
+            return ImageState(OUTDATED, f"{SETTINGS_CHANGED}: {', '.join(changed[:4])}")
+        if self.model_mtime(job.model) > stat.st_mtime:
+            return ImageState(OUTDATED, MODEL_NEWER)
+        size, sha = record.get("png_bytes"), record.get("png_sha256")
+        if size is not None and size != stat.st_size:
+            return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its size differs")
+        if self.verify:
+            if sha is not None and sha != file_sha256(image):
+                return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its sha256 differs")
+            if sha is None and not decodes(image):  # a record older than png_sha256
+                return ImageState(OUTDATED, UNREADABLE)
+        return ImageState(DONE)
+
+    def todo(self, jobs: list[ImageJob]) -> list[ImageJob]:
+        return [j for j in jobs if self.state(j).todo]
+
+    def states(self, experiment: str | None = None) -> dict[ImageJob, ImageState]:
+        return {j: self.state(j) for j in self.plan.jobs if experiment in (None, j.experiment)}
+
+
+def reason_counts(states) -> Counter:
+    """How many images are outdated for each reason (details after ':' dropped)."""
+    return Counter(s.reason.split(":")[0] for s in states if s.state == OUTDATED)
+
+
+def describe(states) -> str:
+    """'12 missing, 30 outdated (28 settings changed, 2 content not the one recorded)'."""
+    states = list(states)
+    missing = sum(s.state == MISSING for s in states)
+    outdated = reason_counts(states)
+    parts = []
+    if missing:
+        parts.append(f"{missing} missing")
+    if outdated:
+        why = ", ".join(f"{n} {reason}" for reason, n in outdated.most_common())
+        parts.append(f"{sum(outdated.values())} outdated ({why})")
+    return ", ".join(parts) or "none"

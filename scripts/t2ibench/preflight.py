@@ -1,0 +1,98 @@
+"""What a run checks after Snakemake has built its job graph and before the first job.
+
+The config and the plan are checked when the Snakefile is read (t2ibench.config,
+t2ibench.plan), for dry runs too. Two checks wait for the start of a run that executes
+jobs: the devices the jobs will use (a login node has no GPU while the cluster's nodes
+do, so they are checked only for jobs that run on this machine), and the results
+folder's run lock (t2ibench.runlock). Either failing stops the run before Snakemake
+removes or writes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from t2ibench.errors import InputError
+from t2ibench.plan import Plan
+
+log = logging.getLogger("t2ibench")
+
+_PLAIN = ("", "auto", "cpu")
+
+
+def device_settings(config: dict) -> list[tuple[str, str]]:
+    """(config key, device) of every device the jobs use that the config names."""
+    from t2ibench.metrics.registry import SECTIONS, section_in_use
+
+    settings = [("device", config["device"])]
+    encoder = config["memory"].get("text_encoder_device")
+    if encoder:
+        settings.append(("memory.text_encoder_device", encoder))
+    metrics = config["metrics"]
+    sections = [s for s in dict.fromkeys(SECTIONS.values()) if section_in_use(metrics, s)]
+    own = [s for s in sections if metrics[s].get("device")]
+    if metrics["device"] and len(own) < len(sections):
+        settings.append(("metrics.device", metrics["device"]))
+    settings += [(f"metrics.{s}.device", metrics[s]["device"]) for s in own]
+    return settings
+
+
+def check_devices(config: dict) -> None:
+    """Every named device exists here (imports torch only when one is not cpu/auto)."""
+    wanted = [(key, device) for key, device in device_settings(config) if device not in _PLAIN]
+    if not wanted:
+        return
+    from t2ibench.generate import resolve_device
+
+    for key, device in wanted:
+        resolve_device(device, key)
+
+
+def before_first_job(config: dict, results_dir: str, workdir: str, local_jobs: bool):
+    """The checks, then the run lock (returned; release it when the run ends)."""
+    from t2ibench import runlock
+
+    if local_jobs:
+        check_devices(config)
+    return runlock.acquire(results_dir, workdir)
+
+
+_RUN: dict = {}
+
+
+def start_run(plan: Plan, local_jobs: bool) -> None:
+    """Before the first job of a run that executes jobs (the Snakefile's onstart): the
+    device checks and the results folder's run lock (t2ibench.preflight); a failure is
+    one line, and the run stops before anything is removed or written."""
+    import atexit
+    import os
+
+    from t2ibench import preflight, runlock
+
+    try:
+        lock = preflight.before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs)
+    except InputError as err:
+        sys.exit(f"t2ibench: error: {err}")
+    _RUN["lock"] = lock
+    atexit.register(runlock.release, lock)  # also on Ctrl-C
+
+
+def end_run(plan: Plan, analysis_dir: str, ok: bool) -> None:
+    """After the run (onsuccess / onerror): release the lock; say what was made and
+    where to look."""
+    from t2ibench import runlock
+    from t2ibench.console import closing_summary
+
+    runlock.release(_RUN.pop("lock", None))
+    if ok:
+        closing_summary(analysis_dir)
+
+
+def unlock(plan: Plan) -> None:
+    """`snakemake --unlock` also clears the results folder's run lock."""
+    from t2ibench import runlock
+
+    note = runlock.unlock(plan.results_dir)
+    if note:
+        log.info("%s", note)

@@ -1,0 +1,151 @@
+"""t2ibench.freshness: the one answer to "what is left to make"."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from t2ibench.config import validate_config
+from t2ibench.freshness import (
+    CONTENT_CHANGED,
+    DONE,
+    MISSING,
+    MODEL_NEWER,
+    NO_RECORD,
+    OUTDATED,
+    RECORD_UNREADABLE,
+    SETTINGS_CHANGED,
+    UNREADABLE,
+    Freshness,
+    describe,
+    file_sha256,
+    is_complete_png,
+)
+from t2ibench.plan import build_plan
+
+from conftest import with_changes
+from freshness_helpers import png_bytes, write_image
+
+
+@pytest.fixture
+def plan(base_config):
+    return build_plan(validate_config(base_config))
+
+
+def state(plan, job, verify=False):
+    return Freshness(plan, verify=verify).state(job)
+
+
+def test_missing_done_and_settings_changed(plan):
+    job = plan.jobs[0]
+    assert state(plan, job).state == MISSING
+    write_image(plan, job)
+    assert state(plan, job).state == DONE
+    write_image(plan, job, settings={**plan.settings(job), "steps": 9})
+    got = state(plan, job)
+    assert got.state == OUTDATED and got.reason == f"{SETTINGS_CHANGED}: steps"
+    # A file where the image's folder goes: missing (making it then fails, in its job).
+    folder = Path(plan.path(job)).parent
+    shutil.rmtree(folder)
+    folder.write_text("")
+    assert state(plan, job).state == MISSING
+
+
+def test_a_replaced_png_of_the_same_time_is_outdated(plan):
+    """Another valid PNG under the image's name, its mtime set back: the size gives it
+    away at once; one of the same size only the sha256 (verify)."""
+    job = plan.jobs[0]
+    path = write_image(plan, job)
+    stat = path.stat()
+    other = png_bytes(colour=(10, 200, 10), size=(20, 20))
+    path.write_bytes(other)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert state(plan, job).reason.startswith(CONTENT_CHANGED)
+    # Same size, other bytes: passes the size check, fails verification.
+    write_image(plan, job)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert state(plan, job).state == DONE
+    got = state(plan, job, verify=True)
+    assert got.state == OUTDATED and got.reason.startswith(CONTENT_CHANGED)
+
+
+def test_a_cut_png_is_outdated(plan):
+    job = plan.jobs[0]
+    path = write_image(plan, job)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert state(plan, job).reason.startswith(CONTENT_CHANGED)
+
+
+def test_images_without_a_record(plan):
+    """Made elsewhere: remade by a full run, scored as they are by `analyze`; a cut file
+    or another format under the name is unreadable, and never scored."""
+    job = plan.jobs[0]
+    path = write_image(plan, job, record=False)
+    got = state(plan, job)
+    assert got.state == OUTDATED and got.reason == NO_RECORD and got.scorable
+    path.write_bytes(path.read_bytes()[:-20])
+    assert state(plan, job).reason == UNREADABLE and not state(plan, job).scorable
+    path.write_text("not an image at all")
+    assert state(plan, job).reason == UNREADABLE
+
+
+def test_an_unreadable_record_is_not_trusted(plan):
+    job = plan.jobs[0]
+    path = write_image(plan, job)
+    for text in ["{not json", "[]", '{"settings": 3}', "\xff"]:
+        path.with_suffix(".json").write_text(text)
+        assert state(plan, job).reason == RECORD_UNREADABLE
+
+
+def test_model_newer_than_image_makes_it_outdated(plan):
+    job = plan.jobs[0]
+    image = write_image(plan, job)
+    model_file = Path(plan.models["tiny"].input_files[0])
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model_file.write_bytes(b"weights")
+    old = image.stat().st_mtime - 100
+    os.utime(model_file, (old, old))
+    assert state(plan, job).state == DONE
+    new = image.stat().st_mtime + 100
+    os.utime(model_file, (new, new))
+    assert state(plan, job).reason == MODEL_NEWER
+
+
+def test_records_older_than_the_png_digest_are_checked_by_decoding(plan):
+    """A record written before records held the PNG's size and sha256: trusted on its
+    settings, and with verify the PNG must decode."""
+    job = plan.jobs[0]
+    path = write_image(plan, job)
+    record = path.with_suffix(".json")
+    record.write_text(json.dumps({"settings": json.loads(record.read_text())["settings"]}))
+    assert state(plan, job, verify=True).state == DONE
+    path.write_bytes(path.read_bytes()[:60])
+    assert state(plan, job).state == DONE
+    assert state(plan, job, verify=True).reason == UNREADABLE
+
+
+def test_describe_counts_reasons(base_config):
+    plan = build_plan(validate_config(with_changes(base_config)))
+    fresh = Freshness(plan)
+    write_image(plan, plan.jobs[0])
+    write_image(plan, plan.jobs[1], settings={**plan.settings(plan.jobs[1]), "steps": 9})
+    write_image(plan, plan.jobs[2], settings={**plan.settings(plan.jobs[2]), "sampler": "ddim"})
+    text = describe(fresh.states().values())
+    missing = len(plan.jobs) - 3
+    assert text == f"{missing} missing, 2 outdated (2 {SETTINGS_CHANGED})"
+    assert fresh.todo(plan.jobs[:3]) == plan.jobs[1:3]
+
+
+def test_png_helpers(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(png_bytes())
+    assert is_complete_png(path, path.stat().st_size)
+    assert file_sha256(path) == file_sha256(str(path))
+    path.write_bytes(png_bytes()[:-1])
+    assert not is_complete_png(path, path.stat().st_size)
