@@ -19,7 +19,6 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Run the whole workflow on config/config.yaml (built-in tiny models: noise, offline).
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
-	@echo "Open results/report/index.html (all experiments) or results/<experiment>/index.html"
 
 ## All tests, the end-to-end workflow runs included.
 test: $(STAMP)
@@ -27,7 +26,7 @@ test: $(STAMP)
 
 ## The SLURM suite: starts a one-node SLURM cluster (root; Debian's munge, slurmctld,
 ## slurmd; add T2IBENCH_SLURM_INSTALL=1 to apt-get them), runs the workflow through
-## profiles/slurm and locally, compares, stops the cluster. See README "Running on SLURM".
+## profiles/slurm and locally, compares, stops the cluster. See docs/slurm.md.
 test-slurm: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" T2IBENCH_SLURM=1 $(BIN)/pytest -q -s tests/test_slurm.py
 

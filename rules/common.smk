@@ -14,7 +14,7 @@ from t2ibench.batches import MARKER_WILDCARD, chunk_jobs, experiment_chunks
 from t2ibench.batches import marker_path, parse_marker
 from t2ibench.config import SCHEMA_PATH, load_yaml, validate_config
 from t2ibench.errors import InputError
-from t2ibench.freshness import OUTDATED, Freshness
+from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_batches_on_interrupt
 from t2ibench.metrics.registry import SECTIONS, metric_params
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
@@ -63,8 +63,9 @@ def analyze_only():
 
 @functools.cache
 def freshness(verify):
-    """The state of every planned image (t2ibench.freshness), read once per process."""
-    return Freshness(PLAN, verify=verify)
+    """The state of every planned image (t2ibench.freshness), read once per process;
+    images left out of their experiment's current list are verified."""
+    return Freshness(PLAN, verify=verify, listed=read_image_lists(PLAN, ANALYSIS))
 
 
 def fresh():

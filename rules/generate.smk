@@ -61,6 +61,4 @@ rule image_list:
     params:
         images=get_list_digest,
     run:
-        steps.image_list(
-            PLAN, wildcards.experiment, analyze_only(), output[0], log[0]
-        )
+        steps.image_list(PLAN, wildcards.experiment, output[0], log[0])

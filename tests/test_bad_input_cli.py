@@ -11,7 +11,7 @@ from workflow_helpers import make_workdir, snakemake, write_config
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    return make_workdir(tmp_path_factory.mktemp("bad"))
+    return make_workdir(tmp_path_factory.mktemp("bad"), resources=False)
 
 
 def good_config():

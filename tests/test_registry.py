@@ -133,8 +133,7 @@ def test_hf_source_resolves_through_the_local_cache(tmp_path, monkeypatch):
     assert spec.checkpoint == str(snapshot)
     with pytest.raises(
         InputError,
-        match="hf:acme/other is not in the local Hugging Face cache"
-        ".*huggingface-cli download acme/other",
+        match="hf:acme/other is not in the local Hugging Face cache.*hf download acme/other",
     ):
         resolve_model({"name": "m", "source": "hf:acme/other"}, 0, str(tmp_path))
     with pytest.raises(InputError, match="expected hf:<org>/<name>"):

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import make_workdir, profile_images_per_job, snakemake
+from workflow_helpers import job_counts, make_workdir, output, profile_images_per_job, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "scripts" / "slurm_cluster.py"
@@ -112,11 +112,7 @@ def expected_jobs(work: Path) -> dict[str, int]:
     jobs = {"generate_batch": sum(math.ceil(n / size) for n in per_model.values())}
     jobs["images"] = sum(per_model.values())
     dry = snakemake(work, "-n")
-    counts = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", dry.stdout, re.MULTILINE)
-        if m.group(1) != "total"
-    }
+    counts = {rule: n for rule, n in job_counts(output(dry)).items() if rule != "total"}
     block = re.search(r"^localrules:\n((?:\s+\w+,?\n)+)", (work / "Snakefile").read_text(), re.M)
     local = set(re.findall(r"\w+", block.group(1)))
     for rule, count in counts.items():
@@ -136,6 +132,7 @@ def test_slurm_run_matches_local_run(slurm, tmp_path):
     snakemake_bin = str(Path(sys.executable).parent / "snakemake")
     slurm_proc, slurm_s = run_timed([snakemake_bin, "--profile", "profiles/slurm"], slurm_work)
     assert slurm_proc.returncode == 0, slurm_proc.stderr[-4000:]
+    slurm_log = latest_log(slurm_work)
     local_proc, local_s = run_timed([snakemake_bin, "--cores", "2"], local_work)
     assert local_proc.returncode == 0, local_proc.stderr[-4000:]
 
@@ -154,7 +151,7 @@ def test_slurm_run_matches_local_run(slurm, tmp_path):
     assert (slurm_work / "results" / "report" / "index.html").exists()
 
     # One sbatch per chunk of images and per metric table; slurmctld saw exactly those.
-    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", slurm_proc.stderr)
+    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", slurm_log)
     assert len(job_ids) == sum(expected.values()), (len(job_ids), expected)
     ctld_log = (slurm["state_dir"] / "log" / "slurmctld.log").read_text()
     submitted = re.findall(r"_slurm_rpc_submit_batch_job: JobId=\d+", ctld_log)
@@ -192,6 +189,11 @@ def test_slurm_run_matches_local_run(slurm, tmp_path):
         f"{slurm_loads} model loads for {n_images} images; local: {local_s:.1f} s, "
         f"{local_loads} model loads; images identical, metric tables equal"
     )
+
+
+def latest_log(work: Path) -> str:
+    """Snakemake's full log of the latest run (the console shows a summary only)."""
+    return sorted((work / ".snakemake" / "log").glob("*.snakemake.log"))[-1].read_text()
 
 
 def job_info(job_id: str) -> dict[str, str]:
@@ -247,17 +249,17 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
     logs = work / ".snakemake" / "slurm_logs" / "rule_generate_batch"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if any("IsADirectoryError" in p.read_text() for p in logs.rglob("*.log")):
+        if any("is a directory (EISDIR)" in p.read_text() for p in logs.rglob("*.log")):
             break
         time.sleep(0.1)
     else:
         proc.kill()
         pytest.fail(f"the first attempt did not fail as arranged:\n{proc.communicate()[0][-4000:]}")
     blocker.rmdir()
-    output = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, output[-4000:]
+    console = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, console[-4000:]
 
-    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", latest_log(work))
     jobs = [job_info(j) for j in job_ids]
     batch = [j for j in jobs if j["Comment"].startswith("rule_generate_batch_")]
     assert [j["JobState"] for j in batch] == ["FAILED", "COMPLETED"], batch

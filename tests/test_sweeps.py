@@ -158,7 +158,7 @@ def test_experiment_target_and_analyze_of_images_made_elsewhere(tmp_path):
     assert not (first / "results" / "sdxl_guidance").exists()
     # Images made elsewhere, copied in with the same names, are scored by `analyze`,
     # which generates nothing (no model is even materialised).
-    second = make_workdir(tmp_path / "b")
+    second = make_workdir(tmp_path / "b", resources=False)
     write_config(second, config)
     (second / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
     src = first / "results" / "baseline" / "tiny-sdxl" / "default"
@@ -183,7 +183,7 @@ def test_experiment_target_and_analyze_of_images_made_elsewhere(tmp_path):
 
 
 def test_unknown_experiment_through_snakemake(tmp_path):
-    work = make_workdir(tmp_path)
+    work = make_workdir(tmp_path, resources=False)
     config = base_config(work)
     config["experiments"] = ["baseline", "shfit_sweep"]
     write_config(work, config)

@@ -11,10 +11,48 @@ import yaml
 
 from t2ibench.workspace import copy_workflow
 
+_BUILT: list[Path] = []
 
-def make_workdir(tmp: Path) -> Path:
-    """A copy of the workflow (not results or caches) so runs are isolated."""
-    return copy_workflow(tmp / "wf")
+
+def built_resources() -> Path:
+    """A resources folder holding every built-in tiny model (generators and metrics),
+    built once per test process by the workflow's own code and copied into each work
+    folder: each run would otherwise build them again (seconds each)."""
+    if _BUILT:
+        return _BUILT[0]
+    import shutil
+    import tempfile
+
+    from t2ibench.metrics.registry import BUILTINS, builtin_folder
+    from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS, builtin_paths
+    from t2ibench.models.tiny import materialise_builtin
+    from t2ibench.models.zimage import save_tiny_zimage
+
+    root = Path(tempfile.mkdtemp(prefix="t2ibench-test-resources-"))
+    resources = root / "resources"
+    for model_id in BUILTIN_IDS:
+        checkpoint, config_dir = builtin_paths(str(resources), model_id)
+        materialise_builtin(model_id, Path(checkpoint), Path(config_dir))
+    for model_id in BUILTIN_FOLDER_IDS:
+        save_tiny_zimage(resources / "models" / "builtin" / model_id)
+    for model_id in BUILTINS:
+        builtin_folder(f"builtin:{model_id}", resources, "tests")
+    import atexit
+
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    _BUILT.append(resources)
+    return resources
+
+
+def make_workdir(tmp: Path, resources: bool = True) -> Path:
+    """A copy of the workflow (not results or caches) so runs are isolated; with
+    `resources`, the built-in models already built (see built_resources)."""
+    import shutil
+
+    work = copy_workflow(tmp / "wf")
+    if resources:
+        shutil.copytree(built_resources(), work / "resources", symlinks=True)
+    return work
 
 
 def write_config(work: Path, config: dict) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from pathlib import Path
 
@@ -32,8 +31,21 @@ class _ToJobLog(logging.Handler):
 LIBRARY_LOGGERS = ("diffusers", "transformers", "huggingface_hub", "py.warnings")
 
 
+class _ToSnakemake(logging.Handler):
+    """Passes t2ibench's console lines to Snakemake's logger, so that its logger plugin
+    prints them (above its progress display in a terminal) and its log file keeps them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from snakemake.logging import logger
+
+        try:
+            logger.log(record.levelno, self.format(record))
+        except Exception:  # the console must never fail a job
+            self.handleError(record)
+
+
 def setup_logging() -> None:
-    """Log t2ibench messages to stderr once per process (beside Snakemake's own log).
+    """Send t2ibench's console lines through Snakemake's logger, once per process.
 
     Some libraries (open_clip) log through the root logger, which makes Python install a
     stderr handler on it; Snakemake's messages would then print twice. A root handler
@@ -43,7 +55,7 @@ def setup_logging() -> None:
     if not logging.root.handlers:
         logging.root.addHandler(logging.NullHandler())
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _ToSnakemake()
         handler.setFormatter(logging.Formatter("t2ibench: %(message)s"))
         handler.setLevel(logging.INFO)  # per-image and per-step details go to the rule logs
         log.addHandler(handler)
@@ -74,6 +86,14 @@ def quiet_libraries() -> None:
         _route_to_job_logs(logging.getLogger(name))
 
 
+class _JobLogFile(logging.FileHandler):
+    """A job's log file. A line it cannot write (the disk is full) is dropped quietly:
+    the console has it, and the job's own error says what failed."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def logged(path: str, output: str | None = None):
     """Also write t2ibench log messages to a rule's log file while it runs.
@@ -85,7 +105,7 @@ def logged(path: str, output: str | None = None):
     are written atomically, so nothing is left half-written.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler = _JobLogFile(path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     thread = threading.get_ident()
     handler.addFilter(lambda record: record.thread == thread)

@@ -39,8 +39,9 @@ THINKING_PRESETS = {
     "technical": "Plan the composition: camera angle, focal length, depth of field and the "
     "placement of each subject in the frame.",
 }
-# SDXL call options: CLIP skip (1 = the last layer, as diffusers counts: None = no skip)
-# and guidance rescale (0 = off; 0.7 is the usual value for v-prediction models).
+# SDXL call options: CLIP skip (diffusers' count: None reads hidden state -2, k reads
+# -(k + 2); A1111 writes k + 1) and guidance rescale (0 = off; 0.7 is the usual value for
+# v-prediction models).
 SDXL_DEFAULTS = {"clip_skip": None, "guidance_rescale": 0.0, "zero_terminal_snr": False}
 FAMILY_DEFAULTS = {"sdxl": SDXL_DEFAULTS, "zimage": ZIMAGE_DEFAULTS}
 # Steps when generation.steps is null: SDXL's usual 28; Z-Image-Turbo's 9 (DiffSynth).

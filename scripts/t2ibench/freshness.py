@@ -120,12 +120,16 @@ def changed_keys(recorded: dict, planned: dict) -> list[str]:
 
 class Freshness:
     """The state of each planned image. `verify`: check each PNG's sha256 against its
-    record (reads every image; `analyze` always does). States are computed once per
+    record (reads every image; `analyze` and the image list always do). `listed`: the
+    paths of the experiments' current image lists; a finished image missing from its
+    experiment's list (left out when the list was made: its content had changed) is
+    verified too, so that it is found and made again. States are computed once per
     instance: make a new one to see files that changed since."""
 
-    def __init__(self, plan: Plan, verify: bool = False):
+    def __init__(self, plan: Plan, verify: bool = False, listed: dict[str, set] | None = None):
         self.plan = plan
         self.verify = verify
+        self.listed = listed or {}
         self._model_mtime: dict[str, float] = {}
         self._states: dict[ImageJob, ImageState] = {}
         self.mtime: dict[ImageJob, float] = {}  # the PNG's mtime, for images that exist
@@ -173,18 +177,36 @@ class Freshness:
         size, sha = record.get("png_bytes"), record.get("png_sha256")
         if size is not None and size != stat.st_size:
             return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its size differs")
-        if self.verify:
+        verify = self.verify or self._left_out(job)
+        if verify:
             if sha is not None and sha != file_sha256(image):
                 return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its sha256 differs")
             if sha is None and not decodes(image):  # a record older than png_sha256
                 return ImageState(OUTDATED, UNREADABLE)
         return ImageState(DONE)
 
+    def _left_out(self, job: ImageJob) -> bool:
+        listed = self.listed.get(job.experiment)
+        return listed is not None and self.plan.path(job) not in listed
+
     def todo(self, jobs: list[ImageJob]) -> list[ImageJob]:
         return [j for j in jobs if self.state(j).todo]
 
     def states(self, experiment: str | None = None) -> dict[ImageJob, ImageState]:
         return {j: self.state(j) for j in self.plan.jobs if experiment in (None, j.experiment)}
+
+
+def read_image_lists(plan: Plan, analysis_dir: str) -> dict[str, set]:
+    """The paths in each experiment's current image list (experiments without one are
+    left out)."""
+    lists = {}
+    for experiment in plan.experiments:
+        path = Path(analysis_dir) / experiment / "images.txt"
+        try:
+            lists[experiment] = set(path.read_text(encoding="utf-8").splitlines())
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+            continue
+    return lists
 
 
 def reason_counts(states) -> Counter:

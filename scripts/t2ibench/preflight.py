@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from t2ibench.errors import InputError
+from t2ibench.errors import InputError, os_error_line
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
@@ -63,17 +63,20 @@ _RUN: dict = {}
 
 def start_run(plan: Plan, local_jobs: bool) -> None:
     """Before the first job of a run that executes jobs (the Snakefile's onstart): the
-    device checks and the results folder's run lock (t2ibench.preflight); a failure is
+    device checks and the results folder's run lock (t2ibench.runlock); a failure is
     one line, and the run stops before anything is removed or written."""
     import atexit
     import os
 
-    from t2ibench import preflight, runlock
+    from t2ibench import runlock
 
     try:
-        lock = preflight.before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs)
+        lock = before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs)
     except InputError as err:
         sys.exit(f"t2ibench: error: {err}")
+    except OSError as err:  # the lock cannot be written: a full or read-only disk
+        where = str(runlock.lock_path(plan.results_dir))
+        sys.exit(f"t2ibench: error: {os_error_line(err, where)}")
     _RUN["lock"] = lock
     atexit.register(runlock.release, lock)  # also on Ctrl-C
 

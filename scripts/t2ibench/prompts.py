@@ -1,6 +1,6 @@
 """Prompt loading: structured JSON sets, .txt files, folders of prompts, paired folders.
 
-Order (stable, documented in the README):
+Order (stable, documented in docs/prompts.md):
 1. sources in the order the config lists them;
 2. inside a JSON set, the order of its keys; inside a .txt file, line order;
    inside a folder, file names sorted by code point;

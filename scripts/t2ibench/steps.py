@@ -219,33 +219,34 @@ def generate_batch(
         )
 
 
-def image_list(plan: Plan, experiment: str, analyze: bool, output: str, log_path: str) -> None:
+def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
     """The experiment's images, one path a line: the images the metrics and tables cover
     (the one input of the metric and report rules, so Snakemake resolves each image path
     once rather than once per rule).
 
-    Listed are the images that are done (t2ibench.freshness); with `analyze`, which
-    verifies each PNG against its record, also complete PNGs made elsewhere. An image
-    that is not the one the plan names (another PNG under its name, a cut file, made
-    with other settings) is left out and named: the next `snakemake` remakes it.
+    Every image is verified against its record first (t2ibench.freshness; the metric
+    jobs reuse the digests): listed are the images that are done, and complete PNGs made
+    elsewhere (no record), which `analyze` scores as they are. An image that is not the
+    one the plan names (another PNG under its name, a cut file, made with other
+    settings) never reaches a scorer: it is left out and named, and the next `snakemake`
+    verifies it and makes it again.
     """
-    from t2ibench.freshness import Freshness
+    from t2ibench.freshness import OUTDATED, Freshness
     from t2ibench.io import write_text
 
     with logged(log_path, output):
-        fresh = Freshness(plan, verify=analyze)
-        states = fresh.states(experiment)
+        states = Freshness(plan, verify=True).states(experiment)
         listed = [job for job, state in states.items() if state.scorable]
         left_out = [
             (job, state)
             for job, state in states.items()
-            if state.state == "outdated" and not state.scorable
+            if state.state == OUTDATED and not state.scorable
         ]
         write_text(output, "".join(f"{plan.path(job)}\n" for job in listed))
         log.debug("%s: %d images", experiment, len(listed))
         for job, state in left_out[:5]:
             log.warning(
-                "%s: left out of the tables: %s; `snakemake` remakes it",
+                "%s: left out of the tables: %s; the next `snakemake` makes it again",
                 plan.path(job),
                 state.reason,
             )

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from contextlib import closing
 from pathlib import Path
 
-from t2ibench.models.checks import sha256_file
-
 Key = tuple[str, str]  # (image_sha256, metric_id)
 
 # SQLite's default limit on ``?`` parameters per statement is 999 before 3.32, 32766 after.
@@ -27,8 +25,12 @@ _CHUNK = 500
 
 
 def image_sha256(path: Path | str) -> str:
-    """The cache's image key: the SHA-256 of the image file's bytes (not of its pixels)."""
-    return sha256_file(Path(path))
+    """The cache's image key: the SHA-256 of the image file's bytes (not of its pixels),
+    read once per process while the file is unchanged (the image list, which verifies
+    every image, and each metric job ask for the same images)."""
+    from t2ibench.freshness import file_sha256
+
+    return file_sha256(path)
 
 
 class ScoreCache:

@@ -224,7 +224,7 @@ def hf_cached_folder(repo_id: str, key: str) -> str:
         raise InputError(
             f"config key '{key}': hf:{repo_id} is not in the local Hugging Face cache and "
             f"nothing is downloaded during a run; fetch it first with "
-            f"`huggingface-cli download {repo_id}` (or set HF_HUB_CACHE)"
+            f"`hf download {repo_id}` (or set HF_HUB_CACHE)"
         ) from None
 
 

@@ -1,0 +1,131 @@
+"""Checks before the first job: devices, the results folder's run lock, OS errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from t2ibench import runlock
+from t2ibench.config import check_finite, check_folder, validate_config
+from t2ibench.errors import InputError, JobError, os_error_line
+from t2ibench.io import final_name
+from t2ibench.preflight import check_devices, device_settings
+
+from conftest import with_changes
+
+
+def test_device_settings_name_each_key(base_config):
+    config = validate_config(
+        with_changes(
+            base_config,
+            metrics={"device": "cuda:1", "clip": {"device": "cpu"}, "hps": {"enabled": False}},
+        )
+    )
+    settings = dict(device_settings(config))
+    assert settings["device"] == "auto"
+    assert settings["metrics.device"] == "cuda:1" and settings["metrics.clip.device"] == "cpu"
+    assert "metrics.hps.device" not in settings
+
+
+def test_a_device_that_is_not_here_is_named_by_its_key(base_config):
+    import torch
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 CUDA devices")
+    config = validate_config(with_changes(base_config, metrics={"siglip": {"device": "cuda:7"}}))
+    with pytest.raises(InputError, match=r"^config key 'metrics.siglip.device': cuda:7 requested"):
+        check_devices(config)
+    check_devices(validate_config(base_config))  # auto and cpu need no check
+
+
+def test_the_run_lock(tmp_path):
+    lock = runlock.acquire(tmp_path, tmp_path)
+    holder = json.loads(lock.path.read_text())
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    assert runlock.acquire(tmp_path, tmp_path).token == lock.token  # the same process
+    runlock.release(lock)
+    assert not lock.path.exists()
+    runlock.release(lock)  # twice: nothing to do
+
+
+def test_a_live_lock_of_another_process_is_refused(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        lock = runlock.lock_path(tmp_path)
+        info = {"host": socket.gethostname(), "pid": sleeper.pid, "workdir": "/w", "token": "t"}
+        lock.write_text(json.dumps(info))
+        with pytest.raises(InputError, match=rf"another run is writing into .*pid {sleeper.pid}"):
+            runlock.acquire(tmp_path, tmp_path)
+        assert "still running" in runlock.unlock(tmp_path) and lock.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The same pid, now dead: a killed run's lock, which --unlock removes.
+    with pytest.raises(InputError, match=r"locked by a run that was killed .*snakemake --unlock"):
+        runlock.acquire(tmp_path, tmp_path)
+    assert runlock.unlock(tmp_path).startswith("removed the run lock")
+    assert runlock.unlock(tmp_path) is None
+
+
+def test_a_reused_pid_does_not_pass_for_the_run(tmp_path):
+    """The lock records when its process started: another process that got the same
+    pid later is not the run."""
+    lock = runlock.lock_path(tmp_path)
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": "1", "token": "t"}
+    lock.write_text(json.dumps({**mine, "pid": os.getppid()}))
+    if runlock._process_start(os.getppid()) is None:
+        pytest.skip("no /proc here")
+    with pytest.raises(InputError, match="killed"):
+        runlock.acquire(tmp_path, tmp_path)
+
+
+def test_a_damaged_lock_is_said_to_be_damaged(tmp_path):
+    runlock.lock_path(tmp_path).write_text("{not json")
+    with pytest.raises(InputError, match=r"damaged run lock .*snakemake --unlock"):
+        runlock.acquire(tmp_path, tmp_path)
+
+
+def test_os_errors_are_one_line_naming_the_final_file(tmp_path):
+    tmp = tmp_path / ".results.csv.0a1b2c3d.part"
+    assert final_name(tmp) == str(tmp_path / "results.csv")
+    err = OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert os_error_line(err) == f"{tmp_path / 'results.csv'}: no space left on the device (ENOSPC)"
+    unnamed = OSError(errno.EROFS, "Read-only file system")
+    assert os_error_line(unnamed, "out.png") == "out.png: read-only file system (EROFS)"
+
+
+def test_an_os_error_in_a_step_keeps_the_finished_file(tmp_path, monkeypatch):
+    """A step that hits a full disk: one line (JobError, also in the job's log), and the
+    file it was replacing is the old one, with no part file beside it."""
+    from t2ibench import io
+    from t2ibench.console import logged
+
+    target = tmp_path / "table.csv"
+    target.write_text("finished\n")
+
+    def full_disk(tmp):
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    log = tmp_path / "logs" / "job.log"
+    with pytest.raises(JobError, match=rf"^{target}: no space left on the device \(ENOSPC\)$"):
+        with logged(str(log), str(target)):
+            io.atomic_write(target, full_disk)
+    assert target.read_text() == "finished\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "table.csv"]
+    assert "error: " in log.read_text()
+
+
+def test_finite_numbers_and_folders(tmp_path):
+    check_finite({"a": [1.0, {"b": 2}]})
+    with pytest.raises(InputError, match=r"^config key 'a\[1\]\.b': expected a finite number"):
+        check_finite({"a": [1.0, {"b": float("-inf")}]})
+    check_folder(str(tmp_path / "new" / "deeper"), "config key 'results_dir'")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match=r"cannot be a folder: .*file is a file"):
+        check_folder(str(tmp_path / "file" / "x"), "config key 'results_dir'")

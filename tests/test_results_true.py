@@ -1,0 +1,380 @@
+"""Results that stay true: what is on disk, what the tables say and what a run redoes.
+
+One finished run (two families, the baseline and a sweep) is made once; each test works
+on its own copy of the working folder, Snakemake's metadata included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from workflow_helpers import (
+    made_images,
+    make_workdir,
+    nothing_to_do,
+    output,
+    snakemake,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = {
+    "t_001": {"text": "a red cube on a table"},
+    "t_002": {"text": "a small dog in the snow"},
+    "t_003": {"text": "a lighthouse at night"},
+}
+ARGS = ("--configfile", "test-config.yaml")
+
+
+def small_config(work: Path) -> dict:
+    (work / "prompts" / "test.json").write_text(json.dumps(PROMPTS))
+    return {
+        "models": [
+            {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
+            {"name": "tiny-zimage", "source": "builtin:tiny-zimage"},
+        ],
+        "experiments": ["baseline", "shift_sweep"],
+        "prompts": {"sources": ["prompts/test.json"]},
+        "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2},
+        "report": {"grid_cell_size": 64, "thumb_size": 32},
+        "torch_threads": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    work = make_workdir(tmp_path_factory.mktemp("finished"))
+    write_config(work, small_config(work))
+    snakemake(work, *ARGS)
+    return work
+
+
+@pytest.fixture
+def work(finished, tmp_path) -> Path:
+    """A copy of the finished run (files, times and Snakemake's metadata)."""
+    return Path(shutil.copytree(finished, tmp_path / "copy", symlinks=True))
+
+
+def results(work: Path, experiment: str = "baseline", root: str = "results") -> Path:
+    return work / root / experiment
+
+
+def image(work: Path, model="tiny-sdxl", name="p000_i00_s218.png") -> Path:
+    return results(work) / model / "default" / name
+
+
+def digests(folder: Path, *skip: str) -> dict[str, str]:
+    """sha256 of every file below `folder`, but in the top-level folders `skip`."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).parts[0] not in skip
+    }
+
+
+def metric_tables(work: Path) -> list[Path]:
+    return sorted(results(work).glob("metrics/*.csv"))
+
+
+def errors(proc) -> list[str]:
+    return [line for line in output(proc).splitlines() if "t2ibench: error:" in line]
+
+
+# --- nothing to do after a finished run, whatever comes next -------------------------
+
+
+def test_every_command_after_every_other_has_nothing_to_do(work):
+    """snakemake, generate, analyze and an experiment's target, each run after each of
+    the others (a sequence with every ordered pair), then the SLURM profile and bundled
+    generation as dry runs: none has anything to do."""
+    commands = {"all": (), "generate": ("generate",), "analyze": ("analyze",)}
+    commands["target"] = ("shift_sweep",)
+    order = ["all", "generate", "analyze", "target", "all", "analyze", "generate"]
+    order += ["target", "generate", "all", "target", "analyze", "all"]
+    pairs = set(zip(order, order[1:], strict=False))
+    assert len(pairs) == 12  # every ordered pair of the four
+    for name in order:
+        proc = snakemake(work, *commands[name], *ARGS)
+        assert nothing_to_do(proc), f"{name}: {output(proc)[-2000:]}"
+    for extra in (("--profile", "profiles/slurm"), ("--config", "images_per_job=4")):
+        proc = snakemake(work, "-n", *ARGS, *extra)
+        assert nothing_to_do(proc), f"{extra}: {output(proc)[-2000:]}"
+
+
+# --- images that are not the ones recorded ---------------------------------------------
+
+
+def replace_keeping_time(path: Path, data: bytes) -> None:
+    times = path.stat()
+    path.write_bytes(data)
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+def test_a_replaced_and_a_cut_png_are_found_left_out_and_remade(work):
+    replaced, cut = image(work), image(work, "tiny-zimage", "p001_i01_s219.png")
+    originals = {p: p.read_bytes() for p in (replaced, cut)}
+    table = pd.read_csv(results(work) / "results.csv")
+    tables = metric_tables(work)
+    replace_keeping_time(replaced, image(work, name="p002_i01_s219.png").read_bytes())
+    replace_keeping_time(cut, originals[cut][: len(originals[cut]) // 2])
+
+    dry = snakemake(work, "-n", *ARGS)
+    assert "2 outdated (2 content not the one recorded)" in output(dry)
+    plan = subprocess.run(
+        [str(Path(os.sys.executable)), "scripts/cli.py", "plan", *ARGS],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert f"{replaced.relative_to(work)}: content not the one recorded" in plan.stdout
+    assert f"{cut.relative_to(work)}: content not the one recorded" in plan.stdout
+
+    # analyze scores what is there and makes nothing: both are left out, each named in
+    # one line, and no metric table is lost.
+    analyzed = snakemake(work, "analyze", *ARGS)
+    assert "Traceback" not in output(analyzed) and made_images(analyzed) == []
+    for path in (replaced, cut):
+        assert f"{path.relative_to(work)}: left out of the tables" in output(analyzed)
+    shown = pd.read_csv(results(work) / "results.csv")
+    assert len(shown) == len(table) - 2
+    assert str(replaced.relative_to(work)) not in set(shown["image_path"])
+    assert metric_tables(work) == tables
+
+    # The next run remakes exactly those two, bit for bit, and the tables are whole again.
+    proc = snakemake(work, *ARGS)
+    assert sorted(made_images(proc)) == sorted(str(p.relative_to(work)) for p in originals)
+    assert all(p.read_bytes() == data for p, data in originals.items())
+    again = pd.read_csv(results(work) / "results.csv")
+    assert again["clip_score"].tolist() == table["clip_score"].tolist()
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+def test_same_size_corruption_is_found_when_verifying(work):
+    """A PNG of the right size with other bytes passes the size check at start-up; the
+    sha256 check (verify_images, and always in analyze) finds it."""
+    path = image(work, name="p001_i00_s218.png")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    replace_keeping_time(path, bytes(data))
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+    verified = snakemake(work, "-n", *ARGS, "--config", "verify_images=true")
+    assert "1 outdated (1 content not the one recorded)" in output(verified)
+    analyzed = snakemake(work, "analyze", *ARGS)
+    assert f"{path.relative_to(work)}: left out of the tables" in output(analyzed)
+    assert "Traceback" not in output(analyzed)
+    # A full run remakes it: an image left out of its list is verified at start-up.
+    proc = snakemake(work, *ARGS)
+    assert made_images(proc) == [str(path.relative_to(work))]
+    assert str(path.relative_to(work)) in (results(work) / "images.txt").read_text()
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+def test_a_full_run_leaves_out_what_it_cannot_trust_and_remakes_it_next(work):
+    """The image list verifies every image before anything scores it: a PNG that changed
+    (same size) while another image was being remade is left out of the tables, named,
+    and made again by the next run."""
+    changed = image(work, name="p001_i00_s218.png")
+    data = bytearray(changed.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    replace_keeping_time(changed, bytes(data))
+    image(work, name="p002_i00_s218.png").unlink()  # something to do: the list is remade
+    first = snakemake(work, *ARGS)
+    assert f"{changed.relative_to(work)}: left out of the tables" in output(first)
+    assert str(changed.relative_to(work)) not in (results(work) / "images.txt").read_text()
+    second = snakemake(work, *ARGS)
+    assert made_images(second) == [str(changed.relative_to(work))]
+    table = pd.read_csv(results(work) / "results.csv")
+    assert str(changed.relative_to(work)) in set(table["image_path"])
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+# --- quick runs, experiment targets, the viewer -----------------------------------------
+
+
+def test_a_quick_run_after_a_full_run_changes_none_of_its_outputs(work):
+    before = digests(work / "results", "quick")
+    proc = snakemake(work, *ARGS, "--config", "quick=true")
+    assert made_images(proc) == []  # quick images are a subset of the full run's
+    assert digests(work / "results", "quick") == before
+    quick = pd.read_csv(results(work, "shift_sweep", "results/quick") / "results.csv")
+    full = pd.read_csv(results(work, "shift_sweep") / "results.csv")
+    assert 0 < len(quick) < len(full)
+    assert (work / "results" / "quick" / "report" / "index.html").is_file()
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+    assert nothing_to_do(snakemake(work, "-n", *ARGS, "--config", "quick=true"))
+
+
+def test_an_experiment_target_refreshes_the_viewer(work):
+    viewer = work / "results" / "report" / "data.js"
+    before = viewer.stat().st_mtime_ns
+    baseline = digests(results(work))
+    victim = results(work, "shift_sweep") / "tiny-zimage" / "shift-2.0" / "p000_i00_s218.png"
+    victim.unlink()
+    proc = snakemake(work, "shift_sweep", *ARGS)
+    assert made_images(proc) == [str(victim.relative_to(work))]
+    assert viewer.stat().st_mtime_ns > before
+    assert digests(results(work)) == baseline  # the other experiment is left alone
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+# --- file modes ---------------------------------------------------------------------------
+
+
+def modes(folder: Path) -> tuple[set[int], set[int]]:
+    files = {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()}
+    dirs = {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_dir()}
+    return files, dirs
+
+
+def test_files_get_the_modes_of_the_umask(finished, tmp_path):
+    """Under the usual umask (022: the finished run) everything is 0644 / 0755; a run
+    under 077 keeps its files to its user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes(finished / "results") == ({0o666 & ~umask}, {0o777 & ~umask})
+    work = make_workdir(tmp_path)
+    config = small_config(work)
+    config.update(experiments=["baseline"], models=config["models"][:1])
+    config["generation"]["images_per_prompt"] = 1
+    write_config(work, config)
+    old = os.umask(0o077)
+    try:
+        snakemake(work, *ARGS)
+    finally:
+        os.umask(old)
+    assert modes(work / "results") == ({0o600}, {0o700})
+
+
+# --- one run at a time per results folder --------------------------------------------------
+
+
+def write_lock(work: Path, pid: int, host: str | None = None) -> Path:
+    lock = work / "results" / ".t2ibench.lock"
+    holder = {"host": host or socket.gethostname(), "pid": pid, "workdir": "/elsewhere/wf"}
+    lock.write_text(json.dumps({**holder, "started": "2026-01-01T00:00:00", "token": "x"}))
+    return lock
+
+
+def test_a_second_run_on_the_same_results_folder_is_refused(work, tmp_path):
+    victim = image(work)
+    victim.unlink()
+    other = make_workdir(tmp_path / "other")
+    config = small_config(other)
+    config.update(results_dir=str(work / "results"), resources_dir=str(work / "resources"))
+    write_config(other, config)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        write_lock(work, sleeper.pid)
+        before = digests(work / "results")
+        proc = snakemake(other, *ARGS, check=False)
+        assert proc.returncode != 0
+        [line] = errors(proc)
+        assert f"another run is writing into {work / 'results'}/ (pid {sleeper.pid}" in line
+        assert "working folder /elsewhere/wf" in line
+        assert digests(work / "results") == before and not victim.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_killed_runs_lock_is_named_and_cleared_by_unlock(work):
+    victim = image(work)
+    victim.unlink()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = write_lock(work, dead.pid)
+    proc = snakemake(work, *ARGS, check=False)
+    [line] = errors(proc)
+    assert "is locked by a run that was killed" in line
+    assert "clear it with `snakemake --unlock`" in line and not victim.exists()
+    remote = write_lock(work, 1, host="node-17")
+    [line] = errors(snakemake(work, *ARGS, check=False))
+    assert "locked by a run on another machine (pid 1 on host node-17" in line
+    unlocked = snakemake(work, "--unlock", *ARGS)
+    assert "removed the run lock" in output(unlocked) and not remote.exists() and not lock.exists()
+    assert made_images(snakemake(work, *ARGS)) == [str(victim.relative_to(work))]
+    assert not lock.exists()  # released at the end of the run
+
+
+def test_sigkill_leaves_locks_that_unlock_clears(work):
+    """A run killed with SIGKILL leaves Snakemake's lock and the results folder's; the
+    next run says so, and `snakemake --unlock` clears both."""
+    for path in list(results(work, "shift_sweep").glob("tiny-zimage/*/p00*.png")):
+        path.unlink()
+    proc = subprocess.Popen(
+        [str(Path(os.sys.executable).parent / "snakemake"), "--cores", "2", *ARGS],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lock = work / "results" / ".t2ibench.lock"
+    import time
+
+    deadline = time.monotonic() + 120
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lock.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    blocked = snakemake(work, *ARGS, check=False)
+    assert blocked.returncode != 0 and "--unlock" in output(blocked)
+    snakemake(work, "--unlock", *ARGS)
+    assert not lock.exists()
+    snakemake(work, *ARGS)
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+# --- a full disk inside a job ------------------------------------------------------------
+
+
+def test_no_space_left_inside_a_job_is_one_line_and_loses_nothing(work):
+    """The results folder on a tmpfs that is full: the job writing an image fails with one
+    line naming the file and the cause; every finished table stays; no part file is left;
+    with space again, the next run finishes."""
+    folder = work / "results"
+    shutil.move(folder, work / "results.full")
+    folder.mkdir()
+    used = subprocess.run(["du", "-sk", str(work / "results.full")], capture_output=True)
+    size_kb = int(used.stdout.split()[0]) * 2 + 1024  # the files, and room to fill
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["cp", "-a", f"{work / 'results.full'}/.", str(folder)], check=True)
+        victim = image(work)
+        victim.unlink()
+        tables = digests(results(work), "tiny-sdxl", "logs")
+        filler = folder / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
+        # Room for the run's lock, the job's log and the image's record, not its PNG.
+        os.truncate(filler, filler.stat().st_size - 3 * 4096)
+        proc = snakemake(work, *ARGS, check=False)
+        assert proc.returncode != 0
+        [line] = errors(proc)
+        assert f"{victim.relative_to(work).with_suffix('')}." in line
+        assert ": no space left on the device (ENOSPC)" in line
+        assert "Traceback" not in output(proc)
+        assert digests(results(work), "tiny-sdxl", "logs") == tables
+        assert not list(folder.rglob("*.part")) and not victim.exists()
+        filler.unlink()
+        assert made_images(snakemake(work, *ARGS)) == [str(victim.relative_to(work))]
+        with Image.open(victim) as png:
+            png.load()
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
