@@ -7,9 +7,9 @@
 3. Peak RSS of each process.
 4. Dry-run seconds and peak RSS of the largest catalogue experiment at full size (not
    quick) for 2 models and 50 prompts, 2 images per prompt.
-5. Dry-run seconds of the 20,000-image plan bundled by `images_per_job: 50`, before any
-   image is made and once every image, record and chunk marker is on disk (the parse
-   then checks each image's record against its settings).
+5. Dry-run seconds of the 20,000-image plan, one job per image and bundled by
+   `images_per_job: 50`, before any image is made and once every image and record is on
+   disk (the start-up check then reads each image's record against its settings).
 
 Run from the repository root: `python scripts/bench.py [--repeats N]`.
 """
@@ -113,14 +113,14 @@ def dry_run(root: Path, images: int) -> float:
     return seconds
 
 
-def bundled_dry_run(root: Path, images: int, per_job: int) -> dict:
-    """Dry runs of a bundled plan: nothing made, then everything made (fake images)."""
-    from t2ibench.batches import experiment_chunks, marker_path
+def made_dry_run(root: Path, images: int, per_job: int) -> dict:
+    """Dry runs of a plan with `per_job` images a job: nothing made, then everything made
+    (fake images with their records)."""
     from t2ibench.config import validate_config
     from t2ibench.io import write_json
     from t2ibench.plan import build_plan
 
-    work = workdir(root, f"bundled{images}")
+    work = workdir(root, f"made{images}-{per_job}")
     config = bench_config(work, images // 10, 10)
     config["images_per_job"] = per_job
     (work / "bench.yaml").write_text(yaml.safe_dump(config))
@@ -135,17 +135,11 @@ def bundled_dry_run(root: Path, images: int, per_job: int) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
             write_json(path.with_suffix(".json"), {"settings": plan.settings(job)})
-        for experiment in plan.experiments:
-            for chunk in experiment_chunks(plan, experiment, per_job):
-                marker = marker_path(plan.results_dir, experiment, chunk.model, chunk.marker)
-                write_json(marker, {"fake": True})
     finally:
         os.chdir(cwd)
     full, _ = run(cmd, work)
-    return {
-        f"bundled_dry_run_{images}_empty_s": round(empty, 2),
-        f"bundled_dry_run_{images}_made_s": round(full, 2),
-    }
+    name = f"dry_run_{images}_by_{per_job}"
+    return {f"{name}_empty_s": round(empty, 2), f"{name}_made_s": round(full, 2)}
 
 
 def largest_sweep_dry_run(root: Path) -> dict:
@@ -232,14 +226,15 @@ def main() -> None:
                 seconds = figures[f"dry_run_{images}_s"]
                 print(f"dry run, {images:>6} images: {seconds:.2f} s", flush=True)
         if args.only in (None, "bundled"):
-            bundled = bundled_dry_run(root, 20000, 50)
-            figures.update(bundled)
-            print(
-                "dry run, 20000 images bundled by 50: "
-                f"{bundled['bundled_dry_run_20000_empty_s']:.2f} s with no image made, "
-                f"{bundled['bundled_dry_run_20000_made_s']:.2f} s with all made",
-                flush=True,
-            )
+            for per_job in (1, 50):
+                made = made_dry_run(root, 20000, per_job)
+                figures.update(made)
+                name = f"dry_run_20000_by_{per_job}"
+                print(
+                    f"dry run, 20000 images, {per_job} a job: {made[name + '_empty_s']:.2f} s "
+                    f"with no image made, {made[name + '_made_s']:.2f} s with all made",
+                    flush=True,
+                )
         if args.only in (None, "sweep"):
             sweep = largest_sweep_dry_run(root)
             figures.update(sweep)

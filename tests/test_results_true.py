@@ -54,12 +54,29 @@ def small_config(work: Path) -> dict:
     }
 
 
+FINISHED = {}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     work = make_workdir(tmp_path_factory.mktemp("finished"))
     write_config(work, small_config(work))
-    snakemake(work, *ARGS)
+    FINISHED["proc"] = snakemake(work, *ARGS)
     return work
+
+
+def test_the_console_is_a_summary_and_the_log_is_whole(finished):
+    """About 40 lines for a run of 48 images in two experiments (the demo: about 45): the
+    plan, progress, model loads, warnings and where to look; every job is in Snakemake's
+    log file."""
+    proc = FINISHED["proc"]
+    lines = output(proc).splitlines()
+    assert len(lines) <= 60, output(proc)
+    text = output(proc)
+    assert "t2ibench: plan: 48 images" in text and "t2ibench: done: 48 image(s) made" in text
+    assert "Loading model tiny-zimage" in text and "generated 48/48 images" in text
+    assert "rule generate_image" not in text and "Loading pipeline components" not in text
+    assert len(made_images(proc)) == 48  # from the full log
 
 
 @pytest.fixture

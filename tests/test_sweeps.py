@@ -39,10 +39,11 @@ def generated(proc) -> list[str]:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """A quick Z-Image sweep (shift) and a quick SDXL sweep (sampler), one run."""
+    """A quick Z-Image sweep (shift) and two quick SDXL sweeps (sampler, CLIP skip), one
+    run."""
     work = make_workdir(tmp_path_factory.mktemp("sweeps"))
     config = base_config(work)
-    config.update(experiments=["shift_sweep", "sdxl_sampler"], quick=True)
+    config.update(experiments=["shift_sweep", "sdxl_sampler", "sdxl_clip_skip"], quick=True)
     write_config(work, config)
     proc = snakemake(work, "--configfile", "test-config.yaml")
     return work, proc
@@ -50,8 +51,9 @@ def quick_run(tmp_path_factory):
 
 def test_quick_sweeps_load_each_model_once(quick_run):
     work, proc = quick_run
-    # 6 shift cells + 4 sampler cells, 2 prompts x 1 seed each: two model loads in all.
-    assert len(generated(proc)) == 6 * 2 + 4 * 2
+    # 6 shift cells + 4 sampler cells + 4 CLIP skip cells, 2 prompts x 1 seed each: two
+    # model loads in all.
+    assert len(generated(proc)) == 6 * 2 + 4 * 2 + 4 * 2
     assert sorted(re.findall(r"Loading model (\S+) from", proc.stderr)) == [
         "tiny-sdxl",
         "tiny-zimage",
@@ -101,6 +103,12 @@ def test_per_cell_results_metadata_and_cell_records(quick_run):
     first = (out / "tiny-zimage" / "shift-1.0" / "p000_i00_s218.png").read_bytes()
     last = (out / "tiny-zimage" / "shift-6.0" / "p000_i00_s218.png").read_bytes()
     assert first != last
+    # Every CLIP skip of the catalogue runs on the shipped tiny SDXL (4-layer encoders),
+    # and each reaches the pipeline.
+    skips = work / "results" / "sdxl_clip_skip" / "tiny-sdxl"
+    pixels = {c: (skips / c / "p000_i00_s218.png").read_bytes() for c in ["clip_skip-none",
+              "clip_skip-1", "clip_skip-2", "clip_skip-3"]}  # fmt: skip
+    assert len(set(pixels.values())) == 4
     sampler = pd.read_csv(work / "results" / "quick" / "sdxl_sampler" / "results.csv")
     assert set(sampler["sampler"]) == {"euler", "euler_a", "dpmpp_2m_karras", "unipc"}
     assert set(sampler["model"]) == {"tiny-sdxl"}

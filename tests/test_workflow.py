@@ -161,6 +161,8 @@ def test_snakemake_report_zip(finished_run):
     for category in ["Tables", "Metric tables", "Plots", "Grids", "Pages"]:
         assert category in page, category
     assert "95% bootstrap CI over prompts" in page  # a caption
+    # The run's description names the metrics that ran, and only those.
+    assert "ImageReward (per image)" in page and "FID and KID per image set" in page
 
 
 def test_png_embeds_parameters(finished_run):
