@@ -16,41 +16,24 @@ include: "rules/metrics.smk"
 include: "rules/report.smk"
 
 
-# Cheap rules run in the main process; on a cluster only generate_image, generate_batch
-# and metric (the GPU-tagged rules) are submitted.
-localrules:
-    all,
-    generate,
-    analyze,
-    cell_record,
-    image_list,
-    results_table,
-    metadata,
-    grid,
-    plots,
-    report_page,
-    viewer,
-    sdxl_base_config,
-    materialise_builtin_model,
-    materialise_builtin_folder,
-    download_model,
-
-
 rule all:
     default_target: True
     input:
         get_final_output(),
+    localrule: True
 
 
 rule generate:
     input:
         [path for e in PLAN.experiments for path in generation_outputs(e)],
+    localrule: True
 
 
 rule analyze:
     input:
         viewer_inputs(),
         viewer_outputs(),
+    localrule: True
 
 
 # One target rule per experiment: `snakemake shift_sweep` makes and scores just that one
@@ -62,6 +45,7 @@ for _experiment in PLAN.experiments:
             _experiment
         input:
             experiment_outputs(_experiment),
+        localrule: True
 
 
 onstart:

@@ -5,14 +5,12 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from t2ibench import console, preflight, steps
 from t2ibench.batches import MARKER_WILDCARD, chunk_jobs, experiment_chunks
 from t2ibench.batches import marker_path, parse_marker
-from t2ibench.config import SCHEMA_PATH, load_yaml, validate_config
+from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_batches_on_interrupt
@@ -31,11 +29,11 @@ try:
         # --config values still apply on top.
         config.clear()
         config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
-    _validated = validate_config(config)
+    _validated = validate_config(
+        config
+    )  # the schema, its defaults, and what it cannot say
     config.clear()
     config.update(_validated)
-    # Also run Snakemake's own validator on the filled config (it must agree).
-    validate(config, schema=str(SCHEMA_PATH))
     PLAN = build_plan(config)
 except InputError as err:
     sys.exit(f"t2ibench: error: {err}")

@@ -45,6 +45,7 @@ rule cell_record:
         f"{RESULTS}/{{experiment}}/{{model}}/{{cell}}/cell.json",
     log:
         f"{RESULTS}/{{experiment}}/logs/cells/{{model}}/{{cell}}.log",
+    localrule: True
     params:
         content=get_cell_record,
     run:
@@ -58,6 +59,7 @@ rule image_list:
         update(f"{ANALYSIS}/{{experiment}}/images.txt"),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/image_list.log",
+    localrule: True
     params:
         images=get_list_digest,
     run:

@@ -6,6 +6,7 @@ rule materialise_builtin_model:
         f"{RESOURCES}/logs/materialise_{{builtin}}.log",
     wildcard_constraints:
         builtin="|".join(BUILTIN_IDS),
+    localrule: True
     run:
         steps.materialise_builtin(
             wildcards.builtin, output.checkpoint, output.config, log[0]
@@ -17,6 +18,7 @@ rule sdxl_base_config:
         directory(f"{RESOURCES}/configs/sdxl-base"),
     log:
         f"{RESOURCES}/logs/sdxl_base_config.log",
+    localrule: True
     run:
         steps.sdxl_base_config(output[0], log[0])
 
@@ -26,6 +28,7 @@ rule download_model:
         f"{RESOURCES}/models/downloads/{{download}}.safetensors",
     log:
         f"{RESOURCES}/logs/download_{{download}}.log",
+    localrule: True
     params:
         url=get_download_url,
         sha256=get_download_sha256,
@@ -40,5 +43,6 @@ rule materialise_builtin_folder:
         f"{RESOURCES}/logs/materialise_{{builtin}}.log",
     wildcard_constraints:
         builtin="|".join(BUILTIN_FOLDER_IDS),
+    localrule: True
     run:
         steps.materialise_builtin_folder(wildcards.builtin, output[0], log[0])

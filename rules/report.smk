@@ -23,6 +23,7 @@ rule results_table:
         ),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/results_table.log",
+    localrule: True
     params:
         metrics=get_enabled_metrics,
     run:
@@ -36,6 +37,7 @@ rule metadata:
         update(f"{ANALYSIS}/{{experiment}}/metadata.json"),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/metadata.log",
+    localrule: True
     run:
         steps.metadata(PLAN, wildcards.experiment, output[0], log[0])
 
@@ -55,6 +57,7 @@ rule grid:
         ),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/grid.log",
+    localrule: True
     params:
         cell_size=config["report"]["grid_cell_size"],
     run:
@@ -76,6 +79,7 @@ rule plots:
         ),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/plots.log",
+    localrule: True
     run:
         steps.plots(dict(input), output[0], log[0])
 
@@ -96,6 +100,7 @@ rule report_page:
         ),
     log:
         f"{ANALYSIS}/{{experiment}}/logs/report_page.log",
+    localrule: True
     params:
         tables=get_page_tables,
     run:
@@ -110,6 +115,7 @@ rule viewer:
         update(f"{ANALYSIS}/report/data.js"),
     log:
         f"{ANALYSIS}/report/viewer.log",
+    localrule: True
     params:
         thumb_size=config["report"]["thumb_size"],
     run:

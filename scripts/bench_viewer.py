@@ -24,7 +24,6 @@ model x 10 cells x 4 seeds, over N/80 prompts each. Chromium: $T2IBENCH_CHROMIUM
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -39,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from t2ibench.io import write_rows  # noqa: E402
 from t2ibench.report.viewer import build_viewer, find_chromium  # noqa: E402
 
 METRICS = ["clip_score", "pickscore", "hps", "image_reward"]
@@ -50,14 +50,6 @@ def random_image(rng: np.random.Generator, size: int) -> Image.Image:
     field = np.asarray(small.resize((size, size), Image.Resampling.BICUBIC), dtype=np.int16)
     noise = rng.integers(-3, 4, field.shape, dtype=np.int16)
     return Image.fromarray(np.clip(field + noise, 0, 255).astype(np.uint8))
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def write_experiment(
@@ -86,7 +78,7 @@ def write_experiment(
                     row.update({m: float(rng.normal(20, 3)) for m in METRICS})
                     row["image_path"] = path.relative_to(root).as_posix()
                     rows.append(row)
-    write_csv(exp / "results.csv", rows)
+    write_rows(exp / "results.csv", rows)
     summary = []
     for model in models:
         for cell in cells:
@@ -94,7 +86,7 @@ def write_experiment(
             row = {"model": model, "cell": cell, "images": len(group)}
             row.update({f"{m}_mean": statistics.fmean(r[m] for r in group) for m in METRICS})
             summary.append(row)
-    write_csv(exp / "summary.csv", summary)
+    write_rows(exp / "summary.csv", summary)
     meta = {
         "experiment": name,
         "description": f"Synthetic benchmark experiment {name}",

@@ -12,7 +12,6 @@ from t2ibench.config import coerce_strings, load_config, load_schema, validate_c
 from t2ibench.errors import InputError
 from t2ibench.experiments import (
     CATALOGUE_DIR,
-    RESERVED_NAMES,
     load_experiment,
     slug,
 )
@@ -201,13 +200,21 @@ def test_cell_names_are_stable_and_unique():
     assert len(long) <= 40 and long == slug("x" * 100) and long != slug("x" * 99)
 
 
-def test_experiment_names_cannot_shadow_rules(repo):
-    rules = set()
-    for path in [repo / "Snakefile", *sorted((repo / "rules").glob("*.smk"))]:
-        for line in path.read_text().splitlines():
-            if line.startswith("rule ") and line.rstrip().endswith(":"):
-                rules.add(line.split()[1].rstrip(":"))
-    assert rules - RESERVED_NAMES == set()
+def test_experiment_names_cannot_shadow_rules_or_folders(repo, tmp_path):
+    """The names taken are read from the workflow's rules: a rule added later is taken
+    too; so are the folders a results folder holds besides its experiments."""
+    from t2ibench.experiments import experiment_schema, load_experiment, reserved_names
+    from t2ibench.families import FAMILY_DEFAULTS
+
+    taken = reserved_names()
+    assert {"all", "generate_image", "image_list", "metric", "viewer", "quick", "report"} <= taken
+    for name in ["metric", "quick"]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\ndescription: x\nvariables: {{steps: [2, 3]}}\n")
+        with pytest.raises(InputError, match=f"key 'name': '{name}' is taken by the workflow"):
+            load_experiment(str(path))
+    families = experiment_schema()["properties"]["families"]["items"]["enum"]
+    assert families == sorted(FAMILY_DEFAULTS)
 
 
 def test_cli_strings_are_coerced_by_schema():
@@ -309,7 +316,7 @@ def test_reserved_and_mismatched_names(base_config, tmp_path):
     path = write_experiment(
         tmp_path, {"name": "grid", "description": "d", "variables": {"steps": [2]}}
     )
-    with pytest.raises(InputError, match=r"'grid' is a rule of the workflow"):
+    with pytest.raises(InputError, match=r"'grid' is taken by the workflow \(a rule"):
         plan_for(base_config, [path])
 
 

@@ -95,6 +95,13 @@ def run_timed(cmd: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, f
     return proc, time.monotonic() - start
 
 
+def local_rules(work: Path) -> set[str]:
+    """The rules marked `localrule: True` (they run in the main process, not on SLURM)."""
+    text = "\n".join(p.read_text() for p in [work / "Snakefile", *(work / "rules").glob("*.smk")])
+    blocks = re.split(r"^rule ", text, flags=re.M)[1:]
+    return {b.split(":", 1)[0] for b in blocks if "\n    localrule: True" in b.split("\nrule ")[0]}
+
+
 def expected_jobs(work: Path) -> dict[str, int]:
     """SLURM jobs the demo config implies, by rule: one generation job per chunk of
     images_per_job images of an (experiment, model), counted from the plan preview; and
@@ -113,8 +120,7 @@ def expected_jobs(work: Path) -> dict[str, int]:
     jobs["images"] = sum(per_model.values())
     dry = snakemake(work, "-n")
     counts = {rule: n for rule, n in job_counts(output(dry)).items() if rule != "total"}
-    block = re.search(r"^localrules:\n((?:\s+\w+,?\n)+)", (work / "Snakefile").read_text(), re.M)
-    local = set(re.findall(r"\w+", block.group(1)))
+    local = local_rules(work)
     for rule, count in counts.items():
         if rule not in local and not rule.startswith("generate_"):
             jobs[rule] = count

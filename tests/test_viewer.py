@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from t2ibench.errors import InputError
+from t2ibench.io import write_rows
 from t2ibench.report.viewer import build_viewer
 
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script></script>\"'&amp;"
@@ -55,14 +56,6 @@ def metric_values(model: str, cell: str, prompt: int, seed: int) -> dict:
     }
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def write_experiment(results: Path, name: str, models: dict, cells: dict, variables: dict) -> None:
     """One experiment: PNGs, results.csv, summary.csv, comparisons.csv, metadata.json.
 
@@ -93,7 +86,7 @@ def write_experiment(results: Path, name: str, models: dict, cells: dict, variab
                             "image_path": f"results/{name}/{model}/{cell}/{path.name}",
                         }
                     )
-    write_csv(exp / "results.csv", rows)
+    write_rows(exp / "results.csv", rows)
     summary = []
     for model in models:
         for cell, (values, _) in cells.items():
@@ -105,7 +98,7 @@ def write_experiment(results: Path, name: str, models: dict, cells: dict, variab
                 row[f"{metric}_n"] = len(group)
                 row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean - 1, mean + 1
             summary.append(row)
-    write_csv(exp / "summary.csv", summary)
+    write_rows(exp / "summary.csv", summary)
     method = "paired on (prompt, seed); 95% CI: percentile bootstrap over prompts (2000 resamples)"
     comparisons = [
         {"metric": metric, "comparison": "cell vs reference cell", "model": s["model"],
@@ -113,7 +106,7 @@ def write_experiment(results: Path, name: str, models: dict, cells: dict, variab
          "difference": s[f"{metric}_mean"] - 20 + k, "p_value": 0.01 * (k + 1), "method": method}
         for k, (metric, s) in enumerate((m, s) for m in METRICS for s in summary)
     ]  # fmt: skip
-    write_csv(exp / "comparisons.csv", comparisons)
+    write_rows(exp / "comparisons.csv", comparisons)
     meta = {
         "experiment": name,
         "description": f"Synthetic {name} </script><b>not bold</b>",
@@ -139,7 +132,7 @@ def make_results(root: Path) -> Path:
     write_experiment(results, "base", {"m1": 48, "m2": 64}, {"default": ({}, False)}, {})
     cells = {f"x-{v}": ({"x": str(v)}, v == 3) for v in (1, 2, 3)}
     write_experiment(results, "sweep", {"m1": 48}, cells, {"x": ["1", "2", "3"]})
-    write_csv(
+    write_rows(
         results / "sweep" / "metrics" / "fid.csv",
         [
             {

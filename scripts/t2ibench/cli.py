@@ -14,7 +14,9 @@ it, then --config KEY=VALUE on top.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from pathlib import Path
 
 from t2ibench.errors import InputError
 
@@ -60,15 +62,21 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
     add("--rows", choices=AXES, help="grid rows (default: prompts)")
     add("--cols", choices=AXES, help="grid columns (default: values; baseline: models)")
     repeat = {"action": "append", "default": []}
-    add("--prompt", metavar="P", **repeat, help="prompt id or index (comma list, repeatable)")
+    add("--prompt", dest="prompts", metavar="P", **repeat, help="prompt id or index (comma list)")
     add("--values", metavar="V", **repeat, help="cell names or values (comma list)")
-    add("--seed", metavar="S", **repeat, help="seed(s) (comma list, repeatable)")
-    add("--model", metavar="M", **repeat, help="model name(s) (comma list, repeatable)")
+    add("--seed", dest="seeds", metavar="S", **repeat, help="seed(s) (comma list, repeatable)")
+    add("--model", dest="models", metavar="M", **repeat, help="model name(s) (comma list)")
     add("--metric", metavar="NAME", help="draw this metric under each image, e.g. clip_score")
     add("--diff-mode", choices=DIFF_MODES, default="highlight", help="diff style")
     add("--threshold", type=int, default=THRESHOLD, help="highlight: |A-B| above this is red")
     add("--resize", action="store_true", help="diff: resize B to A's size when they differ")
-    add("-o", "--output", metavar="FILE", help="PNG to write (default: <experiment>-<mode>.png)")
+    add(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="PNG to write (default: <experiment>-<mode>.png)",
+    )
     add("--cell-size", type=int, default=256, help="tile size in px (default: 256)")
     add("--max-side", type=int, default=MAX_SIDE, help="page size cap in px")
     add("--max-rows", type=int, help="rows per page at most")
@@ -126,25 +134,8 @@ def compare(args, out) -> None:
     if args.info:
         cmp.experiment_info(results_dir, args.experiment, out)
         return
-    request = cmp.CompareRequest(
-        experiment=args.experiment,
-        mode=args.mode,
-        rows=args.rows,
-        cols=args.cols,
-        prompts=args.prompt,
-        values=args.values,
-        seeds=args.seed,
-        models=args.model,
-        metric=args.metric,
-        diff_mode=args.diff_mode,
-        threshold=args.threshold,
-        resize=args.resize,
-        output=Path(args.output) if args.output else None,
-        cell_size=args.cell_size,
-        max_side=args.max_side,
-        max_rows=args.max_rows,
-        per_row=args.per_row,
-    )
+    names = [f.name for f in dataclasses.fields(cmp.CompareRequest)]
+    request = cmp.CompareRequest(**{name: getattr(args, name) for name in names})
     for path in cmp.run_compare(results_dir, request):
         print(f"wrote {path}", file=out)
 

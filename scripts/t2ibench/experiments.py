@@ -24,6 +24,7 @@ Light on purpose (no torch): the Snakefile uses it while it is parsed.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
+import yaml
 
 from t2ibench.config import (
     REPO_ROOT,
@@ -53,68 +55,31 @@ PROMPT_SR = "prompt_sr"
 FIXED_KEYS = {"seed", "seeds", "images_per_prompt"}
 SDXL_ONLY = set(SDXL_DEFAULTS) | {"sampler"}
 ZIMAGE_ONLY = set(FAMILY_DEFAULTS["zimage"])
-# Rule names of the workflow: an experiment's target rule cannot take one of them.
-RESERVED_NAMES = {
-    "all",
-    "quick",
-    "generate",
-    "analyze",
-    "generate_image",
-    "generate_batch",
-    "image_list",
-    "cell_record",
-    "metric",
-    "plots",
-    "report",
-    "viewer",
-    "thumbnails",
-    "results_table",
-    "metadata",
-    "grid",
-    "report_page",
-    "materialise_builtin",
-    "materialise_builtin_model",
-    "materialise_builtin_folder",
-    "sdxl_base_config",
-    "download_model",
-}
+# Folders a results folder holds besides its experiments: names no experiment may take.
+RESULTS_FOLDERS = {"quick", "report"}
+EXPERIMENT_SCHEMA_PATH = REPO_ROOT / "config" / "experiment-schema.yaml"
+
+
+def workflow_rule_names() -> set[str]:
+    """The names of the workflow's rules (Snakefile and rules/*.smk)."""
+    files = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "rules").glob("*.smk"))]
+    return {name for path in files for name in re.findall(r"^rule (\w+):", path.read_text(), re.M)}
+
+
+@functools.cache
+def reserved_names() -> frozenset[str]:
+    """Names an experiment cannot take: each experiment is also a target rule, and its
+    results are a folder beside the results folder's own."""
+    return frozenset(workflow_rule_names() | RESULTS_FOLDERS)
+
+
+@functools.cache
+def experiment_schema() -> dict:
+    return yaml.safe_load(EXPERIMENT_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
 QUICK_DEFAULTS = {"num_prompts": 2, "images_per_prompt": 1}
 MAX_LABEL = 40
-
-EXPERIMENT_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "description"],
-    "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-        "description": {"type": "string", "minLength": 1},
-        "families": {
-            "type": "array",
-            "minItems": 1,
-            "items": {"enum": sorted(FAMILY_DEFAULTS)},
-        },
-        "models": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-        "settings": {"type": "object"},
-        "prompts": {"type": "object"},
-        "variables": {
-            "type": "object",
-            "minProperties": 1,
-            "additionalProperties": {"type": ["array", "object"], "minItems": 1},
-        },
-        "cells": {"type": "array", "minItems": 1, "items": {"type": "object"}},
-        "reference": {"type": "string", "minLength": 1},
-        "quick": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "num_prompts": {"type": "integer", "minimum": 1},
-                "images_per_prompt": {"type": "integer", "minimum": 1},
-                "seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-                "variables": {"type": "object"},
-            },
-        },
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -183,7 +148,7 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
     data = load_yaml(path, kind="experiment file")
     where = f"experiment file {path}"
     errors = sorted(
-        jsonschema.Draft202012Validator(EXPERIMENT_SCHEMA).iter_errors(data),
+        jsonschema.Draft202012Validator(experiment_schema()).iter_errors(data),
         key=lambda e: (len(e.absolute_path), str(e.absolute_path)),
     )
     if errors:
@@ -197,10 +162,10 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         raise InputError(f"{where}: give either 'variables' (a grid) or 'cells' (a list)")
     if path.parent.resolve() == CATALOGUE_DIR.resolve() and data["name"] != path.stem:
         raise InputError(f"{where}: key 'name' is '{data['name']}'; expected '{path.stem}'")
-    if data["name"] in RESERVED_NAMES:
+    if data["name"] in reserved_names():
         raise InputError(
-            f"{where}: key 'name': '{data['name']}' is a rule of the workflow; "
-            f"choose another name (reserved: {', '.join(sorted(RESERVED_NAMES))})"
+            f"{where}: key 'name': '{data['name']}' is taken by the workflow (a rule or a "
+            f"results folder); choose another name (taken: {', '.join(sorted(reserved_names()))})"
         )
     schema = load_schema()
     gen_schema = schema["properties"]["generation"]["properties"]

@@ -77,6 +77,18 @@ def write_csv(frame, path: str | Path) -> None:
     write_text(path, frame.to_csv(index=False))
 
 
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    """Write dicts as CSV rows (the first row's keys are the header), atomically."""
+    import csv
+    import io as _io
+
+    buffer = _io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
 def staging_dir(folder: str | Path) -> Path:
     """A new empty folder beside `folder` (mode 0777 less the umask) to build it in."""
     folder = Path(folder)

@@ -36,8 +36,9 @@ FORMULA_VERSION = "v1"
 log = logging.getLogger(__name__)
 
 
-class ClipScorer(PromptImageScorer):
-    """Scores images against prompts with an open_clip model.
+class OpenClipModel:
+    """An open_clip model on a device, run in batches: what the CLIP score and the FID/KID
+    CLIP features share.
 
     Args:
         model: an open_clip architecture name (``"ViT-L-14"``) or the path of an open_clip
@@ -49,14 +50,8 @@ class ClipScorer(PromptImageScorer):
         batch_size: images (and prompts) per forward pass.
         seed: seed of the random weights when ``pretrained`` is ``""``.
 
-    ``metric_id`` names a weights file by its SHA-256, read once here (seconds for ViT-L).
-
-    Prompts are tokenised by the model's tokenizer, which truncates them to its context length
-    (77 tokens for CLIP): words past that limit do not change the score.
+    ``model_id`` names a weights file by its SHA-256, read once here (seconds for ViT-L).
     """
-
-    column = "clip_score"
-    formula = f"clip_score/{FORMULA_VERSION}"
 
     def __init__(
         self,
@@ -68,10 +63,24 @@ class ClipScorer(PromptImageScorer):
     ):
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.name, net, self.preprocess, model_id = load_open_clip(model, pretrained, seed)
+        self.name, net, self.preprocess, self.model_id = load_open_clip(model, pretrained, seed)
         self.model = net.to(self.device).eval()
+
+
+class ClipScorer(OpenClipModel, PromptImageScorer):
+    """Scores images against prompts with an open_clip model (arguments: OpenClipModel's).
+
+    Prompts are tokenised by the model's tokenizer, which truncates them to its context length
+    (77 tokens for CLIP): words past that limit do not change the score.
+    """
+
+    column = "clip_score"
+    formula = f"clip_score/{FORMULA_VERSION}"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.tokenizer = open_clip.get_tokenizer(self.name)
-        self._metric_id = f"{self.formula}/{model_id}"
+        self._metric_id = f"{self.formula}/{self.model_id}"
 
     @property
     def metric_id(self) -> str:

@@ -51,6 +51,7 @@ import torch
 from PIL import Image
 
 from t2ibench.errors import InputError
+from t2ibench.metrics.clip_score import OpenClipModel
 from t2ibench.models.checks import sha256_file
 
 # open_clip (seconds to import) is imported where it is used, so that DataLoader workers,
@@ -112,48 +113,29 @@ class CleanTransform:
         return (x / 255 - mean) / std
 
 
-class ClipFeatures:
-    """Unnormalised open_clip image embeddings as FID/KID features.
+class ClipFeatures(OpenClipModel):
+    """Unnormalised open_clip image embeddings as FID/KID features (arguments:
+    OpenClipModel's).
 
     Unnormalised, like clean-fid's FID-CLIP (``model.encode_image`` of CLIP ViT-B/32): the
     embedding norm carries information, and FID assumes no particular scale. (clean-fid
     resizes for CLIP with torchvision's uint8 bicubic resize + center crop; here the clean
     resize to the model's image size is used for both extractors, so FID-CLIP numbers are
     close to, not identical with, clean-fid's ``clip_vit_b_32`` statistics.)
-
-    Args:
-        model: an open_clip architecture name or the path of an open_clip model-config JSON.
-        pretrained: a locally cached open_clip tag, a weights file, or ``""`` for random
-            weights seeded with ``seed`` (offline demo only).
-        device: torch device the model runs on.
-        batch_size: images per forward pass.
-        seed: seed of the random weights when ``pretrained`` is ``""``.
     """
 
-    def __init__(
-        self,
-        model: str,
-        pretrained: str = "",
-        device: str = "cpu",
-        batch_size: int = 32,
-        seed: int = 0,
-    ):
+    def __init__(self, *args, **kwargs):
         import open_clip
 
-        from t2ibench.metrics.clip_score import load_open_clip
-
-        self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.name, net, _, model_id = load_open_clip(model, pretrained, seed)
-        self.model = net.to(self.device).eval()
-        cfg = net.visual.preprocess_cfg
-        size = net.visual.image_size
+        super().__init__(*args, **kwargs)
+        cfg = self.model.visual.preprocess_cfg
+        size = self.model.visual.image_size
         self.size = int(size if isinstance(size, int) else size[0])
         self.mean = tuple(float(v) for v in cfg["mean"])
         self.std = tuple(float(v) for v in cfg["std"])
         self.dim = int(open_clip.get_model_config(self.name)["embed_dim"])
         self.extractor_id = (
-            f"fid-features/{FEATURES_VERSION}/clip/{model_id}/image-embeds/clean{self.size}"
+            f"fid-features/{FEATURES_VERSION}/clip/{self.model_id}/image-embeds/clean{self.size}"
         )
 
     def transform(self) -> CleanTransform:

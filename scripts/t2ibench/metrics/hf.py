@@ -110,6 +110,20 @@ def resolve_local(model: str, anchors: tuple[str, ...]) -> tuple[Path, str] | No
     return None
 
 
+def require_local(
+    model: str, anchors: tuple[str, ...], what: str, holds: str, example: str, key: str
+) -> tuple[Path, str]:
+    """resolve_local of a folder holding one of `anchors`, or one InputError naming `what`
+    was not found, what its folder `holds`, an `example` Hub id and the config `key`."""
+    found = resolve_local(model, anchors)
+    if found is None or not any((found[0] / anchor).is_file() for anchor in anchors):
+        raise InputError(
+            f"{what} not found locally: {model} (put {holds} folder there or in the Hugging "
+            f"Face cache, e.g. {example}; nothing is downloaded) - set {key}"
+        )
+    return found
+
+
 def weights_id(folder: Path) -> str:
     """``sha256:<16 hex>`` of the weights file, or of the shards' digests for a sharded one."""
     for name in WEIGHTS_FILES:

@@ -25,12 +25,11 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-from t2ibench.errors import InputError
 from t2ibench.metrics.hf import (
     HfScorer,
     hf_metric_id,
     load_error,
-    resolve_local,
+    require_local,
     text_embeddings,
 )
 from t2ibench.models.clip_tokenizer import (
@@ -64,22 +63,23 @@ class PickScoreScorer(HfScorer):
     def __init__(
         self, model: str, processor: str | None = None, device: str = "cpu", batch_size: int = 32
     ):
-        found = resolve_local(model, ("config.json",))
-        if found is None or not (found[0] / "config.json").is_file():
-            raise InputError(
-                f"PickScore model not found locally: {model} (put a CLIPModel folder there or in "
-                "the Hugging Face cache, e.g. yuvalkirstain/PickScore_v1; nothing is "
-                f"downloaded) - set {self.key}"
-            )
-        folder, name = found
+        folder, name = require_local(
+            model,
+            ("config.json",),
+            "PickScore model",
+            "a CLIPModel",
+            "yuvalkirstain/PickScore_v1",
+            self.key,
+        )
         processor = processor or model
-        processor_found = resolve_local(processor, PROCESSOR_ANCHORS)
-        if processor_found is None:
-            raise InputError(
-                f"PickScore processor not found locally: {processor} (put a CLIPProcessor folder "
-                "there or in the Hugging Face cache, e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K; "
-                f"nothing is downloaded) - set {self.processor_key}"
-            )
+        processor_found = require_local(
+            processor,
+            PROCESSOR_ANCHORS,
+            "PickScore processor",
+            "a CLIPProcessor",
+            "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+            self.processor_key,
+        )
         self.batch_size = batch_size
         self.device = torch.device(device)
         try:

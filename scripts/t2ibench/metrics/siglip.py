@@ -38,12 +38,11 @@ from transformers import (
     SiglipProcessor,
 )
 
-from t2ibench.errors import InputError
 from t2ibench.metrics.hf import (
     HfScorer,
     hf_metric_id,
     load_error,
-    resolve_local,
+    require_local,
     text_embeddings,
 )
 
@@ -64,14 +63,14 @@ class SiglipScorer(HfScorer):
     key = "metrics.siglip.model"
 
     def __init__(self, model: str, device: str = "cpu", batch_size: int = 32):
-        found = resolve_local(model, ("config.json",))
-        if found is None or not (found[0] / "config.json").is_file():
-            raise InputError(
-                f"SigLIP model not found locally: {model} (put a SiglipModel folder there or in "
-                "the Hugging Face cache, e.g. google/siglip-so400m-patch14-384; nothing is "
-                f"downloaded) - set {self.key}"
-            )
-        folder, name = found
+        folder, name = require_local(
+            model,
+            ("config.json",),
+            "SigLIP model",
+            "a SiglipModel",
+            "google/siglip-so400m-patch14-384",
+            self.key,
+        )
         self.batch_size = batch_size
         self.device = torch.device(device)
         try:

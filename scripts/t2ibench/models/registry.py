@@ -63,6 +63,21 @@ class ModelSpec:
         return [self.checkpoint, *([self.vae] if self.vae else [])]
 
 
+def _spec(entry: dict, kind, checkpoint, config_dir, family, prediction, **extra) -> ModelSpec:
+    """The ModelSpec of a config entry; `prediction` is (prediction type, why)."""
+    return ModelSpec(
+        name=entry["name"],
+        source=entry["source"],
+        kind=kind,
+        checkpoint=str(checkpoint),
+        config_dir=None if config_dir is None else str(config_dir),
+        family=family,
+        prediction_type=prediction[0],
+        prediction_reason=prediction[1],
+        **extra,
+    )
+
+
 def sdxl_base_config_dir(resources_dir: str) -> str:
     """The SDXL base config folder (shipped configs + offline tokenizers), made by a rule."""
     return str(Path(resources_dir) / "configs" / "sdxl-base")
@@ -105,15 +120,13 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         if builtin_id in BUILTIN_FOLDER_IDS:
             folder = str(Path(resources_dir) / "models" / "builtin" / builtin_id)
             pred, why = _prediction_type(entry, None, None)
-            return ModelSpec(
-                entry["name"],
-                source,
+            return _spec(
+                entry,
                 "builtin",
                 folder,
                 None,
                 BUILTIN_FOLDER_IDS[builtin_id],
-                pred,
-                why,
+                (pred, why),
                 text_layers=TINY_ZIMAGE_TEXT_LAYERS,
             )
         if builtin_id not in BUILTIN_IDS:
@@ -125,15 +138,13 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         checkpoint, config_dir = builtin_paths(resources_dir, builtin_id)
         scheduler = {"prediction_type": "v_prediction"} if "vpred" in builtin_id else None
         pred, why = _prediction_type(entry, None, scheduler)
-        return ModelSpec(
-            entry["name"],
-            source,
+        return _spec(
+            entry,
             "builtin",
             checkpoint,
             config_dir,
             entry.get("family", "sdxl"),
-            pred,
-            why,
+            (pred, why),
             text_layers=TINY_SDXL_TEXT_LAYERS,
         )
 
@@ -158,15 +169,13 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
             else None
         )
         pred, why = _prediction_type(entry, None, scheduler)
-        return ModelSpec(
-            entry["name"],
-            source,
+        return _spec(
+            entry,
             "diffusers",
             str(path),
             None,
             entry.get("family") or _folder_family(path),
-            pred,
-            why,
+            (pred, why),
             text_layers=_text_layers(path),
         )
 
@@ -179,30 +188,26 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
     config_dir = entry.get("config")
     if not config_dir:
         pred, why = _prediction_type(entry, header, None)
-        return ModelSpec(
-            entry["name"],
-            source,
+        return _spec(
+            entry,
             "single_file",
             str(path),
             sdxl_base_config_dir(resources_dir),
             family,
-            pred,
-            why,
+            (pred, why),
             shared_config=True,
             text_layers=_text_layers(SHIPPED_SDXL_CONFIG),
         )
     if not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     pred, why = _prediction_type(entry, header, None)
-    return ModelSpec(
-        entry["name"],
-        source,
+    return _spec(
+        entry,
         "single_file",
         str(path),
         str(config_dir),
         family,
-        pred,
-        why,
+        (pred, why),
         text_layers=_text_layers(Path(config_dir)),
     )
 
@@ -242,15 +247,13 @@ def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
     if config_dir and not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     pred, why = _prediction_type(entry, None, None)
-    return ModelSpec(
-        entry["name"],
-        entry["source"],
+    return _spec(
+        entry,
         "single_file",
         download_path(resources_dir, entry["name"]),
         config_dir or sdxl_base_config_dir(resources_dir),
         entry.get("family", "sdxl"),
-        pred,
-        why,
+        (pred, why),
         shared_config=not config_dir,
         text_layers=_text_layers(Path(config_dir) if config_dir else SHIPPED_SDXL_CONFIG),
         url=entry["source"],
