@@ -34,26 +34,26 @@ test-slurm: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## Figures: dry-run time of large plans (per image and bundled), workflow vs plain loop,
+## Figures: dry-run time of large plans (per image and in chunks), workflow vs plain loop,
 ## peak RSS, CLIP scoring throughput, the viewer's build and load time (2,000 images).
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/bench.py
-	$(BIN)/python scripts/bench_metrics.py --json bench/out/bench_metrics.json
-	$(BIN)/python scripts/bench_viewer.py --json bench/out/bench_viewer.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_metrics.py --json bench/out/bench_metrics.json
+	$(BIN)/python tools/bench_viewer.py --json bench/out/bench_viewer.json
 
 ## On a GPU: full-size SDXL (random weights) at 1024x1024, bf16 and fp16: s/image, NaN.
 gpu-check: $(STAMP)
-	$(BIN)/python scripts/gpu_check.py --offload
+	$(BIN)/python tools/gpu_check.py --offload
 
 lint: $(STAMP)
-	$(BIN)/ruff check scripts tests
-	$(BIN)/ruff format --check scripts tests
+	$(BIN)/ruff check scripts tools tests
+	$(BIN)/ruff format --check scripts tools tests
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix scripts tests
-	$(BIN)/ruff format scripts tests
+	$(BIN)/ruff check --fix scripts tools tests
+	$(BIN)/ruff format scripts tools tests
 	$(BIN)/snakefmt Snakefile rules
 
 clean:

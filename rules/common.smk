@@ -8,12 +8,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from t2ibench import console, preflight, steps
-from t2ibench.batches import MARKER_WILDCARD, chunk_jobs, experiment_chunks
-from t2ibench.batches import marker_path, parse_marker
+from t2ibench.chunks import CHUNK_WILDCARD, chunk_jobs, chunk_record_path
+from t2ibench.chunks import experiment_chunks, parse_chunk_name
 from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
-from t2ibench.generate import stop_batches_on_interrupt
+from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.metrics.registry import SECTIONS, metric_params
 from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
@@ -79,17 +79,17 @@ elif MAIN_PROCESS:
     console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB)
 
 
-def bundled():
-    """images_per_job above 1: generation jobs make chunks of images (t2ibench.batches)."""
+def chunked():
+    """images_per_job above 1: generation jobs make chunks of images (t2ibench.chunks)."""
     return IMAGES_PER_JOB > 1
 
 
-if bundled():
-    stop_batches_on_interrupt()
+if chunked():
+    stop_chunks_on_interrupt()
 
 
 def force(path):
-    """Have Snakemake remake `path` as `--forcerun path` would: an image, marker or image
+    """Have Snakemake remake `path` as `--forcerun path` would: an image, chunk record or image
     list that exists but is outdated by t2ibench.freshness, which Snakemake's checks of
     times and params do not see (another PNG under the same name, a settings change made
     while it ran elsewhere). Called from input functions, while the DAG is built."""
@@ -103,10 +103,10 @@ def experiment_jobs(experiment):
 
 def to_make(experiment):
     """What the experiment's image list waits for: the images to make (t2ibench.freshness)
-    or, bundled, the markers of the chunks that hold them."""
-    if bundled():
+    or, chunked, the records of the chunks that hold them."""
+    if chunked():
         return [
-            marker_path(RESULTS, experiment, c.model, c.marker)
+            chunk_record_path(RESULTS, experiment, c.model, c.name)
             for c in experiment_chunks(PLAN, experiment, IMAGES_PER_JOB, fresh())
         ]
     return [PLAN.path(j) for j in experiment_jobs(experiment) if fresh().state(j).todo]
@@ -213,16 +213,16 @@ def get_image_inputs(wildcards):
     return PLAN.models[wildcards.model].input_files
 
 
-def get_batch_inputs(wildcards):
-    """The model's files; a chunk's marker from an earlier run is forced while the
-    chunk has images to make."""
-    index, size = parse_marker(wildcards.batch)
+def get_chunk_inputs(wildcards):
+    """The model's files; a chunk's record from an earlier run is forced while the chunk
+    has images to make."""
+    index, size = parse_chunk_name(wildcards.chunk)
     jobs = chunk_jobs(PLAN, wildcards.experiment, wildcards.model, index, size)
-    marker = marker_path(
-        RESULTS, wildcards.experiment, wildcards.model, wildcards.batch
+    record = chunk_record_path(
+        RESULTS, wildcards.experiment, wildcards.model, wildcards.chunk
     )
-    if fresh().todo(jobs) and Path(marker).exists():
-        force(marker)
+    if fresh().todo(jobs) and Path(record).exists():
+        force(record)
     return PLAN.models[wildcards.model].input_files
 
 
@@ -310,4 +310,4 @@ wildcard_constraints:
     image=r"\d\d+",
     seed=r"\d+",
     metric=_alternatives(SECTIONS),
-    batch=MARKER_WILDCARD,
+    chunk=CHUNK_WILDCARD,

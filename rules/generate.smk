@@ -20,21 +20,21 @@ rule generate_image:
 
 
 # With images_per_job above 1: one job per chunk of a model's images, one model load.
-rule generate_batch:
+rule generate_chunk:
     input:
-        get_batch_inputs,
+        get_chunk_inputs,
     output:
-        f"{RESULTS}/{{experiment}}/logs/batches/{{model}}/{{batch}}.json",
+        f"{RESULTS}/{{experiment}}/logs/chunks/{{model}}/{{chunk}}.json",
     log:
-        f"{RESULTS}/{{experiment}}/logs/batches/{{model}}/{{batch}}.log",
+        f"{RESULTS}/{{experiment}}/logs/chunks/{{model}}/{{chunk}}.log",
     resources:
         gpu=1,
     run:
-        steps.generate_batch(
+        steps.generate_chunk(
             PLAN,
             wildcards.experiment,
             wildcards.model,
-            wildcards.batch,
+            wildcards.chunk,
             output[0],
             log[0],
         )

@@ -204,7 +204,7 @@ def test_experiment_names_cannot_shadow_rules_or_folders(repo, tmp_path):
     """The names taken are read from the workflow's rules: a rule added later is taken
     too; so are the folders a results folder holds besides its experiments."""
     from t2ibench.experiments import experiment_schema, load_experiment, reserved_names
-    from t2ibench.families import FAMILY_DEFAULTS
+    from t2ibench.models.families import FAMILY_DEFAULTS
 
     taken = reserved_names()
     assert {"all", "generate_image", "image_list", "metric", "viewer", "quick", "report"} <= taken

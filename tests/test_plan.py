@@ -161,7 +161,7 @@ def test_hidden_layer_out_of_range_is_caught_before_generation(base_config):
 
 
 def test_named_presets_become_their_text(base_config):
-    from t2ibench.families import SYSTEM_PROMPT_PRESETS, THINKING_PRESETS
+    from t2ibench.models.families import SYSTEM_PROMPT_PRESETS, THINKING_PRESETS
 
     zimage = [{"name": "z", "source": "builtin:tiny-zimage"}]
     plan = build_plan(

@@ -97,14 +97,14 @@ def test_cli_models_and_plan(base_config, tmp_path):
     assert rows[-1] == ["shift_sweep", "z-vpred", "shift-6.0", "2", "0", "2", "?"]
     assert len(rows) == 6
     assert "total" in proc.stdout and "no estimate" in proc.stdout
-    assert "bundled" not in proc.stdout
-    # Bundled: the quick shift_sweep has 6 cells x 2 images of z-vpred (3 chunks of 5),
+    assert "in chunks" not in proc.stdout
+    # In chunks: the quick shift_sweep has 6 cells x 2 images of z-vpred (3 chunks of 5),
     # the baseline 2 images of each model (one chunk each).
     proc = run_cli(
         "plan", "--configfile", str(config_file), "--config", "quick=true", "images_per_job=5"
     )
     assert proc.returncode == 0, proc.stderr
-    assert "bundled (images_per_job = 5): 5 generation job(s) for 16 image(s)" in proc.stdout
+    assert "in chunks (images_per_job = 5): 5 generation job(s) for 16 image(s)" in proc.stdout
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

@@ -115,8 +115,8 @@ def errors(proc) -> list[str]:
 
 def test_every_command_after_every_other_has_nothing_to_do(work):
     """snakemake, generate, analyze and an experiment's target, each run after each of
-    the others (a sequence with every ordered pair), then the SLURM profile and bundled
-    generation as dry runs: none has anything to do."""
+    the others (a sequence with every ordered pair), then the SLURM profile and generation
+    in chunks as dry runs: none has anything to do."""
     commands = {"all": (), "generate": ("generate",), "analyze": ("analyze",)}
     commands["target"] = ("shift_sweep",)
     order = ["all", "generate", "analyze", "target", "all", "analyze", "generate"]

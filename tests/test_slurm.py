@@ -2,7 +2,7 @@
 
 Opt-in, because it starts system daemons as root: `T2IBENCH_SLURM=1 pytest -s
 tests/test_slurm.py` (a few minutes). It starts a cluster with
-`scripts/slurm_cluster.py` in a private state dir (add `T2IBENCH_SLURM_INSTALL=1` to let
+`tools/slurm_cluster.py` in a private state dir (add `T2IBENCH_SLURM_INSTALL=1` to let
 it apt-get the Debian packages), runs the demo config through
 `snakemake --profile profiles/slurm` in one scratch copy of the workflow and locally in
 another, compares, prints the figures; makes a generation job fail once and checks its
@@ -29,7 +29,7 @@ import yaml
 from workflow_helpers import job_counts, make_workdir, output, profile_images_per_job, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-CLUSTER = REPO / "scripts" / "slurm_cluster.py"
+CLUSTER = REPO / "tools" / "slurm_cluster.py"
 
 pytestmark = [
     pytest.mark.slow,
@@ -116,7 +116,7 @@ def expected_jobs(work: Path) -> dict[str, int]:
     ):
         if experiment != "total":
             per_model[(experiment, model)] = per_model.get((experiment, model), 0) + int(planned)
-    jobs = {"generate_batch": sum(math.ceil(n / size) for n in per_model.values())}
+    jobs = {"generate_chunk": sum(math.ceil(n / size) for n in per_model.values())}
     jobs["images"] = sum(per_model.values())
     dry = snakemake(work, "-n")
     counts = {rule: n for rule, n in job_counts(output(dry)).items() if rule != "total"}
@@ -128,7 +128,7 @@ def expected_jobs(work: Path) -> dict[str, int]:
 
 
 def test_slurm_run_matches_local_run(slurm, tmp_path):
-    """The demo config, bundled on SLURM, against the default local run (one job per
+    """The demo config, in chunks on SLURM, against the default local run (one job per
     image, one process)."""
     slurm_work = make_workdir(tmp_path / "slurm")
     local_work = make_workdir(tmp_path / "local")
@@ -178,16 +178,16 @@ def test_slurm_run_matches_local_run(slurm, tmp_path):
     # Model loads: one per generation job (each job is its own process on the node),
     # and each job made its whole chunk; locally one process loads each model once.
     records = [
-        json.loads(p.read_text()) for p in (slurm_work / "results").glob("*/logs/batches/*/*.json")
+        json.loads(p.read_text()) for p in (slurm_work / "results").glob("*/logs/chunks/*/*.json")
     ]
-    assert len(records) == expected["generate_batch"]
+    assert len(records) == expected["generate_chunk"]
     assert all(r["model_loads"] == 1 and r["made"] == r["images"] for r in records)
     assert sum(len(r["made"]) for r in records) == n_images
     logs = slurm_work / ".snakemake" / "slurm_logs"
     slurm_loads = sum(
         len(re.findall(r"Loading model \S+ from", p.read_text())) for p in logs.rglob("*.log")
     )
-    assert slurm_loads == expected["generate_batch"]
+    assert slurm_loads == expected["generate_chunk"]
     local_loads = len(re.findall(r"Loading model \S+ from", local_proc.stderr))
     assert local_loads == 3
     print(
@@ -252,7 +252,7 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
     )
     # Clear the fault once the first attempt has failed on it (seen in its SLURM log,
     # before Snakemake's next squeue check notices the failure and resubmits).
-    logs = work / ".snakemake" / "slurm_logs" / "rule_generate_batch"
+    logs = work / ".snakemake" / "slurm_logs" / "rule_generate_chunk"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if any("is a directory (EISDIR)" in p.read_text() for p in logs.rglob("*.log")):
@@ -267,16 +267,16 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
 
     job_ids = re.findall(r"has been submitted with SLURM jobid (\d+)", latest_log(work))
     jobs = [job_info(j) for j in job_ids]
-    batch = [j for j in jobs if j["Comment"].startswith("rule_generate_batch_")]
-    assert [j["JobState"] for j in batch] == ["FAILED", "COMPLETED"], batch
+    chunk_jobs = [j for j in jobs if j["Comment"].startswith("rule_generate_chunk_")]
+    assert [j["JobState"] for j in chunk_jobs] == ["FAILED", "COMPLETED"], chunk_jobs
     profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
-    runtime = profile["set-resources"]["generate_batch"]["runtime"]
+    runtime = profile["set-resources"]["generate_chunk"]["runtime"]
     mem_mb = profile["default-resources"]["mem_mb"]
-    for attempt, job in enumerate(batch, start=1):
+    for attempt, job in enumerate(chunk_jobs, start=1):
         minutes = eval(runtime, {"attempt": attempt})  # noqa: S307 (the profile's own expression)
         assert job["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", job
         assert job["MinMemoryNode"] == f"{eval(mem_mb, {'attempt': attempt})}M", job  # noqa: S307
-    assert batch[1]["TimeLimit"] != batch[0]["TimeLimit"]
+    assert chunk_jobs[1]["TimeLimit"] != chunk_jobs[0]["TimeLimit"]
 
     images = sorted(cell.glob("p*_i*_s*.png"))
     assert [p.name for p in images] == [
@@ -286,9 +286,8 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
         "p001_i01_s101.png",
     ]
     assert (cell / "p000_i00_s100.json").is_file()
-    (marker,) = (work / "results" / "baseline" / "logs" / "batches" / "tiny-sdxl").glob("*.json")
-    record = json.loads(marker.read_text())
+    (chunk,) = (work / "results" / "baseline" / "logs" / "chunks" / "tiny-sdxl").glob("*.json")
+    record = json.loads(chunk.read_text())
     assert record["model_loads"] == 1 and len(record["made"]) == 4
-    print(
-        f"\nretry: generate_batch attempts {[(j['TimeLimit'], j['MinMemoryNode']) for j in batch]}"
-    )
+    attempts = [(j["TimeLimit"], j["MinMemoryNode"]) for j in chunk_jobs]
+    print(f"\nretry: generate_chunk attempts {attempts}")

@@ -1,4 +1,4 @@
-"""scripts/slurm_cluster.py's safety checks, without root or daemons: it refuses to
+"""tools/slurm_cluster.py's safety checks, without root or daemons: it refuses to
 replace SLURM files it did not write, writes nothing when it refuses, and installs
 packages only when asked. (tests/test_slurm.py starts the real cluster.)"""
 

@@ -195,11 +195,11 @@ def show_plan(plan, out, verify: bool = False) -> None:
             print(f"  {plan.path(job)}: {state.reason}", file=out)
     size = plan.config["images_per_job"]
     if size > 1:
-        from t2ibench.batches import experiment_chunks
+        from t2ibench.chunks import experiment_chunks
 
         chunks = [c for e in plan.experiments for c in experiment_chunks(plan, e, size, fresh)]
         print(
-            f"bundled (images_per_job = {size}): {len(chunks)} generation job(s) for "
+            f"in chunks (images_per_job = {size}): {len(chunks)} generation job(s) for "
             f"{sum(len(c.todo) for c in chunks)} image(s) to make or remake",
             file=out,
         )

@@ -1,4 +1,4 @@
-"""``python -m t2ibench.cli_download URL``: fetch a checkpoint into the models folder.
+"""``python tools/download_model.py URL``: fetch a checkpoint into the models folder.
 
 The headless equivalent of the seed tool's "download model" form (url, name, source):
 runs are never allowed to touch the network, so weights are fetched once, up front, with
@@ -18,7 +18,7 @@ from t2ibench.models.download import ProgressPrinter, download_model
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m t2ibench.cli_download",
+        prog="python tools/download_model.py",
         description="Download a .safetensors checkpoint (Hugging Face resolve/ or CivitAI link).",
     )
     parser.add_argument("url", help="https:// download link")

@@ -163,13 +163,13 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
             states[first].reason,
         )
     if images_per_job > 1:
-        from t2ibench.batches import experiment_chunks
+        from t2ibench.chunks import experiment_chunks
 
         chunks = [
             c for e in plan.experiments for c in experiment_chunks(plan, e, images_per_job, fresh)
         ]
         log.info(
-            "generation bundled by images_per_job = %d: %d job(s) for %d image(s), each "
+            "generation in chunks of images_per_job = %d: %d job(s) for %d image(s), each "
             "loading its model once",
             images_per_job,
             len(chunks),

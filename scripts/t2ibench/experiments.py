@@ -45,7 +45,7 @@ from t2ibench.config import (
     load_yaml,
 )
 from t2ibench.errors import InputError
-from t2ibench.families import FAMILY_DEFAULTS, SDXL_DEFAULTS
+from t2ibench.models.families import FAMILY_DEFAULTS, SDXL_DEFAULTS
 
 CATALOGUE_DIR = REPO_ROOT / "config" / "experiments"
 BASELINE = "baseline"

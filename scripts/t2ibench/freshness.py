@@ -15,7 +15,7 @@
     has no record, or its record or the PNG cannot be read.
 
 Everything that decides what to make asks this module: the per-image rule and the
-bundled jobs (which images to make), the image list (which images the tables cover),
+chunk jobs (which images to make), the image list (which images the tables cover),
 ``cli.py plan`` and the start-up summary. The checks read a file's metadata and the
 small JSON record; the PNG itself is read only to verify its sha256, or for an image
 without a record, its first and last bytes.

@@ -121,11 +121,11 @@ TORCH_LOCK = threading.RLock()
 
 
 # Set on Ctrl-C. Jobs run as threads, which Snakemake cannot stop: it waits for them. A
-# job that makes one image is short; a batch checks this between images and stops.
+# job that makes one image is short; a chunk job checks this between images and stops.
 STOP = threading.Event()
 
 
-def stop_batches_on_interrupt() -> None:
+def stop_chunks_on_interrupt() -> None:
     """Make Ctrl-C (SIGINT) also set STOP, then do what it did before (raise
     KeyboardInterrupt for Snakemake). Called from the main thread, where the Snakefile is
     read; elsewhere, or where SIGINT is ignored, it does nothing."""
@@ -188,7 +188,7 @@ class DevicePool:
 
 
 DEVICES = DevicePool()
-_HELD = threading.local()  # the device a batch job holds (Generator.hold_device)
+_HELD = threading.local()  # the device a chunk job holds (Generator.hold_device)
 
 
 class Generator:
@@ -208,7 +208,7 @@ class Generator:
     @contextlib.contextmanager
     def hold_device(self, spec: ModelSpec, device: str):
         """Keep one device for every `generate` call this thread makes inside the block
-        (a batch job: its images run on one device, which loads the model once)."""
+        (a chunk job: its images run on one device, which loads the model once)."""
         with self._acquire(spec, candidate_devices(device)) as chosen:
             _HELD.device = chosen
             try:
@@ -429,7 +429,7 @@ def _make_sdxl(pipe, scheduler_config: dict, settings: dict):
 
 
 def _make_zimage(pipe, settings: dict, device: str):
-    from t2ibench.families import ZIMAGE_DEFAULTS
+    from t2ibench.models.families import ZIMAGE_DEFAULTS
     from t2ibench.models.zimage import ZImageEncoding, generate_zimage
 
     encoding = ZImageEncoding(**{k: settings[k] for k in ZIMAGE_DEFAULTS if k != "shift"})

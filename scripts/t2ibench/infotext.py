@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from t2ibench import __version__
-from t2ibench.families import FAMILY_DEFAULTS
+from t2ibench.models.families import FAMILY_DEFAULTS
 from t2ibench.samplers import SAMPLER_LABELS
 
 KARRAS = " Karras"
@@ -42,7 +42,7 @@ def _blend(blend: dict) -> str:
 
 
 # Family settings: (settings key, field name, value as text). Written when the value
-# differs from the family's default (t2ibench.families); Shift, always for Z-Image.
+# differs from the family's default (t2ibench.models.families); Shift, always for Z-Image.
 FAMILY_FIELDS = {
     "sdxl": [
         ("clip_skip", "Clip skip", lambda v: str(v + 1)),  # A1111 counts the last layer as 1

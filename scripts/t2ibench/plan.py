@@ -25,7 +25,7 @@ from t2ibench.experiments import (
     load_experiments,
     select_models,
 )
-from t2ibench.families import (
+from t2ibench.models.families import (
     DEFAULT_STEPS,
     ZIMAGE_SAMPLER,
     check_family_settings,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from t2ibench.families import DEFAULT_STEPS
 from t2ibench.freshness import Freshness
+from t2ibench.models.families import DEFAULT_STEPS
 from t2ibench.plan import Plan
 from t2ibench.timings import Estimator, format_seconds, load_rates, timings_path
 

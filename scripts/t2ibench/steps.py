@@ -156,11 +156,11 @@ def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_pat
         _make_image(plan, job.model, plan.settings(job), image, record)
 
 
-def generate_batch(
-    plan: Plan, experiment: str, model: str, marker: str, output: str, log_path: str
+def generate_chunk(
+    plan: Plan, experiment: str, model: str, chunk: str, output: str, log_path: str
 ) -> None:
-    """Make the missing or outdated images of one chunk (see t2ibench.batches), loading
-    the model once; then write the marker, a record of what was made.
+    """Make the missing or outdated images of one chunk (see t2ibench.chunks), loading
+    the model once; then write the chunk's record of what was made.
 
     Which images to make is decided here, when the job runs (on a cluster node, possibly
     in a retry): images made meanwhile, or by an earlier attempt, are not made again.
@@ -170,19 +170,19 @@ def generate_batch(
     import time
     from contextlib import nullcontext
 
-    from t2ibench.batches import chunk_jobs, parse_marker
+    from t2ibench.chunks import chunk_jobs, parse_chunk_name
     from t2ibench.freshness import Freshness
     from t2ibench.generate import GENERATOR, STOP, configure_torch
     from t2ibench.io import write_json
 
     configure_torch(plan.config["torch_threads"])
     with logged(log_path, output):
-        index, size = parse_marker(marker)
+        index, size = parse_chunk_name(chunk)
         jobs = chunk_jobs(plan, experiment, model, index, size)
         todo = Freshness(plan).todo(jobs)
         loads = 0
         start = time.perf_counter()
-        where = f"{experiment}/{model} {marker}"
+        where = f"{experiment}/{model} {chunk}"
         log.debug("%s: %d of its %d images to make", where, len(todo), len(jobs))
         progress = GENERATOR.progress  # its total is the plan's, or 0 in a cluster job
         progress.total = max(progress.total, progress.done + len(todo))

@@ -6,8 +6,8 @@ import datetime as dt
 import platform
 from pathlib import Path
 
-from t2ibench.families import FAMILY_DEFAULTS
 from t2ibench.metrics.registry import PER_IMAGE_TABLES, PER_PROMPT_TABLES
+from t2ibench.models.families import FAMILY_DEFAULTS
 from t2ibench.plan import Plan
 
 SETTING_COLUMNS = [

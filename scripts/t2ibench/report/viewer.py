@@ -72,7 +72,7 @@ PLOT_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".webp"}
 
 
 @dataclass
-class ImageJob:
+class ThumbnailJob:
     """One image file to thumbnail: where it is and the key its outputs are named by."""
 
     source: Path
@@ -86,7 +86,7 @@ class Build:
     out_dir: Path
     thumb_size: int
     compare_size: int
-    jobs: dict[str, ImageJob] = field(default_factory=dict)
+    jobs: dict[str, ThumbnailJob] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -308,7 +308,7 @@ def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
         source = resolve_image(row.get("image_path", ""), exp_dir, results_dir, row)
         key = image_key(source, results_dir, build) if source else None
         if key:
-            build.jobs.setdefault(key, ImageJob(source, key))
+            build.jobs.setdefault(key, ThumbnailJob(source, key))
         missing += source is None
         images.append(image_entry(row, metrics, source, key, build.out_dir))
     warnings = demo_banner(meta)
@@ -453,7 +453,7 @@ def outputs_exist(build: Build, key: str, cache: dict) -> bool:
     return key in cache and thumb_path(build, key).is_file() and pixels_path(build, key).is_file()
 
 
-def render_image(job: ImageJob, build: Build) -> dict | None:
+def render_image(job: ThumbnailJob, build: Build) -> dict | None:
     """Write one image's thumbnail and pixel-copy script; its sizes, or None if unreadable."""
     from PIL import Image
 

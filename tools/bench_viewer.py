@@ -17,8 +17,8 @@ they compress; pure noise would not), in two experiments: 4 models x 10 seeds, a
 model x 10 cells x 4 seeds, over N/80 prompts each. Chromium: $T2IBENCH_CHROMIUM, else
 `chromium`, `chromium-browser` or `google-chrome` on PATH.
 
-    python scripts/bench_viewer.py                     # 2,000 images
-    python scripts/bench_viewer.py --images 5000 --json bench/out/bench_viewer.json
+    python tools/bench_viewer.py                     # 2,000 images
+    python tools/bench_viewer.py --images 5000 --json bench/out/bench_viewer.json
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from t2ibench.io import write_rows  # noqa: E402
 from t2ibench.report.viewer import build_viewer, find_chromium  # noqa: E402

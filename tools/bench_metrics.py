@@ -12,8 +12,8 @@ The model has random weights of the named open_clip architecture (nothing is
 downloaded); the speed of a network does not depend on its weights. The PNGs are
 synthetic (`--size` px, smooth colour plus noise, so they do not compress to nothing).
 
-CPU default: `python scripts/bench_metrics.py` (ViT-B-32, 512 px, 128 images).
-GPU: `python scripts/bench_metrics.py --device cuda --model ViT-L-14 --size 1024 --images 512`.
+CPU default: `python tools/bench_metrics.py` (ViT-B-32, 512 px, 128 images).
+GPU: `python tools/bench_metrics.py --device cuda --model ViT-L-14 --size 1024 --images 512`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 PROMPTS = [
     "a lighthouse on a rocky coast at dusk",

@@ -1,8 +1,8 @@
 """A throw-away single-node SLURM cluster on this machine, for trying `profiles/slurm`.
 
-    python scripts/slurm_cluster.py start  [--install] [--state-dir DIR]
-    python scripts/slurm_cluster.py status [--state-dir DIR]
-    python scripts/slurm_cluster.py stop   [--state-dir DIR]
+    python tools/slurm_cluster.py start  [--install] [--state-dir DIR]
+    python tools/slurm_cluster.py status [--state-dir DIR]
+    python tools/slurm_cluster.py stop   [--state-dir DIR]
 
 Runs Debian's slurm-wlm daemons as root (no systemd needed): munged, slurmctld and
 slurmd, one node `localhost` with two fake GPUs (`Gres=gpu:fake:2`, backed by /dev/null
@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-MARKER = "# written by t2ibench scripts/slurm_cluster.py"
+MARKER = "# written by t2ibench tools/slurm_cluster.py"
 STATE_MARKER = ".t2ibench-slurm-cluster"
 DEFAULT_STATE_DIR = Path("/tmp/t2ibench-slurm")
 ETC = Path("/etc/slurm")
@@ -231,7 +231,7 @@ def _node_line() -> str:
 def _slurm_conf(state_dir: Path, node_line: str) -> str:
     s = state_dir
     return f"""{MARKER}
-# A single-node test cluster on 127.0.0.1; `python scripts/slurm_cluster.py stop` removes it.
+# A single-node test cluster on 127.0.0.1; `python tools/slurm_cluster.py stop` removes it.
 ClusterName=t2ibench
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={PORTS[0]}
@@ -347,7 +347,7 @@ def start(state_dir: Path, install: bool) -> None:
         stop(state_dir, quiet=True)
         raise
     print(f"cluster running: node {NODE} with gpu:fake:2, partition {PARTITION}")
-    print(f"state dir {state_dir}; stop with: python scripts/slurm_cluster.py stop")
+    print(f"state dir {state_dir}; stop with: python tools/slurm_cluster.py stop")
 
 
 def _start_daemons(state_dir: Path, state: dict, node_line: str) -> None:

@@ -1,4 +1,4 @@
-"""Full-size SDXL check on a GPU: `python scripts/gpu_check.py [--json FILE]`.
+"""Full-size SDXL check on a GPU: `python tools/gpu_check.py [--json FILE]`.
 
 Builds the full-size SDXL architecture from the shipped configs (config/sdxl-base) with
 seeded random weights (nothing is downloaded), then for each dtype makes 1024x1024
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -1,20 +1,20 @@
-"""Bundled generation: one job makes many images and loads its model once.
+"""Chunks: one generation job makes many images and loads its model once.
 
 With ``images_per_job`` above 1 the images of each (experiment, model) are cut, in plan
 order (cell, prompt, seed), into fixed chunks of that size. A chunk whose images are all
-done (t2ibench.freshness) needs no job. Otherwise one ``generate_batch`` job makes the
+done (t2ibench.freshness) needs no job. Otherwise one ``generate_chunk`` job makes the
 chunk's images that are missing or outdated, and only those.
 
-The images are not outputs of the batch job: Snakemake deletes every output of a job
-before it runs it again (and after it fails), so a batch owning its images would remake
-a whole chunk for one deleted image, and lose the images a crashed batch had already
-made. Each image is still written atomically (record first, PNG last), so an interrupted
-batch leaves only finished images, and the next run makes the rest.
+The images are not outputs of the chunk's job: Snakemake deletes every output of a job
+before it runs it again (and after it fails), so a job owning its images would remake a
+whole chunk for one deleted image, and lose the images a crashed job had already made.
+Each image is still written atomically (record first, PNG last), so an interrupted job
+leaves only finished images, and the next run makes the rest.
 
-A batch job's output is a small JSON record of what it made, its marker,
-``logs/batches/<model>/chunk<k>-of<size>.json``. The image list waits for the markers
-of the chunks that have images to make; a marker left by an earlier run is remade
-(forced) when its chunk has images to make again.
+A chunk job's output is the chunk's record, a small JSON file of what it made,
+``logs/chunks/<model>/chunk<k>-of<size>.json``. The image list waits for the records of
+the chunks that have images to make; a record left by an earlier run is remade (forced)
+when its chunk has images to make again.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from t2ibench.freshness import Freshness
 from t2ibench.plan import ImageJob, Plan
 
-MARKER = re.compile(r"^chunk(?P<index>\d{3,})-of(?P<size>\d+)$")
+CHUNK_NAME = re.compile(r"^chunk(?P<index>\d{3,})-of(?P<size>\d+)$")
 # The same for Snakemake's wildcard (which reads "{3,}" as a wildcard: spelled out).
-MARKER_WILDCARD = r"chunk\d\d\d+-of\d+"
+CHUNK_WILDCARD = r"chunk\d\d\d+-of\d+"
 
 
 @dataclass(frozen=True)
@@ -41,24 +41,24 @@ class Chunk:
     todo: tuple[ImageJob, ...]  # images to make
 
     @property
-    def marker(self) -> str:
-        return marker_name(self.index, self.size)
+    def name(self) -> str:
+        return chunk_name(self.index, self.size)
 
 
-def marker_name(index: int, size: int) -> str:
+def chunk_name(index: int, size: int) -> str:
     return f"chunk{index:03d}-of{size}"
 
 
-def parse_marker(name: str) -> tuple[int, int]:
-    """(chunk index, chunk size) of a marker name."""
-    match = MARKER.match(name)
+def parse_chunk_name(name: str) -> tuple[int, int]:
+    """(chunk index, chunk size) of a chunk's name."""
+    match = CHUNK_NAME.match(name)
     if not match:
-        raise ValueError(f"not a batch marker name: {name!r} (expected chunk<k>-of<size>)")
+        raise ValueError(f"not a chunk name: {name!r} (expected chunk<k>-of<size>)")
     return int(match["index"]), int(match["size"])
 
 
-def marker_path(results_dir: str, experiment: str, model: str, name: str) -> str:
-    return f"{results_dir}/{experiment}/logs/batches/{model}/{name}.json"
+def chunk_record_path(results_dir: str, experiment: str, model: str, name: str) -> str:
+    return f"{results_dir}/{experiment}/logs/chunks/{model}/{name}.json"
 
 
 def model_jobs(plan: Plan, experiment: str, model: str) -> list[ImageJob]:

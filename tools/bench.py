@@ -7,11 +7,11 @@
 3. Peak RSS of each process.
 4. Dry-run seconds and peak RSS of the largest catalogue experiment at full size (not
    quick) for 2 models and 50 prompts, 2 images per prompt.
-5. Dry-run seconds of the 20,000-image plan, one job per image and bundled by
+5. Dry-run seconds of the 20,000-image plan, one job per image and in chunks of
    `images_per_job: 50`, before any image is made and once every image and record is on
    disk (the start-up check then reads each image's record against its settings).
 
-Run from the repository root: `python scripts/bench.py [--repeats N]`.
+Run from the repository root: `python tools/bench.py [--repeats N]`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from t2ibench.workspace import copy_workflow  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "bench.json")
     parser.add_argument(
         "--only",
-        choices=["dry-run", "bundled", "sweep", "ratio"],
+        choices=["dry-run", "chunks", "sweep", "ratio"],
         help="measure one figure only",
     )
     args = parser.parse_args()
@@ -225,7 +225,7 @@ def main() -> None:
                 figures[f"dry_run_{images}_s"] = round(dry_run(root, images), 2)
                 seconds = figures[f"dry_run_{images}_s"]
                 print(f"dry run, {images:>6} images: {seconds:.2f} s", flush=True)
-        if args.only in (None, "bundled"):
+        if args.only in (None, "chunks"):
             for per_job in (1, 50):
                 made = made_dry_run(root, 20000, per_job)
                 figures.update(made)

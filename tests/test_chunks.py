@@ -1,4 +1,5 @@
-"""Bundled generation (images_per_job > 1): chunks, what is to make, and the markers."""
+"""Chunks (images_per_job > 1): which chunks have images to make, their records, and the
+workflow run in chunks against one job per image."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from t2ibench.batches import (
+from t2ibench.chunks import (
     chunk_jobs,
+    chunk_name,
     experiment_chunks,
-    marker_name,
     model_jobs,
-    parse_marker,
+    parse_chunk_name,
 )
 from t2ibench.config import validate_config
 from t2ibench.plan import build_plan
@@ -55,19 +56,19 @@ def test_chunks_cover_each_models_images_once_in_plan_order(base_config):
             chunk_jobs(plan, "baseline", model, 3, 4)
 
 
-def test_marker_names_round_trip_and_reject_others():
-    assert marker_name(3, 50) == "chunk003-of50"
-    assert parse_marker("chunk003-of50") == (3, 50)
-    assert parse_marker("chunk1234-of7") == (1234, 7)
+def test_chunk_names_round_trip_and_reject_others():
+    assert chunk_name(3, 50) == "chunk003-of50"
+    assert parse_chunk_name("chunk003-of50") == (3, 50)
+    assert parse_chunk_name("chunk1234-of7") == (1234, 7)
     for bad in ["chunk3-of50", "chunk003-of", "003-of50", "chunk003-of50.json", "chunk003-of50.2"]:
         with pytest.raises(ValueError, match="chunk<k>-of<size>"):
-            parse_marker(bad)
+            parse_chunk_name(bad)
 
 
 def test_first_run_lists_every_chunk(base_config):
     plan = two_model_plan(base_config)
     chunks = experiment_chunks(plan, "baseline", 4)
-    assert [(c.model, c.marker, len(c.todo)) for c in chunks] == [
+    assert [(c.model, c.name, len(c.todo)) for c in chunks] == [
         ("tiny", "chunk000-of4", 4),
         ("tiny", "chunk001-of4", 4),
         ("tiny", "chunk002-of4", 1),
@@ -92,7 +93,7 @@ def test_a_missing_image_lists_its_chunk_with_that_image_only(base_config):
     victim = chunk_jobs(plan, "baseline", "vpred", 1, 4)[2]
     Path(plan.path(victim)).unlink()
     chunks = experiment_chunks(plan, "baseline", 4)
-    assert [(c.model, c.marker, c.todo) for c in chunks] == [("vpred", "chunk001-of4", (victim,))]
+    assert [(c.model, c.name, c.todo) for c in chunks] == [("vpred", "chunk001-of4", (victim,))]
 
 
 def test_settings_change_lists_every_chunk_it_touches(base_config):
@@ -114,7 +115,7 @@ def test_images_per_job_is_validated(base_config):
             validate_config(with_changes(base_config, images_per_job=bad))
 
 
-# --- The workflow, bundled, against the per-image run -----------------------------------
+# --- The workflow in chunks, against one job per image -----------------------------------
 
 PROMPTS = {
     "t_001": {"text": "a red cube on a table"},
@@ -141,8 +142,8 @@ def run_images(work):
     return sorted((work / "results" / "baseline").glob("*/default/p*_i*_s*.png"))
 
 
-def markers(work):
-    return sorted((work / "results" / "baseline" / "logs" / "batches").glob("*/*.json"))
+def chunk_records(work):
+    return sorted((work / "results" / "baseline" / "logs" / "chunks").glob("*/*.json"))
 
 
 def job_counts(proc):
@@ -152,8 +153,8 @@ def job_counts(proc):
 
 
 @pytest.fixture(scope="module")
-def bundled_runs(tmp_path_factory):
-    """The same config run bundled (chunks of 4) and one job per image."""
+def chunked_runs(tmp_path_factory):
+    """The same config run in chunks of 4 and with one job per image."""
     from workflow_helpers import make_workdir, snakemake, write_config
 
     runs = {}
@@ -165,24 +166,24 @@ def bundled_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_bundled_run_equals_the_per_image_run(bundled_runs):
+def test_a_run_in_chunks_equals_the_per_image_run(chunked_runs):
     import pandas as pd
 
-    work, proc = bundled_runs[4]
-    per_image, per_image_proc = bundled_runs[1]
-    assert "generation bundled by images_per_job = 4: 6 job(s) for 18 image(s)" in proc.stderr
-    assert job_counts(proc)["generate_batch"] == 6 and "generate_image" not in job_counts(proc)
+    work, proc = chunked_runs[4]
+    per_image, per_image_proc = chunked_runs[1]
+    assert "generation in chunks of images_per_job = 4: 6 job(s) for 18 image(s)" in proc.stderr
+    assert job_counts(proc)["generate_chunk"] == 6 and "generate_image" not in job_counts(proc)
     assert job_counts(per_image_proc)["generate_image"] == 18
     images = run_images(work)
     assert len(images) == 18
     for image in images:
         assert image.read_bytes() == (per_image / image.relative_to(work)).read_bytes()
-    # Six batch records: chunks of 4, 4 and 1 per model; every image made exactly once.
-    records = [json.loads(p.read_text()) for p in markers(work)]
+    # Six chunk records: chunks of 4, 4 and 1 per model; every image made exactly once.
+    records = [json.loads(p.read_text()) for p in chunk_records(work)]
     assert sorted(len(r["made"]) for r in records) == [1, 1, 4, 4, 4, 4]
     made = sorted(f"{r['model']}/{name}" for r in records for name in r["made"])
     assert made == sorted(f"{p.parent.parent.name}/default/{p.name}" for p in images)
-    # One process: each model is loaded once, by the first batch of it that ran.
+    # One process: each model is loaded once, by the first chunk of it that ran.
     assert sum(r["model_loads"] for r in records) == 2
     assert {r["device"] for r in records} == {"cpu"}
     ours = pd.read_csv(work / "results" / "baseline" / "results.csv")
@@ -191,10 +192,10 @@ def test_bundled_run_equals_the_per_image_run(bundled_runs):
 
 
 @pytest.mark.slow
-def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
+def test_gaps_in_chunks_make_only_the_missing_images(chunked_runs):
     from workflow_helpers import nothing_to_do, snakemake
 
-    work, _ = bundled_runs[4]
+    work, _ = chunked_runs[4]
     args = ("--configfile", "test-config.yaml")
     assert nothing_to_do(snakemake(work, *args, "-n"))
     images = run_images(work)  # tiny-sdxl's 9 in plan order, then tiny-vpred's
@@ -203,7 +204,7 @@ def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in images}
     for path in deleted:
         path.unlink()
-    assert job_counts(snakemake(work, *args, "-n"))["generate_batch"] == 3
+    assert job_counts(snakemake(work, *args, "-n"))["generate_chunk"] == 3
     snakemake(work, *args)
     assert run_images(work) == images
     rewritten = [p for p in images if p.stat().st_mtime_ns != before[p][0]]
@@ -215,25 +216,25 @@ def test_bundled_gaps_make_only_the_missing_images(bundled_runs):
 
 
 @pytest.mark.slow
-def test_an_image_made_outside_a_batch_remakes_the_list(bundled_runs):
+def test_an_image_made_outside_a_chunk_remakes_the_list(chunked_runs):
     """An image made by the per-image rule after the list: the list (and the scores)
-    follow, and no batch job runs for a chunk that is complete."""
+    follow, and no chunk job runs for a chunk that is complete."""
     from workflow_helpers import nothing_to_do, snakemake
 
-    work, _ = bundled_runs[4]
+    work, _ = chunked_runs[4]
     args = ("--configfile", "test-config.yaml")
     image = run_images(work)[10]
     image.unlink()
     snakemake(work, str(image.relative_to(work)), *args)  # rule generate_image
     counts = job_counts(snakemake(work, *args, "-n"))
-    assert counts["image_list"] == 1 and "generate_batch" not in counts
+    assert counts["image_list"] == 1 and "generate_chunk" not in counts
     snakemake(work, *args)
     assert nothing_to_do(snakemake(work, *args, "-n"))
 
 
 @pytest.mark.slow
-def test_bundled_ctrl_c_keeps_every_finished_image(tmp_path):
-    """SIGINT in the middle of a batch: the images it finished stay (they are not the
+def test_ctrl_c_in_a_chunk_keeps_every_finished_image(tmp_path):
+    """SIGINT in the middle of a chunk: the images it finished stay (they are not the
     job's outputs, so Snakemake does not delete them) and are not made again."""
     from workflow_helpers import interrupt_run, make_workdir, snakemake, write_config
 
@@ -248,11 +249,11 @@ def test_bundled_ctrl_c_keeps_every_finished_image(tmp_path):
     snakemake(work, "--configfile", "test-config.yaml")
     assert len(run_images(work)) == 60
     assert {p: p.stat().st_mtime_ns for p in survivors} == before
-    made = [json.loads(p.read_text())["made"] for p in markers(work)]
+    made = [json.loads(p.read_text())["made"] for p in chunk_records(work)]
     assert sum(len(m) for m in made) == 60 - len(survivors)
 
 
-def test_slurm_profile_bundles_the_demo_config(tmp_path):
+def test_slurm_profile_runs_the_demo_config_in_chunks(tmp_path):
     """`snakemake --profile profiles/slurm -n` (no cluster needed) plans one generation
     job per chunk of the profile's images_per_job images, and none per image."""
     import math
@@ -269,6 +270,6 @@ def test_slurm_profile_bundles_the_demo_config(tmp_path):
         per_model[(job.experiment, job.model)] = per_model.get((job.experiment, job.model), 0) + 1
     proc = snakemake(work, "--profile", "profiles/slurm", "-n")
     counts = job_counts(proc)
-    assert counts["generate_batch"] == sum(math.ceil(n / size) for n in per_model.values())
+    assert counts["generate_chunk"] == sum(math.ceil(n / size) for n in per_model.values())
     assert "generate_image" not in counts
-    assert f"generation bundled by images_per_job = {size}" in proc.stderr
+    assert f"generation in chunks of images_per_job = {size}" in proc.stderr
