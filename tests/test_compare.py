@@ -13,6 +13,7 @@ from PIL import Image
 from t2ibench import cli
 from t2ibench.errors import InputError
 from t2ibench.report import grid as g
+from t2ibench.report import grid_render as gr
 from t2ibench.report.compare import (
     HIGHLIGHT,
     CompareRequest,
@@ -21,6 +22,7 @@ from t2ibench.report.compare import (
     run_compare,
     select_images,
 )
+from t2ibench.report.results import load_results
 
 SIZE = 16
 CELL = 32
@@ -114,37 +116,48 @@ def pixel(image, xy) -> tuple:
     return image.getpixel(xy)[:3]
 
 
-def render_one(grid, max_side=g.MAX_SIDE):
-    lay = g.layout(grid, CELL, max_side)
-    pages = g.paginate(grid, lay, max_side)
-    return lay, pages, [g.render_page(grid, lay, page) for page in pages]
+def render_one(grid, max_side=gr.MAX_SIDE):
+    """Every page of the grid at tile size CELL: (layout, pages, images)."""
+    lay = gr.layout(grid, CELL, max_side)
+    pages = gr.paginate(grid, lay, max_side)
+    return lay, pages, [gr.render_page(grid, lay, page) for page in pages]
+
+
+def tile_origin(lay, page, row: int, column: int) -> tuple[int, int]:
+    """Top-left pixel of grid row `row`, column `column` on `page`, from the layout's
+    public sizes: below the page's caption lines and the column header and the rows of
+    the page above it; right of the row labels and the columns of the page before it."""
+    y = gr.PADDING + page.notes_height + lay.header_height
+    y += sum(lay.row_heights[r] + gr.PADDING for r in page.rows if r < row)
+    x = lay.x0 + (column - page.columns.start) * (lay.cell_size + gr.PADDING)
+    return x, y
 
 
 # ---------------------------------------------------------------- grid
 
 
 def test_grid_is_rows_by_columns_with_each_image_in_place(results_dir):
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     grid = g.axis_grid(results)  # prompts x values
     assert grid.rows == ["cat: a photo of a cat", "dog: a photo of a dog"]
     assert grid.columns == ["shift=1.0 (reference)", "shift=2.0", "shift=3.0"]
     lay, pages, (image,) = render_one(grid)
-    assert image.width == g.PADDING + lay.label_width + 3 * (CELL + g.PADDING)
+    assert image.width == gr.PADDING + lay.label_width + 3 * (CELL + gr.PADDING)
     for r in range(2):
         for c in range(3):
-            x, y = g.tile_origin(lay, pages[0], r, c)
+            x, y = tile_origin(lay, pages[0], r, c)
             assert pixel(image, (x + CELL // 2, y + CELL // 2)) == colour(r, c, 0, 0)
     assert any("seed: 7 (first of 2" in note for note in grid.notes)
 
 
 def test_other_axes_filters_and_hidden_axis_note(tmp_path):
     results_dir = write_experiment(tmp_path, models=("m1", "m2", "m3"))
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     grid = g.axis_grid(results, "models", "values", {"seed": [8]})
     assert grid.rows == ["m1", "m2", "m3"] and len(grid.columns) == 3
     assert "seed: 8" in grid.notes and any("prompt: cat (#0) (first of 2" in n for n in grid.notes)
     lay, pages, (image,) = render_one(grid)
-    x, y = g.tile_origin(lay, pages[0], 2, 1)
+    x, y = tile_origin(lay, pages[0], 2, 1)
     assert pixel(image, (x + 5, y + 5)) == colour(0, 1, 2, 1)
     grid = g.axis_grid(results, "cells", "seeds", {"model": ["m2"], "cell": ["shift-3.0"]})
     assert grid.rows == ["shift-3.0"] and grid.columns == ["seed 7", "seed 8"]
@@ -155,13 +168,13 @@ def test_other_axes_filters_and_hidden_axis_note(tmp_path):
 
 def test_baseline_defaults_to_prompts_by_models(tmp_path):
     results_dir = write_experiment(tmp_path, name="baseline", models=("a", "b"), values=())
-    results = g.load_results(results_dir, "baseline")
+    results = load_results(results_dir, "baseline")
     assert g.default_columns(results) == "models"
     assert g.axis_grid(results).columns == ["a", "b"]
 
 
 def test_pages_stay_within_the_cap_and_repeat_the_header(results_dir):
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     grid = g.axis_grid(results, "seeds", "values", {"prompt": [0]})
     grid.rows = grid.rows * 5  # 10 rows
     grid.tiles.update({(r, c): grid.tiles[(r % 2, c)] for r in range(10) for c in range(3)})
@@ -173,7 +186,7 @@ def test_pages_stay_within_the_cap_and_repeat_the_header(results_dir):
     assert any(line.startswith("page 1/") for line in pages[0].lines)
     bands = []
     for page, image in zip(pages, images, strict=True):
-        x, y = g.tile_origin(lay, page, page.rows.start, page.columns.start)
+        x, y = tile_origin(lay, page, page.rows.start, page.columns.start)
         header = image.crop((x, y - lay.header_height, image.width, y))
         bands.append((page.columns, np.asarray(header)))
     same_columns = [band for cols, band in bands if cols == bands[0][0]]
@@ -182,48 +195,48 @@ def test_pages_stay_within_the_cap_and_repeat_the_header(results_dir):
 
 
 def test_max_rows_and_numbered_page_files(results_dir, tmp_path):
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     grid = g.axis_grid(results, "prompts", "values")
-    assert g.count_pages(grid, CELL, max_rows=1) == 2
-    paths = g.page_paths(tmp_path / "x" / "g.png", 2)
+    assert gr.count_pages(grid, CELL, max_rows=1) == 2
+    paths = gr.page_paths(tmp_path / "x" / "g.png", 2)
     assert [p.name for p in paths] == ["g-p1.png", "g-p2.png"]
-    assert g.write_grid(grid, paths, CELL, max_rows=1) == paths and all(p.exists() for p in paths)
-    assert g.page_paths(tmp_path / "g.png", 1) == [tmp_path / "g.png"]
+    assert gr.write_grid(grid, paths, CELL, max_rows=1) == paths and all(p.exists() for p in paths)
+    assert gr.page_paths(tmp_path / "g.png", 1) == [tmp_path / "g.png"]
 
 
 def test_long_labels_wrap_and_grow_the_row_not_the_width():
     words = [f"word{i:03d}" for i in range(40)]
     long = " ".join(words)[:300]
     tiles = {(0, 0): None}
-    short_lay = g.layout(g.Grid(["short label"], ["col"], tiles), CELL, 400)
-    long_lay = g.layout(g.Grid([long], ["col"], tiles), CELL, 400)
+    short_lay = gr.layout(gr.Grid(["short label"], ["col"], tiles), CELL, 400)
+    long_lay = gr.layout(gr.Grid([long], ["col"], tiles), CELL, 400)
     lines = long_lay.row_lines[0]
-    assert 3 < len(lines) < g.ROW_LABEL_MAX_LINES
+    assert 3 < len(lines) < gr.ROW_LABEL_MAX_LINES
     assert " ".join(lines).split() == long.split()  # every word drawn, none cut
-    assert all(g._text_width(line) <= long_lay.label_width for line in lines)
+    assert all(gr.label_font().getlength(line) <= long_lay.label_width for line in lines)
     assert long_lay.row_heights[0] > short_lay.row_heights[0] >= CELL
-    (image,) = g.render_pages(g.Grid([long], ["col"], tiles), CELL, max_side=400)
+    _, _, (image,) = render_one(gr.Grid([long], ["col"], tiles), max_side=400)
     assert image.width <= 400
     ink_rows = np.where((np.asarray(image.convert("L"))[:, : long_lay.label_width] < 100).any(1))
     assert ink_rows[0].max() - ink_rows[0].min() > 3 * long_lay.line_height
 
 
 def test_enormous_labels_are_ellipsised_and_long_words_split():
-    lines = g.wrap_label("lorem ipsum " * 500, 150, 5)
-    assert len(lines) == 5 and lines[-1].endswith(g.ELLIPSIS)
+    lines = gr.wrap_label("lorem ipsum " * 500, 150, 5)
+    assert len(lines) == 5 and lines[-1].endswith(gr.ELLIPSIS)
     word = "x" * 80
-    pieces = g.wrap_label(word, 60)
+    pieces = gr.wrap_label(word, 60)
     assert len(pieces) > 1 and "".join(pieces) == word
 
 
 def test_metric_is_drawn_under_each_image(results_dir):
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     plain = g.axis_grid(results, metric=None)
     scored = g.axis_grid(results, metric="clip_score")
     assert scored.captions[(1, 2)] == "clip_score 21.20"
-    assert g.layout(plain, CELL).caption_height == 0
+    assert gr.layout(plain, CELL).caption_height == 0
     lay, pages, (image,) = render_one(scored)
-    x, y = g.tile_origin(lay, pages[0], 0, 0)
+    x, y = tile_origin(lay, pages[0], 0, 0)
     band = np.asarray(image.convert("L").crop((x, y + CELL, x + CELL, y + CELL + 16)))
     assert band.min() < 100  # text drawn where the plain grid has nothing
     with pytest.raises(InputError, match="unknown metric 'nope'.*clip_score"):
@@ -232,11 +245,11 @@ def test_metric_is_drawn_under_each_image(results_dir):
 
 def test_missing_image_is_a_marked_tile(results_dir):
     (results_dir / "sweep" / "m1" / "shift-2.0" / "p001_i00_s7.png").unlink()
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     lay, pages, (image,) = render_one(g.axis_grid(results))
-    x, y = g.tile_origin(lay, pages[0], 1, 1)
-    assert pixel(image, (x + CELL - 6, y + CELL // 2)) == g.MISSING_FILL
-    x, y = g.tile_origin(lay, pages[0], 1, 0)
+    x, y = tile_origin(lay, pages[0], 1, 1)
+    assert pixel(image, (x + CELL - 6, y + CELL // 2)) == gr.MISSING_FILL
+    x, y = tile_origin(lay, pages[0], 1, 0)
     assert pixel(image, (x + CELL - 6, y + CELL // 2)) == colour(1, 0, 0, 0)
 
 
@@ -256,9 +269,19 @@ def test_experiment_grid_pages(tmp_path):
     assert all(p.read_bytes() == q.read_bytes() for p, q in zip(paged, again, strict=True))
 
 
-def test_make_grid_keeps_its_signature(results_dir, tmp_path):
-    image = g.make_grid(["a", "b"], ["x"], {(0, 0): str(tmp_path / "none.png")}, CELL)
+def test_a_grid_of_paths_with_a_missing_file_is_one_page(tmp_path):
+    """A grid whose tiles are image paths (one of a file that is not there, one not
+    given) is drawn whole, on one page, with both tiles marked missing."""
+    grid = gr.Grid(["a", "b"], ["x"], {(0, 0): str(tmp_path / "none.png")})
+    assert gr.count_pages(grid, CELL) == 1
+    (path,) = gr.write_grid(grid, gr.page_paths(tmp_path / "g.png", 1), CELL)
+    image = Image.open(path)
     assert image.width > CELL and image.height > 2 * CELL
+    lay = gr.layout(grid, CELL, gr.MAX_SIDE)
+    (page,) = gr.paginate(grid, lay)
+    for row in range(2):
+        x, y = tile_origin(lay, page, row, 0)
+        assert pixel(image, (x + CELL - 6, y + CELL // 2)) == gr.MISSING_FILL
 
 
 # ---------------------------------------------------------------- diff
@@ -308,15 +331,15 @@ def test_diff_output_shows_a_b_and_the_red_pixel(tmp_path, out):
     (path,) = run_compare(results_dir, request)
     assert path == Path("sweep-diff-highlight.png")
     image = np.asarray(Image.open(path))
-    assert image.shape[1] == g.PADDING + 3 * (64 + g.PADDING)
+    assert image.shape[1] == gr.PADDING + 3 * (64 + gr.PADDING)
     ys, xs = np.where((image == HIGHLIGHT).all(2))
     scale = 64 // SIZE
     assert len(xs) == scale * scale  # one pixel enlarged 4x
-    assert xs.min() == g.PADDING + 2 * (64 + g.PADDING) + 5 * scale
+    assert xs.min() == gr.PADDING + 2 * (64 + gr.PADDING) + 5 * scale
     heat = run_compare(
         results_dir, CompareRequest("sweep", "diff", values=["1.0", "3.0"], diff_mode="heatmap")
     )
-    assert Image.open(heat[0]).width == g.PADDING + 4 * (256 + g.PADDING)  # plus colour bar
+    assert Image.open(heat[0]).width == gr.PADDING + 4 * (256 + gr.PADDING)  # plus colour bar
 
 
 def test_diff_of_different_sizes_needs_resize(tmp_path, out):
@@ -326,7 +349,7 @@ def test_diff_of_different_sizes_needs_resize(tmp_path, out):
         run_compare(results_dir, request)
     assert not list(out.iterdir())
     request.resize = True
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     from t2ibench.report.compare import build_grid
 
     assert "resized from 24x20 to 16x16" in build_grid(results, request).captions[(0, 1)]
@@ -337,7 +360,7 @@ def test_diff_of_different_sizes_needs_resize(tmp_path, out):
 
 
 def test_side_by_side_is_one_row_of_n_images_wrapping_past_per_row(results_dir, out):
-    results = g.load_results(results_dir, "sweep")
+    results = load_results(results_dir, "sweep")
     selected, notes = select_images(results, {})
     assert [s.label for s in selected] == [
         "shift-1.0 (shift=1.0)",
@@ -347,12 +370,12 @@ def test_side_by_side_is_one_row_of_n_images_wrapping_past_per_row(results_dir, 
     assert any(n.startswith("prompt: cat (#0) (first of 2") for n in notes)
     (path,) = run_compare(results_dir, CompareRequest("sweep", "side-by-side", cell_size=CELL))
     one_row = Image.open(path)
-    assert one_row.width == g.PADDING + 3 * (CELL + g.PADDING)
+    assert one_row.width == gr.PADDING + 3 * (CELL + gr.PADDING)
     request = CompareRequest("sweep", "side-by-side", seeds=["7,8"], cell_size=CELL, per_row=4)
     (path,) = run_compare(results_dir, request)
     wrapped = Image.open(path)
     assert path.name == "sweep-side-by-side-2.png"  # the first is not overwritten
-    assert wrapped.width == g.PADDING + 4 * (CELL + g.PADDING)
+    assert wrapped.width == gr.PADDING + 4 * (CELL + gr.PADDING)
     assert wrapped.height > one_row.height + CELL
 
 
@@ -363,6 +386,28 @@ def test_output_names(tmp_path):
         output_paths(CompareRequest("sweep", output=tmp_path / "mine.jpg"), 1)
     (tmp_path / "sweep-grid.png").write_bytes(b"")
     assert output_paths(CompareRequest("sweep"), 1, tmp_path) == [tmp_path / "sweep-grid-2.png"]
+
+
+def test_custom_prompt_experiments_are_listed_and_compared(tmp_path, out, capsys):
+    """The results of a custom prompt are `prompt-<hash>/<name>`: listed, drawn (images
+    found after the experiment's folder name) and written to a file name without `/`."""
+    results_dir = write_experiment(tmp_path / "work", name="prompt-1a2b3c4d/sweep")
+    write_experiment(tmp_path / "work", name="quick/sweep")  # its own results folder
+    assert cli.main(["compare", "--results-dir", str(results_dir), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "prompt-1a2b3c4d/sweep\n" in listing and "quick/" not in listing
+    (path,) = run_compare(results_dir, CompareRequest("prompt-1a2b3c4d/sweep", cell_size=CELL))
+    assert path == Path("prompt-1a2b3c4d_sweep-grid.png")
+    results = load_results(results_dir, "prompt-1a2b3c4d/sweep")
+    grid = g.axis_grid(results)
+    assert grid.notes[0].startswith("prompt-1a2b3c4d/sweep: prompts (rows)")
+    lay, pages, _ = render_one(grid)
+    image = Image.open(path)
+    x, y = tile_origin(lay, pages[0], 1, 2)
+    assert pixel(image, (x + CELL // 2, y + CELL // 2)) == colour(1, 2, 0, 0)
+    with pytest.raises(InputError, match="unknown experiment 'quick/sweep'"):
+        load_results(results_dir, "quick/sweep")
+    assert [r.name for r in [load_results(results_dir / "quick", "sweep")]] == ["sweep"]
 
 
 # ---------------------------------------------------------------- bad input

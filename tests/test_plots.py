@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from t2ibench.report import plots
+from t2ibench.report.results import read_rows
 
 SUFFIXES = ("png", "svg")
 
@@ -85,7 +86,7 @@ def expected(stems):
 
 
 def load(folder):
-    summary = plots.read_summary(folder / "summary.csv")
+    summary = plots.summary_frame(read_rows(folder / "summary.csv"))
     metadata = json.loads((folder / "metadata.json").read_text())
     return summary, metadata
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -343,3 +344,44 @@ def test_the_viewer_carries_the_demo_banner(tmp_path):
     [banner] = sweep["warnings"]
     assert banner.startswith("Demo numbers: images and scores here mean nothing.")
     assert "model m1 is a built-in tiny model" in banner
+
+
+def test_custom_prompt_experiments_are_shown_and_quick_runs_have_their_own_viewer(
+    tmp_path, monkeypatch
+):
+    """`prompt-<hash>/<name>` is an experiment of the results folder; `quick/<name>` is
+    not: a quick run's tables are their own results folder, with its viewer in
+    `quick/report/`, and its images are the full run's."""
+    results = make_results(tmp_path)
+    custom = "prompt-1a2b3c4d/base"
+    write_experiment(results, custom, {"m1": 48}, {"default": ({}, False)}, {})
+    cells = {"x-1": ({"x": "1"}, False), "x-3": ({"x": "3"}, True)}
+    write_experiment(results / "quick", "sweep", {"m1": 48}, cells, {"x": ["1", "3"]})
+    shutil.rmtree(results / "quick" / "sweep" / "m1")  # only the full run's copies
+    monkeypatch.chdir(results / "scratch")  # image_path is not relative to here
+
+    build_viewer(results, results / "report", thumb_size=32)
+    data = load_data(results / "report")
+    assert [e["name"] for e in data["experiments"]] == ["base", custom, "sweep"]
+    base, shown = data["experiments"][:2]
+    assert shown["warnings"] == [] and len(shown["images"]) == 6
+    for image in shown["images"]:
+        expected = results / custom / image["model"] / image["cell"] / image["file"]
+        assert (results / "report" / unquote(image["path"])).resolve() == expected.resolve()
+        assert (results / "report" / image["thumb"]).is_file()
+    assert {i["px"] for i in shown["images"]}.isdisjoint({i["px"] for i in base["images"]})
+    for link in shown["files"].values():
+        assert (results / "report" / unquote(link)).resolve().parent == (results / custom)
+
+    quick = results / "quick" / "report"
+    build_viewer(results / "quick", quick, thumb_size=32)
+    (sweep,) = load_data(quick)["experiments"]
+    assert sweep["name"] == "sweep" and sweep["cells"] == ["x-1", "x-3"]
+    assert sweep["warnings"] == [] and len(sweep["images"]) == 12
+    for image in sweep["images"]:
+        expected = results / "sweep" / image["model"] / image["cell"] / image["file"]
+        assert (quick / unquote(image["path"])).resolve() == expected.resolve()
+        assert (quick / image["thumb"]).is_file()
+    assert (quick / unquote(sweep["files"]["results.csv"])).resolve() == (
+        results / "quick" / "sweep" / "results.csv"
+    ).resolve()

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from test_viewer import HOSTILE, SQUARE, make_results
+from test_viewer import HOSTILE, SQUARE, make_results, write_experiment
 
 from t2ibench.report.viewer import build_viewer, find_chromium
 
@@ -289,3 +289,33 @@ def test_tables_sort_numerically(viewer):
     viewer.select("#summary-metric", "pickscore")
     columns = page.locator("#summary-table thead th").all_text_contents()
     assert "pickscore_mean" in columns and "clip_score_mean" not in columns
+
+
+def test_a_custom_prompt_experiment_is_shown_and_compared(browser, tmp_path):
+    """`prompt-<hash>/<name>` is picked, drawn, opened and diffed like any experiment
+    (its name, with a `/`, is in the selects, the tiles' ids and the image URLs)."""
+    results = make_results(tmp_path)
+    custom = "prompt-1a2b3c4d/base"
+    write_experiment(results, custom, {"m1": 48}, {"default": ({}, False)}, {})
+    build_viewer(results, results / "report")
+    viewer = Viewer(browser, (results / "report" / "index.html").as_uri())
+    page = viewer.page
+    assert page.locator("#experiment option").count() == 3
+    viewer.select("#experiment", custom)
+    assert viewer.count() == 6 and viewer.count("#grid-table tbody tr") == 3
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid img.thumb')]"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    page.locator("#grid img.thumb").first.click()
+    assert page.get_attribute("#lightbox-img", "src").startswith(f"../{custom}/m1/default/")
+    page.wait_for_function("document.getElementById('lightbox-img').naturalWidth === 48")
+    page.keyboard.press("Escape")
+    page.click("#tab-compare")
+    viewer.pick("A", custom, "m1", "default", 0, 11)
+    viewer.pick("B", "base", "m1", "default", 0, 11)  # the same pixels, another file
+    page.check("input[name=mode][value=diff]")
+    viewer.select("#diff-mode", "absolute")
+    same = viewer.diff()
+    assert (same["mad"], same["differing"], same["nonzero"]) == (0, 0, 0)
+    viewer.close()

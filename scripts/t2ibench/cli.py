@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _compare_args(parser: argparse.ArgumentParser) -> None:
     from t2ibench.report.compare import DIFF_MODES, MODES, PER_ROW, THRESHOLD
-    from t2ibench.report.grid import AXES, MAX_SIDE
+    from t2ibench.report.grid import AXES
+    from t2ibench.report.grid_render import MAX_SIDE
 
     _config_args(parser)
     add = parser.add_argument

@@ -1,7 +1,9 @@
 """`python scripts/cli.py compare`: look at and compare an experiment's images on disk.
 
-Only the results are read (results/<experiment>/metadata.json and results.csv), never
-the plan, so it works on a copied results folder and while a run goes on.
+Only the results are read (results/<experiment>/metadata.json and results.csv, through
+report.results), never the plan, so it works on a copied results folder and while a run
+goes on. An experiment is named as `--list` shows it: `shift_sweep`, or
+`prompt-1a2b3c4d/baseline` for the results of a custom prompt.
 
     --list            experiments found: description, models, cells, images
     --info            one experiment: variables, reference cell, models, prompts, seeds
@@ -24,20 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench.errors import InputError
-from t2ibench.report.grid import (
+from t2ibench.report.grid import OPTION, axis_grid
+from t2ibench.report.grid_render import (
     MAX_SIDE,
-    OPTION,
     Grid,
-    Results,
-    axis_grid,
     count_pages,
+    label_font,
+    page_paths,
+    write_grid,
+)
+from t2ibench.report.results import (
+    Results,
     find_experiments,
     format_metric,
     known_list,
-    label_font,
     load_results,
-    page_paths,
-    write_grid,
 )
 
 MODES = ("grid", "side-by-side", "diff")

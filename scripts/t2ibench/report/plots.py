@@ -24,7 +24,6 @@ user's matplotlibrc says). Figures are made without pyplot, so none is kept aliv
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import textwrap
@@ -34,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from t2ibench.report.tables import IMAGE_METRICS, PROMPT_METRICS
+from t2ibench.report.results import METRICS, read_metadata, read_rows
 
-# Known metrics, in plotting order; other metrics found in summary.csv follow, sorted.
-METRICS = (*IMAGE_METRICS, *PROMPT_METRICS)
+# Known metrics (METRICS) are plotted in their order; others in summary.csv follow, sorted.
 DIVERSITY_METRICS = ("lpips_diversity", "clip_diversity")
 LOWER_IS_BETTER = {"lpips_ref": "lower = closer to the reference"}
 CI_TEXT = "mean ± 95% CI over prompts"
@@ -53,15 +51,11 @@ _RC = {"svg.hashsalt": "t2ibench", "path.simplify": True}
 # ---------------------------------------------------------------- inputs
 
 
-def read_summary(summary_csv: Path):
-    """summary.csv as a DataFrame, model/cell/variable columns as text; empty if no rows."""
+def summary_frame(rows: list[dict]):
+    """summary.csv's rows (`results.read_rows`) as a DataFrame of text; empty if none."""
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(summary_csv, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, FileNotFoundError):
-        return pd.DataFrame()
-    return frame
+    return pd.DataFrame(rows, dtype=str)
 
 
 def metric_columns(summary) -> list[str]:
@@ -574,10 +568,10 @@ def experiment_plots(
     import matplotlib.style
 
     del results_csv  # the per-image table is not needed: CIs come from summary.csv
-    summary = read_summary(Path(summary_csv))
+    summary = summary_frame(read_rows(Path(summary_csv)))
     if summary.empty or "model" not in summary.columns:
         return []
-    metadata = json.loads(Path(metadata_json).read_text(encoding="utf-8"))
+    metadata = read_metadata(Path(metadata_json))
     experiment = metadata.get("experiment") or Path(summary_csv).parent.name
     written: list[Path] = []
     with _LOCK, matplotlib.style.context("default"), matplotlib.rc_context(_RC):

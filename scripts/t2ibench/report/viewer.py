@@ -1,13 +1,14 @@
 """A static, interactive viewer of every experiment in a results folder.
 
 `build_viewer(results_dir, out_dir)` writes `out_dir/index.html` (normally
-`results/report/index.html`): an experiment picker, each experiment's description,
-metadata, plots and FID table, a grid of thumbnails with row/column axes, filters and a
-metric overlay, an A/B comparison pane (slider, toggle, pixel diff) and sortable
-summary/comparison tables. It is plain HTML, CSS and JavaScript (`viewer_assets/`), with
-no server and no fetch: the page's data is a script, `data.js`, that sets
-`window.T2I.data`, so the page works opened from disk (`file://`) as well as served
-(`python -m http.server` from the results folder).
+`results/report/index.html`): an experiment picker (every experiment of the results
+folder as `t2ibench.report.results` reads it: `<name>` and `prompt-<hash>/<name>`),
+each experiment's description, metadata, plots and FID table, a grid of thumbnails
+with row/column axes, filters and a metric overlay, an A/B comparison pane (slider,
+toggle, pixel diff) and sortable summary/comparison tables. It is plain HTML, CSS and
+JavaScript (`viewer_assets/`), with no server and no fetch: the page's data is a
+script, `data.js`, that sets `window.T2I.data`, so the page works opened from disk
+(`file://`) as well as served (`python -m http.server` from the results folder).
 
 Written under `out_dir` (paths in the page are relative to it):
 
@@ -34,7 +35,6 @@ gets new ones, and files no image refers to any more are removed.
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -49,6 +49,15 @@ from urllib.parse import quote
 
 from t2ibench.errors import InputError
 from t2ibench.io import write_bytes, write_text
+from t2ibench.report.results import (
+    find_experiments,
+    find_image,
+    metric_names,
+    number,
+    read_metadata,
+    read_rows,
+    read_table,
+)
 
 ASSETS = Path(__file__).with_name("viewer_assets")
 ASSET_FILES = ("viewer.js", "viewer.css")
@@ -57,17 +66,6 @@ THUMB_QUALITY = 80
 COPY_QUALITY = 90
 LOSSLESS_MAX_PIXELS = 128 * 128
 KEY_RE = re.compile(r"^[0-9a-f]{20}$")
-# Columns shown as text in the tables even when they look like numbers.
-TEXT_COLUMNS = {
-    "experiment", "model", "cell", "reference", "comparison", "metric", "method",
-    "warning", "extractor", "against", "variable_name", "prompt_id", "prompt_text",
-    "image_path", "image_flag",
-}  # fmt: skip
-# Used when summary.csv is missing: the metric columns results.csv may hold.
-KNOWN_METRICS = [
-    "clip_score", "siglip_score", "image_reward", "pickscore", "hps", "clip_ref_cosine",
-    "lpips_ref", "lpips_diversity", "clip_diversity",
-]  # fmt: skip
 PLOT_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".webp"}
 
 
@@ -100,9 +98,11 @@ def build_viewer(
 ) -> Path:
     """Write the viewer of every experiment under `results_dir` to `out_dir`.
 
-    An experiment is a subfolder of `results_dir` holding a `metadata.json`; its
-    `results.csv`, `summary.csv`, `comparisons.csv`, `metrics/fid.csv`, `plots/` and
-    `grids/` are read when present. Raises InputError when there is no experiment.
+    The experiments are those `t2ibench.report.results.find_experiments` finds: each
+    `<name>/` and `prompt-<hash>/<name>/` holding a `metadata.json` (a quick run's,
+    in `quick/`, are shown by the viewer built over `quick/`). Their `results.csv`,
+    `summary.csv`, `comparisons.csv`, `metrics/fid.csv`, `plots/` and `grids/` are read
+    when present. Raises InputError when there is no experiment.
     Returns the path of `index.html`.
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
@@ -111,10 +111,10 @@ def build_viewer(
             f"viewer: thumb_size and compare_size must be >= 16 px, got "
             f"{thumb_size} and {compare_size}"
         )
-    experiments = discover_experiments(results_dir, out_dir)
+    experiments = discover_experiments(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     build = Build(out_dir, thumb_size, compare_size)
-    payload = [experiment_payload(path, results_dir, build) for path in experiments]
+    payload = [experiment_payload(name, results_dir, build) for name in experiments]
     sizes = make_images(build, workers)
     for experiment in payload:
         attach_sizes(experiment, sizes)
@@ -134,108 +134,21 @@ def build_viewer(
 # ---------------------------------------------------------------------------- discovery
 
 
-def discover_experiments(results_dir: Path, out_dir: Path | None = None) -> list[Path]:
-    """The subfolders of `results_dir` that hold a metadata.json, sorted by name."""
+def discover_experiments(results_dir: Path) -> list[str]:
+    """The experiments of `results_dir` (`results.find_experiments`: `<name>` and
+    `prompt-<hash>/<name>`, never `report/` or `quick/`); InputError when none."""
     if not results_dir.is_dir():
         raise InputError(f"{results_dir}: results folder not found; run the workflow first")
-    skip = os.path.abspath(out_dir) if out_dir is not None else None
-    found = [
-        path
-        for path in sorted(results_dir.iterdir(), key=lambda p: p.name)
-        if path.is_dir() and (path / "metadata.json").is_file() and os.path.abspath(path) != skip
-    ]
+    found = find_experiments(results_dir)
     if not found:
         raise InputError(
-            f"{results_dir}: no experiments to show (no subfolder holds a metadata.json); "
-            "run the workflow first"
+            f"{results_dir}: no experiments to show (no experiment folder holds a "
+            "metadata.json); run the workflow first"
         )
     return found
 
 
-def read_metadata(path: Path) -> dict:
-    """metadata.json as a dict; one-line InputError when it does not parse."""
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: cannot read the experiment's metadata ({err})") from err
-    if not isinstance(meta, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return meta
-
-
-# ---------------------------------------------------------------------------- tables
-
-
-def number(text: str):
-    """A CSV field as int or float when it is one (NaN and empty as None), else the text."""
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    if math.isnan(value):
-        return None
-    if math.isinf(value):
-        return text
-    if value.is_integer() and re.fullmatch(r"[+-]?\d+", text.strip()):
-        return int(value)
-    return value
-
-
-def read_rows(path: Path) -> list[dict]:
-    """A CSV file as a list of dicts of strings (empty when the file is missing)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
-
-
-def read_table(path: Path) -> dict | None:
-    """A CSV table for the page: {columns, rows}, numbers as numbers; None if missing."""
-    if not path.is_file():
-        return None
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        columns = next(reader, [])
-        rows = [
-            [
-                value if name in TEXT_COLUMNS else number(value)
-                for name, value in zip(columns, row, strict=False)
-            ]
-            for row in reader
-        ]
-    return {"columns": columns, "rows": rows}
-
-
-def metric_names(summary: dict | None, columns: list[str]) -> list[str]:
-    """Metrics of an experiment: summary.csv's `<metric>_mean` columns found in results.csv."""
-    names = []
-    if summary:
-        names = [c[: -len("_mean")] for c in summary["columns"] if c.endswith("_mean")]
-    names = names or KNOWN_METRICS
-    return [name for name in names if name in columns]
-
-
 # ---------------------------------------------------------------------------- images
-
-
-def resolve_image(image_path: str, exp_dir: Path, results_dir: Path, row: dict) -> Path | None:
-    """The file behind results.csv's image_path (relative to the working directory).
-
-    Tried in order: the path itself (absolute, or from the current directory), from the
-    results folder's parent, the part after the experiment's folder name, and the
-    layout `<experiment>/<model>/<cell>/<file name>`. None when no candidate exists.
-    """
-    if not image_path:
-        return None
-    path = Path(image_path)
-    candidates = [path, results_dir.parent / path]
-    if exp_dir.name in path.parts:
-        index = len(path.parts) - 1 - path.parts[::-1].index(exp_dir.name)
-        candidates.append(exp_dir.joinpath(*path.parts[index + 1 :]))
-    candidates.append(exp_dir / row.get("model", "") / row.get("cell", "") / path.name)
-    return next((c for c in candidates if c.is_file()), None)
 
 
 def url(path: Path, out_dir: Path) -> str:
@@ -296,8 +209,10 @@ def demo_banner(meta: dict) -> list[str]:
     return [f"{DEMO_BANNER} {'; '.join(reasons)}."] if reasons else []
 
 
-def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
-    """Everything the page shows of one experiment; queues its images in `build.jobs`."""
+def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
+    """Everything the page shows of one experiment (`name`: `sweep`, or
+    `prompt-<hash>/<name>`); queues its images in `build.jobs`."""
+    exp_dir = results_dir / name
     meta = read_metadata(exp_dir / "metadata.json")
     rows = read_rows(exp_dir / "results.csv")
     summary = read_table(exp_dir / "summary.csv")
@@ -305,7 +220,7 @@ def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
     metrics = metric_names(summary, columns)
     images, missing = [], 0
     for row in rows:
-        source = resolve_image(row.get("image_path", ""), exp_dir, results_dir, row)
+        source = find_image(row.get("image_path"), results_dir, name, row)
         key = image_key(source, results_dir, build) if source else None
         if key:
             build.jobs.setdefault(key, ThumbnailJob(source, key))
@@ -317,7 +232,7 @@ def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
     if not (exp_dir / "results.csv").is_file():
         warnings.append("no results.csv yet: run the workflow's analysis")
     return {
-        "name": exp_dir.name,
+        "name": name,
         "description": str(meta.get("description") or ""),
         "reference_cell": meta.get("reference_cell"),
         "variables": meta.get("variables") or {},
@@ -340,9 +255,9 @@ def experiment_payload(exp_dir: Path, results_dir: Path, build: Build) -> dict:
         "fid": read_table(exp_dir / "metrics" / "fid.csv"),
         "plots": plot_list(exp_dir, build.out_dir),
         "files": {
-            name: url(exp_dir / name, build.out_dir)
-            for name in ("results.csv", "summary.csv", "comparisons.csv", "metadata.json")
-            if (exp_dir / name).is_file()
+            file: url(exp_dir / file, build.out_dir)
+            for file in ("results.csv", "summary.csv", "comparisons.csv", "metadata.json")
+            if (exp_dir / file).is_file()
         },
         "warnings": warnings,
         "metadata": json_safe(meta),
