@@ -20,19 +20,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
-## All tests, the end-to-end workflow runs included.
+## All tests, the end-to-end workflow runs included; each test file on one of the cores
+## (pytest-xdist), the slowest 15 tests listed at the end.
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n auto --dist loadfile --durations=15
 
 ## The SLURM suite: starts a one-node SLURM cluster (root; Debian's munge, slurmctld,
 ## slurmd; add T2IBENCH_SLURM_INSTALL=1 to apt-get them), runs the workflow through
 ## profiles/slurm and locally, compares, stops the cluster. See docs/slurm.md.
 test-slurm: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" T2IBENCH_SLURM=1 $(BIN)/pytest -q -s tests/test_slurm.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" T2IBENCH_SLURM=1 $(BIN)/pytest -q -s -p no:xdist tests/test_slurm.py
 
 ## Unit tests only (skips the end-to-end Snakemake runs).
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n auto --dist loadfile --durations=15
 
 ## Figures: dry-run time of large plans (per image and in chunks), workflow vs plain loop,
 ## peak RSS, CLIP scoring throughput, the viewer's build and load time (2,000 images).

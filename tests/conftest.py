@@ -54,3 +54,9 @@ def with_changes(config: dict, **changes) -> dict:
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """End-to-end tests first: with `-n` the long files then start at once instead of
+    last (each file runs on one worker, --dist loadfile)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -8,6 +8,8 @@ import pytest
 
 from workflow_helpers import make_workdir, snakemake, write_config
 
+pytestmark = pytest.mark.slow  # each case is a real `snakemake` run (about 2 s each)
+
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):

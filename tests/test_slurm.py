@@ -102,13 +102,35 @@ def local_rules(work: Path) -> set[str]:
     return {b.split(":", 1)[0] for b in blocks if "\n    localrule: True" in b.split("\nrule ")[0]}
 
 
-def expected_jobs(work: Path) -> dict[str, int]:
-    """SLURM jobs the demo config implies, by rule: one generation job per chunk of
+# The demo config, smaller (4 prompts; a per-image, a per-prompt and a per-set metric):
+# every kind of job, in a fraction of the time.
+SMALL_DEMO = "slurm-demo.yaml"
+KEPT_METRICS = ("clip", "lpips", "fid")
+
+
+def small_demo(work: Path) -> list[str]:
+    """Write the small demo config into `work`; the arguments that select it."""
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["prompts"]["num_prompts"] = 4
+    schema = yaml.safe_load((work / "config" / "schema.yaml").read_text())
+    sections = schema["properties"]["metrics"]["properties"]
+    for name in sections:
+        if name not in ("device", "workers", *KEPT_METRICS):
+            config["metrics"].setdefault(name, {})["enabled"] = False
+    (work / SMALL_DEMO).write_text(yaml.safe_dump(config))
+    return ["--configfile", SMALL_DEMO]
+
+
+def expected_jobs(work: Path, config: list[str]) -> dict[str, int]:
+    """SLURM jobs a config implies, by rule: one generation job per chunk of
     images_per_job images of an (experiment, model), counted from the plan preview; and
     one job per other rule that is not a local rule, counted from a dry run."""
     size = profile_images_per_job(work)
     plan = subprocess.run(
-        [sys.executable, "scripts/cli.py", "plan"], cwd=work, capture_output=True, text=True
+        [sys.executable, "scripts/cli.py", "plan", *config],
+        cwd=work,
+        capture_output=True,
+        text=True,
     ).stdout
     per_model: dict[tuple[str, str], int] = {}
     for experiment, model, _cell, planned in re.findall(
@@ -118,7 +140,7 @@ def expected_jobs(work: Path) -> dict[str, int]:
             per_model[(experiment, model)] = per_model.get((experiment, model), 0) + int(planned)
     jobs = {"generate_chunk": sum(math.ceil(n / size) for n in per_model.values())}
     jobs["images"] = sum(per_model.values())
-    dry = snakemake(work, "-n")
+    dry = snakemake(work, "-n", *config)
     counts = {rule: n for rule, n in job_counts(output(dry)).items() if rule != "total"}
     local = local_rules(work)
     for rule, count in counts.items():
@@ -127,20 +149,30 @@ def expected_jobs(work: Path) -> dict[str, int]:
     return jobs
 
 
+# The plugin's first status check 2 s after a submission instead of the profile's 10 s:
+# the test's jobs take seconds, a real cluster's minutes.
+FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]
+
+
 def test_slurm_run_matches_local_run(slurm, tmp_path):
-    """The demo config, in chunks on SLURM, against the default local run (one job per
-    image, one process)."""
+    """The demo config (smaller), in chunks on SLURM, against the default local run (one
+    job per image, one process)."""
     slurm_work = make_workdir(tmp_path / "slurm")
     local_work = make_workdir(tmp_path / "local")
-    expected = expected_jobs(slurm_work)
+    config = small_demo(slurm_work)
+    small_demo(local_work)
+    expected = expected_jobs(slurm_work, config)
     n_images = expected.pop("images")
+    chunked = [f"images_per_job={profile_images_per_job(slurm_work)}"]
 
     snakemake_bin = str(Path(sys.executable).parent / "snakemake")
-    slurm_proc, slurm_s = run_timed([snakemake_bin, "--profile", "profiles/slurm"], slurm_work)
+    slurm_cmd = [snakemake_bin, "--profile", "profiles/slurm", *FAST_POLL, *config]
+    slurm_proc, slurm_s = run_timed([*slurm_cmd, "--config", *chunked], slurm_work)
     assert slurm_proc.returncode == 0, slurm_proc.stderr[-4000:]
     slurm_log = latest_log(slurm_work)
-    local_proc, local_s = run_timed([snakemake_bin, "--cores", "2"], local_work)
+    local_proc, local_s = run_timed([snakemake_bin, "--cores", "2", *config], local_work)
     assert local_proc.returncode == 0, local_proc.stderr[-4000:]
+    assert expected["metric"] == 2 * len(KEPT_METRICS)  # every kind of metric job is there
 
     # The same images, bit for bit, and the same scores.
     slurm_images = sorted((slurm_work / "results").glob("*/*/*/p*_i*_s*.png"))
@@ -243,7 +275,7 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     proc = subprocess.Popen(
-        [snakemake_bin, "--profile", "profiles/slurm", "--configfile", "retry.yaml"],
+        [snakemake_bin, "--profile", "profiles/slurm", *FAST_POLL, "--configfile", "retry.yaml"],
         cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
