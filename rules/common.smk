@@ -15,7 +15,7 @@ from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.metrics.registry import SECTIONS, metric_params
-from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS
+from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
 
 try:

@@ -1,7 +1,7 @@
 rule materialise_builtin_model:
     output:
-        checkpoint=f"{RESOURCES}/models/builtin/{{builtin}}.safetensors",
-        config=directory(f"{RESOURCES}/models/builtin/{{builtin}}.config"),
+        checkpoint=f"{RESOURCES}/{BUILTIN_FOLDER}/{{builtin}}.safetensors",
+        config=directory(f"{RESOURCES}/{BUILTIN_FOLDER}/{{builtin}}.config"),
     log:
         f"{RESOURCES}/logs/materialise_{{builtin}}.log",
     wildcard_constraints:
@@ -38,7 +38,7 @@ rule download_model:
 
 rule materialise_builtin_folder:
     output:
-        directory(f"{RESOURCES}/models/builtin/{{builtin}}"),
+        directory(f"{RESOURCES}/{BUILTIN_FOLDER}/{{builtin}}"),
     log:
         f"{RESOURCES}/logs/materialise_{{builtin}}.log",
     wildcard_constraints:

@@ -177,3 +177,11 @@ def test_zero_terminal_snr_needs_a_sampler_that_supports_it(base_config):
                 base_config, generation__zero_terminal_snr=True, generation__sampler="heun"
             )
         )
+
+
+def test_folders_have_one_spelling(base_config):
+    """`results/` and `./results` are `results`: paths built from them match Snakemake's
+    outputs (an outdated image is forced by its path)."""
+    for spelling in ["out/", "./out", "out//"]:
+        config = validate_config(with_changes(base_config, results_dir=spelling))
+        assert config["results_dir"] == "out"

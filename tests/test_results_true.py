@@ -49,6 +49,11 @@ def small_config(work: Path) -> dict:
         "experiments": ["baseline", "shift_sweep"],
         "prompts": {"sources": ["prompts/test.json"]},
         "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2},
+        # One metric of each kind (per image, per prompt, per set): enough tables to lose.
+        "metrics": {
+            name: {"enabled": False}
+            for name in ["siglip", "image_reward", "pickscore", "hps", "clip_diversity"]
+        },
         "report": {"grid_cell_size": 64, "thumb_size": 32},
         "torch_threads": 1,
     }

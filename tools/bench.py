@@ -45,8 +45,9 @@ from t2ibench.samplers import make_scheduler
 prompts, seeds, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 import json
 prompts, seeds = json.loads(prompts), json.loads(seeds)
-pipe = load_sdxl_single_file(Path("resources/models/builtin/tiny-sdxl.safetensors"),
-                             Path("resources/models/builtin/tiny-sdxl.config"))
+from t2ibench.models.registry import builtin_paths
+checkpoint, config_dir = builtin_paths("resources", "tiny-sdxl")
+pipe = load_sdxl_single_file(Path(checkpoint), Path(config_dir))
 pipe.set_progress_bar_config(disable=True)
 pipe.scheduler = make_scheduler("euler_a", dict(pipe.scheduler.config), "epsilon")
 out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,9 @@ def workflow_vs_loop(root: Path, repeats: int) -> dict:
     work = workdir(root, "ratio")
     config = bench_config(work, 25, 2)  # 25 prompts x 2 images = 50 images
     # Targets go before --configfile, which takes every argument after it.
-    checkpoint = "resources/models/builtin/tiny-sdxl.safetensors"
+    from t2ibench.models.registry import builtin_paths
+
+    checkpoint = builtin_paths("resources", "tiny-sdxl")[0]
     run([SNAKEMAKE, checkpoint, "--cores", "1", "--configfile", "bench.yaml"], work)
     prompts = [f"a photo of object number {i}" for i in range(25)]
     seeds = [config["generation"]["seed"] + i for i in range(2)]

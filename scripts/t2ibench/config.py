@@ -319,6 +319,9 @@ def _check_semantics(config: dict) -> None:
         )
     for key in ("results_dir", "resources_dir"):
         check_folder(config[key], f"config key '{key}'")
+        # One spelling of a folder ("results/", "./results" are "results"): file names
+        # built from it are the ones Snakemake's outputs have.
+        config[key] = os.path.normpath(config[key])
 
 
 def check_generation(settings: dict, where: str, max_pixels: int | None = None) -> None:

@@ -83,8 +83,18 @@ def sdxl_base_config_dir(resources_dir: str) -> str:
     return str(Path(resources_dir) / "configs" / "sdxl-base")
 
 
+# Where the built-in models are materialised, by the version of their definitions (the
+# tiny SDXL text encoders got a fourth layer in v2): a changed built-in is built anew,
+# beside (not over) the files an earlier version left.
+BUILTIN_FOLDER = "models/builtin-v2"
+
+
+def builtin_dir(resources_dir: str) -> Path:
+    return Path(resources_dir) / BUILTIN_FOLDER
+
+
 def builtin_paths(resources_dir: str, builtin_id: str) -> tuple[str, str]:
-    base = Path(resources_dir) / "models" / "builtin"
+    base = builtin_dir(resources_dir)
     return str(base / f"{builtin_id}.safetensors"), str(base / f"{builtin_id}.config")
 
 
@@ -118,7 +128,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
     if source.startswith(BUILTIN_PREFIX):
         builtin_id = source[len(BUILTIN_PREFIX) :]
         if builtin_id in BUILTIN_FOLDER_IDS:
-            folder = str(Path(resources_dir) / "models" / "builtin" / builtin_id)
+            folder = str(builtin_dir(resources_dir) / builtin_id)
             pred, why = _prediction_type(entry, None, None)
             return _spec(
                 entry,
