@@ -72,10 +72,10 @@ def fresh():
 
 
 if MAIN_PROCESS and "--unlock" in sys.argv:
-    preflight.unlock(
-        PLAN
-    )  # Snakemake's --unlock clears its lock; this, the results folder's
-elif MAIN_PROCESS:
+    # Snakemake's --unlock clears its own lock; this clears the results folder's.
+    preflight.unlock(PLAN)
+elif MAIN_PROCESS and workflow.output_settings.dryrun:
+    # A dry run has no onstart (where a run says what it will do): say it here.
     console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB)
 
 

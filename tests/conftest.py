@@ -56,7 +56,13 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
+# The longest file, mostly waiting on SLURM's daemons: started first, beside the others.
+FIRST = ("test_slurm.py",)
+
+
 def pytest_collection_modifyitems(items):
-    """End-to-end tests first: with `-n` the long files then start at once instead of
-    last (each file runs on one worker, --dist loadfile)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """End-to-end tests first, the SLURM suite before them: with `-n` the long files then
+    start at once instead of last (each file runs on one worker, --dist loadfile)."""
+    items.sort(
+        key=lambda item: (item.get_closest_marker("slow") is None, item.path.name not in FIRST)
+    )

@@ -117,6 +117,28 @@ def test_model_newer_than_image_makes_it_outdated(plan):
     assert state(plan, job).reason == MODEL_NEWER
 
 
+def test_a_checkpoint_touched_but_not_changed_outdates_nothing(plan):
+    """A model file newer than the image but with the sha256 the record names (copied,
+    touched, rebuilt the same) leaves the image done; other content outdates it."""
+    import hashlib
+
+    job = plan.jobs[0]
+    model_file = Path(plan.models["tiny"].checkpoint)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model_file.write_bytes(b"weights")
+    image = write_image(plan, job)
+    record_path = image.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    record["model_sha256"] = hashlib.sha256(b"weights").hexdigest()
+    record_path.write_text(json.dumps(record))
+    new = image.stat().st_mtime + 100
+    os.utime(model_file, (new, new))
+    assert state(plan, job).state == DONE
+    model_file.write_bytes(b"other weights")
+    os.utime(model_file, (new + 1, new + 1))
+    assert state(plan, job).reason == MODEL_NEWER
+
+
 def test_records_older_than_the_png_digest_are_checked_by_decoding(plan):
     """A record written before records held the PNG's size and sha256: trusted on its
     settings, and with verify the PNG must decode."""

@@ -131,16 +131,38 @@ class Freshness:
         self.verify = verify
         self.listed = listed or {}
         self._model_mtime: dict[str, float] = {}
+        self._model_sha: dict[str, str] = {}
         self._states: dict[ImageJob, ImageState] = {}
         self.mtime: dict[ImageJob, float] = {}  # the PNG's mtime, for images that exist
 
     def model_mtime(self, model: str) -> float:
-        """The newest of the model's files (0 for files not there yet)."""
+        """The newest of the model's weights files: the checkpoint (a diffusers folder's
+        model_index.json) and its VAE; not the shared SDXL config folder, which is made
+        again, the same, whenever resources/ is cleaned. 0 for files not there yet: a
+        model made in this run outdates nothing until it is there."""
         if model not in self._model_mtime:
-            files = self.plan.models[model].input_files
+            spec = self.plan.models[model]
+            files = [
+                f for f in spec.input_files if not (spec.shared_config and f == spec.config_dir)
+            ]
             times = [os.stat(f).st_mtime for f in files if os.path.exists(f)]
             self._model_mtime[model] = max(times, default=0.0)
         return self._model_mtime[model]
+
+    def same_model(self, model: str, record: dict) -> bool:
+        """The checkpoint is still the one the image was made from (its sha256, for a
+        single file; read once and cached): a file touched or copied without change
+        outdates nothing."""
+        from t2ibench.models.checks import sha256_file, sha_cache
+
+        spec = self.plan.models[model]
+        recorded = record.get("model_sha256")
+        if not recorded or spec.kind == "diffusers" or not Path(spec.checkpoint).is_file():
+            return False
+        if model not in self._model_sha:
+            cache = sha_cache(self.plan.config["resources_dir"])
+            self._model_sha[model] = sha256_file(Path(spec.checkpoint), cache)
+        return self._model_sha[model] == recorded and not spec.vae
 
     def state(self, job: ImageJob) -> ImageState:
         if job not in self._states:
@@ -172,7 +194,7 @@ class Freshness:
         if made_with != planned:
             changed = changed_keys(made_with, planned)
             return ImageState(OUTDATED, f"{SETTINGS_CHANGED}: {', '.join(changed[:4])}")
-        if self.model_mtime(job.model) > stat.st_mtime:
+        if self.model_mtime(job.model) > stat.st_mtime and not self.same_model(job.model, record):
             return ImageState(OUTDATED, MODEL_NEWER)
         size, sha = record.get("png_bytes"), record.get("png_sha256")
         if size is not None and size != stat.st_size:

@@ -64,7 +64,9 @@ def load_libraries() -> None:
 
 
 def sha_cache_path(plan: Plan) -> Path:
-    return Path(plan.config["resources_dir"]) / "cache" / "sha256.json"
+    from t2ibench.models.checks import sha_cache
+
+    return sha_cache(plan.config["resources_dir"])
 
 
 def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_path: str) -> None:

@@ -155,6 +155,11 @@ def _write_cache(cache_file: Path, cache: dict) -> None:
     os.replace(tmp, cache_file)
 
 
+def sha_cache(resources_dir: str | Path) -> Path:
+    """Where checkpoints' digests are kept between runs."""
+    return Path(resources_dir) / "cache" / "sha256.json"
+
+
 def sha256_file(path: Path, cache_file: Path | None = None) -> str:
     """The file's sha256, streamed (checkpoints are gigabytes).
 
