@@ -14,7 +14,7 @@ from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
-from t2ibench.metrics.registry import SECTIONS, metric_params
+from t2ibench.metrics import registry
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.plan import build_plan
 
@@ -282,9 +282,13 @@ def get_enabled_metrics(wildcards):
 
 
 def get_page_tables(wildcards):
-    """The page shows the FID/KID table when that metric is on."""
+    """The page shows the table of each per-set metric that is on (FID/KID)."""
     tables = get_metric_tables(wildcards)
-    return {"fid": tables["fid"]} if "fid" in tables else {}
+    return {
+        f"set_{name}": path
+        for name, path in tables.items()
+        if registry.get(name).granularity == "set"
+    }
 
 
 def get_metric_params(wildcards):
@@ -292,9 +296,14 @@ def get_metric_params(wildcards):
     metrics against real images, which images those are (a changed reference set
     remakes them)."""
     return {
-        **metric_params(config["metrics"], wildcards.metric),
+        **registry.metric_params(config["metrics"], wildcards.metric),
         **steps.metric_references(PLAN, wildcards.experiment, wildcards.metric),
     }
+
+
+def get_metric_summary(wildcards):
+    """The metric's one-line summary, for its report caption."""
+    return registry.get(wildcards.metric).summary
 
 
 def _alternatives(names):
@@ -309,5 +318,5 @@ wildcard_constraints:
     prompt=r"\d\d\d+",
     image=r"\d\d+",
     seed=r"\d+",
-    metric=_alternatives(SECTIONS),
+    metric=_alternatives(registry.names()),
     chunk=CHUNK_WILDCARD,

@@ -16,6 +16,7 @@ rule metric:
         gpu=1,
     params:
         settings=get_metric_params,
+        about=get_metric_summary,
     run:
         steps.metric(
             PLAN,

@@ -307,7 +307,7 @@ def test_unreadable_weights_file(tiny, tmp_path):
 
 
 def test_metric_id_changes_with_the_weights(tiny, scorer, tmp_path):
-    assert scorer.metric_id.startswith("image_reward/v1/image-reward-tiny@")
+    assert scorer.metric_id.startswith("image_reward/v2/image-reward-tiny@")
     write_tiny_image_reward(tmp_path, seed=1)
     other = make_scorer(tmp_path)
     assert other.metric_id != scorer.metric_id

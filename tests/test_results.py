@@ -111,10 +111,11 @@ def test_bad_metadata_is_a_one_line_error_naming_the_file(tmp_path):
         res.read_metadata(path)
 
 
-def test_metric_names_come_from_the_tables_module():
-    from t2ibench.report.tables import IMAGE_METRICS, PROMPT_METRICS
+def test_metric_names_come_from_the_registry():
+    from t2ibench.metrics import registry
 
-    assert list(res.METRICS) == [*IMAGE_METRICS, *PROMPT_METRICS]
+    assert res.known_metrics() == registry.columns("image") + registry.columns("prompt")
+    assert res.known_metrics()[:2] == ["clip_score", "siglip_score"]
     columns = ["model", "clip_score", "lpips_diversity", "hps"]
     assert res.metric_names(None, columns) == ["clip_score", "hps", "lpips_diversity"]
     summary = {"columns": ["model", "hps_mean", "hps_std", "mine_mean"], "rows": []}

@@ -10,7 +10,7 @@ from PIL import Image
 from t2ibench.config import validate_config
 from t2ibench.generate import image_flag
 from t2ibench.plan import build_plan
-from t2ibench.scoring import lpips_diversities, prompt_image_scores
+from t2ibench.scoring import lpips_diversities, metric_table
 
 
 def test_image_flag():
@@ -30,7 +30,7 @@ def test_flagged_images_are_not_scored(base_config, repo, tmp_path):
         flag = image_flag(Image.open(path))
         Path(path).with_suffix(".json").write_text(json.dumps({"image_flag": flag}))
     cache = tmp_path / "scores.sqlite"
-    table = prompt_image_scores(plan, "baseline", "clip_score", jobs, cache)
+    table = metric_table(plan, "baseline", "clip_score", jobs, cache)
     assert list(table["image_path"]) == [plan.path(jobs[0])]
     lpips = lpips_diversities(plan, "baseline", jobs, cache)
     assert list(lpips["lpips_diversity_images"]) == [1]  # the black image is not a diversity sample

@@ -224,7 +224,7 @@ def test_hub_ids_load_from_the_local_cache(siglip_dir, pickscore_dir, offline):
     _cache_as_hub_repo(cache, "t2ibench/tiny-pickscore", pickscore_dir)
 
     siglip = SiglipScorer("t2ibench/tiny-siglip")
-    assert siglip.metric_id.startswith("siglip_score/v1/t2ibench/tiny-siglip@")
+    assert siglip.metric_id.startswith("siglip_score/v2/t2ibench/tiny-siglip@")
     assert siglip.metric_id.split("/")[-1] == SiglipScorer(str(siglip_dir)).metric_id.split("/")[-1]
     pick = PickScoreScorer(str(pickscore_dir), processor="t2ibench/tiny-pickscore")
     image, prompt = _images()[:1], ["a photo of a cat"]
@@ -245,7 +245,7 @@ def test_metric_id_names_formula_config_and_weights(kind, tmp_path):
         write(tmp_path / name / "tiny", seed=seed)
     first = scorer(str(tmp_path / "a" / "tiny")).metric_id
     column = {"siglip": "siglip_score", "pickscore": "pickscore"}[kind]
-    assert re.fullmatch(rf"{column}/v1/tiny@[0-9a-f]{{12}}/sha256:[0-9a-f]{{16}}", first)
+    assert re.fullmatch(rf"{column}/v2/tiny@[0-9a-f]{{12}}/sha256:[0-9a-f]{{16}}", first)
     assert scorer(str(tmp_path / "a" / "tiny")).metric_id == first  # stable across loads
     assert scorer(str(tmp_path / "b" / "tiny")).metric_id == first  # same seed, same bytes
     other = scorer(str(tmp_path / "c" / "tiny")).metric_id

@@ -112,10 +112,10 @@ def small_demo(work: Path) -> list[str]:
     """Write the small demo config into `work`; the arguments that select it."""
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["prompts"]["num_prompts"] = 4
-    schema = yaml.safe_load((work / "config" / "schema.yaml").read_text())
-    sections = schema["properties"]["metrics"]["properties"]
-    for name in sections:
-        if name not in ("device", "workers", *KEPT_METRICS):
+    from t2ibench.metrics import registry
+
+    for name in registry.sections():
+        if name not in KEPT_METRICS:
             config["metrics"].setdefault(name, {})["enabled"] = False
     (work / SMALL_DEMO).write_text(yaml.safe_dump(config))
     return ["--configfile", SMALL_DEMO]
@@ -249,9 +249,9 @@ def test_failed_job_is_resubmitted_with_more_time_and_memory(slurm, tmp_path):
     (work / "prompts" / "retry.json").write_text(
         json.dumps({"r_001": {"text": "a red cube"}, "r_002": {"text": "a blue sphere"}})
     )
-    metrics = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"][
-        "metrics"
-    ]["properties"]
+    from t2ibench.metrics import registry
+
+    metrics = registry.sections()
     config = {
         "models": [{"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"}],
         "prompts": {"sources": ["prompts/retry.json"]},

@@ -182,7 +182,11 @@ def test_discovers_experiments_and_ignores_folders_without_metadata(built):
     base, sweep = data["experiments"]
     assert base["models"] == ["m1", "m2"] and sweep["cells"] == ["x-1", "x-2", "x-3"]
     assert sweep["variables"] == {"x": ["1", "2", "3"]}
-    assert sweep["fid"]["columns"][:3] == ["model", "cell", "against"] and base["fid"] is None
+    (fid,) = sweep["sets"]
+    assert fid["name"] == "fid" and "FID and KID" in fid["summary"] and base["sets"] == []
+    assert fid["table"]["columns"][:3] == ["model", "cell", "against"]
+    # which way is better comes with the data (no metadata "metrics": the registry's)
+    assert sweep["facts"]["clip_score"]["higher_is_better"] is True
     assert [p["name"] for p in base["plots"]] == ["plots/clip_score.svg"]
     assert data["warnings"] == [] and base["warnings"] == []
 

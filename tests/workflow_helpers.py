@@ -23,7 +23,7 @@ def built_resources() -> Path:
     import shutil
     import tempfile
 
-    from t2ibench.metrics.registry import BUILTINS, builtin_folder
+    from t2ibench.metrics.registry import builtin_folder, builtin_ids
     from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS, builtin_dir, builtin_paths
     from t2ibench.models.tiny import materialise_builtin
     from t2ibench.models.zimage import save_tiny_zimage
@@ -35,7 +35,7 @@ def built_resources() -> Path:
         materialise_builtin(model_id, Path(checkpoint), Path(config_dir))
     for model_id in BUILTIN_FOLDER_IDS:
         save_tiny_zimage(builtin_dir(str(resources)) / model_id)
-    for model_id in BUILTINS:
+    for model_id in builtin_ids():
         builtin_folder(f"builtin:{model_id}", resources, "tests")
     import atexit
 

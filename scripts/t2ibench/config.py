@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from t2ibench.errors import InputError
-from t2ibench.metrics.registry import section_in_use
+from t2ibench.metrics import registry
 from t2ibench.samplers import SAMPLERS, ZERO_SNR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,10 @@ SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """config/schema.yaml with each registered metric's `metrics.<section>` in place."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["properties"]["metrics"]["properties"].update(registry.section_schemas())
+    return schema
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -261,9 +264,10 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
     Raises InputError (one line) on the first problem, in a stable order.
     """
-    schema = schema or load_schema()
     if not isinstance(config, dict):
         raise InputError("config: expected a mapping of keys")
+    registry.load_plugins(config.get("metric_plugins"))  # their metrics' sections join the schema
+    schema = schema or load_schema()
     config = apply_hardware_profile(config)
     config = coerce_strings(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -358,71 +362,40 @@ def _looks_like_path(value: str) -> bool:
     }
 
 
-# Where each metric's real weights come from, for the error that says where to put them.
-WEIGHTS_SOURCES = {
-    "metrics.image_reward.weights": "ImageReward.pt from https://huggingface.co/THUDM/ImageReward",
-    "metrics.hps.weights": "HPS_v2.1_compressed.pt from https://huggingface.co/xswu/HPSv2",
-    "metrics.fid.weights": (
-        "inception-2015-12-05.pt from https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/"
-        "pretrained/metrics/inception-2015-12-05.pt"
-    ),
-    "metrics.lpips.backbone_weights": (
-        "the torchvision backbone (alexnet-owt-7be5be79.pth, vgg16-397923af.pth or "
-        "squeezenet1_1-b8a52dc0.pth from https://download.pytorch.org/models/)"
-    ),
-}
-# (section, key, what): files that must exist when the metric (or one using it) is on.
-METRIC_FILES = [
-    ("clip", "model", "an open_clip model-config JSON"),
-    ("clip", "pretrained", "an open_clip weights file"),
-    ("lpips", "backbone_weights", "a torchvision weights file"),
-    ("image_reward", "weights", "the ImageReward checkpoint"),
-    ("image_reward", "architecture", "an ImageReward architecture JSON"),
-    ("hps", "weights", "the HPS checkpoint"),
-    ("fid", "weights", "the feature extractor's weights"),
-    ("fid", "model", "an open_clip model-config JSON"),
-]
-# (section, key, files one of which the folder needs, what): a folder, or a Hub id that
-# must already be in the local cache.
-METRIC_FOLDERS = [
-    ("siglip", "model", ["config.json"], "a saved SiglipModel (save_pretrained)"),
-    ("pickscore", "model", ["config.json"], "a saved CLIPModel (save_pretrained)"),
-    ("pickscore", "processor", ["preprocessor_config.json"], "a saved CLIPProcessor"),
-    ("image_reward", "tokenizer", ["vocab.txt", "tokenizer.json"], "a BERT tokenizer"),
-]
-
-
 def _check_metric_files(metrics: dict) -> None:
-    """Metric weights named by path must exist now, not fail hours into a run."""
-    for section, key, what in METRIC_FILES:
-        value = metrics[section][key]
-        if not section_in_use(metrics, section) or not value or value.startswith("builtin:"):
-            continue
-        if _looks_like_path(value) and not Path(value).is_file():
-            source = WEIGHTS_SOURCES.get(f"metrics.{section}.{key}")
-            where = f"; expected {what}" + (
-                f": download {source} and put it there" if source else ""
-            )
+    """Metric weights named by path must exist now, not fail hours into a run (the
+    files each registry entry names)."""
+    for metric in registry.all_metrics():
+        section = metric.section
+        for weights in metric.files:
+            value = metrics[section][weights.key]
+            if not value or registry.is_builtin(value):
+                continue
+            key = f"config key 'metrics.{section}.{weights.key}'"
+            if weights.folder:
+                if metrics[section]["enabled"]:
+                    _check_folder(value, key, weights)
+            elif registry.section_in_use(metrics, section):
+                if _looks_like_path(value) and not Path(value).is_file():
+                    where = f"; expected {weights.what}"
+                    if weights.source:
+                        where += f": download {weights.source} and put it there"
+                    raise InputError(f"{key}: file {value} does not exist{where}")
+
+
+def _check_folder(value: str, key: str, weights) -> None:
+    if Path(value).is_dir():
+        if not any((Path(value) / name).is_file() for name in weights.folder):
             raise InputError(
-                f"config key 'metrics.{section}.{key}': file {value} does not exist{where}"
+                f"{key}: folder {value} has no {' or '.join(weights.folder)}; "
+                f"expected {weights.what}"
             )
-    for section, key, needs, what in METRIC_FOLDERS:
-        value = metrics[section][key]
-        if not metrics[section]["enabled"] or not value or value.startswith("builtin:"):
-            continue
-        if Path(value).is_dir():
-            if not any((Path(value) / name).is_file() for name in needs):
-                raise InputError(
-                    f"config key 'metrics.{section}.{key}': folder {value} has no "
-                    f"{' or '.join(needs)}; expected {what}"
-                )
-            continue
-        if _in_hub_cache(value):
-            continue
+        return
+    if not _in_hub_cache(value):
         raise InputError(
-            f"config key 'metrics.{section}.{key}': {value} is neither a folder nor a model in "
-            "the local Hugging Face cache; nothing is downloaded: fetch it where there is "
-            f"network (`hf download {value}`) or point the key at a folder"
+            f"{key}: {value} is neither a folder nor a model in the local Hugging Face cache; "
+            f"nothing is downloaded: fetch it where there is network (`hf download {value}`) "
+            "or point the key at a folder"
         )
 
 

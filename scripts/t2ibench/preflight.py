@@ -23,14 +23,14 @@ _PLAIN = ("", "auto", "cpu")
 
 def device_settings(config: dict) -> list[tuple[str, str]]:
     """(config key, device) of every device the jobs use that the config names."""
-    from t2ibench.metrics.registry import SECTIONS, section_in_use
+    from t2ibench.metrics import registry
 
     settings = [("device", config["device"])]
     encoder = config["memory"].get("text_encoder_device")
     if encoder:
         settings.append(("memory.text_encoder_device", encoder))
     metrics = config["metrics"]
-    sections = [s for s in dict.fromkeys(SECTIONS.values()) if section_in_use(metrics, s)]
+    sections = [s for s in registry.sections() if registry.section_in_use(metrics, s)]
     own = [s for s in sections if metrics[s].get("device")]
     if metrics["device"] and len(own) < len(sections):
         settings.append(("metrics.device", metrics["device"]))

@@ -47,21 +47,20 @@ def _log_counts(experiment: str, what: str, total: int, todo: int, unit: str = "
     )
 
 
-def prompt_image_scores(plan: Plan, experiment: str, metric: str, jobs, cache_path: Path):
-    """One row per image: `metric` (clip_score, siglip_score, image_reward, pickscore or
-    hps) of the image against its prompt. Only images not in the cache are scored."""
+def prompt_image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, scorer):
+    """One row per image: the score of `scorer` (a PromptImageScorer, t2ibench.metrics.base)
+    of the image against its prompt, in the column `scorer.column`. Only images not in the
+    cache are scored."""
     import pandas as pd
     import torch
 
     from t2ibench.metrics.base import take_rows
     from t2ibench.metrics.cache import ScoreCache, image_sha256
-    from t2ibench.metrics.registry import build_scorer
 
     jobs = scorable_jobs(plan, jobs)
     paths = [plan.path(j) for j in jobs]
     prompts = [plan.prompt_text(j) for j in jobs]
-    config = plan.config
-    scorer = build_scorer(metric, _metrics(plan), config["device"], config["resources_dir"])
+    metric = scorer.column
     keys = [(image_sha256(p), scorer.metric_id) for p in paths]
     cache = ScoreCache(cache_path)
     cached = cache.get_many(keys)
@@ -82,6 +81,29 @@ def prompt_image_scores(plan: Plan, experiment: str, metric: str, jobs, cache_pa
             cache.put_many(new)  # batch by batch: a crash keeps what was scored
             cached.update(new)
     return pd.DataFrame({"image_path": paths, scorer.column: [cached[k] for k in keys]})
+
+
+def image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, column, metric_id, score):
+    """One row per image: `score(image, prompt)` (a PIL image as decoded, in its own mode,
+    and the prompt's text) in `column`, cached under `metric_id` (name what the value
+    depends on: formula version, model, weights). The simplest way to a metric of one's
+    own (docs/adding-a-metric.md)."""
+    import pandas as pd
+
+    from t2ibench.metrics.cache import ScoreCache, image_sha256
+    from t2ibench.metrics.loader import open_image
+
+    jobs = scorable_jobs(plan, jobs)
+    paths = [plan.path(j) for j in jobs]
+    keys = [(image_sha256(p), metric_id) for p in paths]
+    cache = ScoreCache(cache_path)
+    cached = cache.get_many(keys)
+    todo = [i for i, key in enumerate(keys) if key not in cached]
+    _log_counts(experiment, column, len(keys), len(todo))
+    new = {keys[i]: float(score(open_image(paths[i]), plan.prompt_text(jobs[i]))) for i in todo}
+    cache.put_many(new)
+    cached.update(new)
+    return pd.DataFrame({"image_path": paths, column: [cached[k] for k in keys]})
 
 
 # --- per prompt ----------------------------------------------------------------------
@@ -275,7 +297,7 @@ def reference_set(plan: Plan, experiment: str) -> list[str]:
     return sorted({p.reference_image for p in prompts if p.reference_image})
 
 
-def set_distances(plan: Plan, experiment: str, jobs):
+def set_distances(plan: Plan, experiment: str, jobs, cache_path: Path | None = None):
     """FID and KID of each (model, cell) image set against, as `metrics.fid.against` asks:
     the reference images (`reference`), the first model's images of that cell
     (`first_model`), and that model's images of the reference cell (`reference_cell`)."""
@@ -331,20 +353,20 @@ def set_distances(plan: Plan, experiment: str, jobs):
     return frame
 
 
-TABLES = {
-    "lpips_diversity": lpips_diversities,
-    "clip_diversity": clip_diversities,
-    "reference_similarity": reference_similarities,
-}
-
-
 def metric_table(plan: Plan, experiment: str, metric: str, jobs, cache_path: Path):
-    """The table of one metric (see t2ibench.metrics.registry) over an experiment's
-    listed images (`jobs`)."""
-    from t2ibench.metrics.registry import PROMPT_IMAGE_METRICS
+    """The table of one metric (its registry entry, t2ibench.metrics.registry) over an
+    experiment's listed images (`jobs`). A table that lacks the columns its entry names
+    is an error naming the metric (a plugin's bug), not a results.csv without them."""
+    from t2ibench.errors import InputError
+    from t2ibench.metrics import registry
 
-    if metric in PROMPT_IMAGE_METRICS:
-        return prompt_image_scores(plan, experiment, metric, jobs, cache_path)
-    if metric == "fid":
-        return set_distances(plan, experiment, jobs)
-    return TABLES[metric](plan, experiment, jobs, cache_path)
+    entry = registry.get(metric)
+    table = entry.table(plan, experiment, jobs, cache_path)
+    wanted = [*registry.MERGE_KEYS.get(entry.granularity, []), *entry.column_names]
+    missing = [c for c in wanted if c not in getattr(table, "columns", [])]
+    if missing:
+        raise InputError(
+            f"metric {metric}: its table has no column {', '.join(missing)} "
+            f"(a {entry.granularity} metric's table needs {', '.join(wanted)})"
+        )
+    return table

@@ -3,7 +3,9 @@
 A scorer splits its work in three so that the workflow can run it fast:
 
 - ``transform``: a picklable ``PIL.Image -> (C, H, W) float tensor`` run on the CPU, in
-  DataLoader workers (decode and resize happen there, not on the GPU's critical path);
+  DataLoader workers (decode and resize happen there, not on the GPU's critical path).
+  It receives the image as decoded, in its own mode (RGBA, L, P, ...), and converts it
+  as the metric's authors' code does (docs/metrics.md, "Preprocessing");
 - ``encode_prompts``: what the model needs of each distinct prompt (embeddings, token
   ids), computed once per prompt however many images share it;
 - ``score_pixels``: the scores of a batch of transformed images against their prompts'
@@ -45,7 +47,7 @@ class PromptImageScorer:
         raise NotImplementedError
 
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        """A picklable function from an RGB PIL image to the model's input tensor."""
+        """A picklable function from a PIL image (any mode) to the model's input tensor."""
         raise NotImplementedError
 
     def encode_prompts(self, prompts: list[str]) -> Encoded:
@@ -67,7 +69,7 @@ class PromptImageScorer:
         scores: list[float] = []
         for start in range(0, len(images), self.batch_size):
             end = start + self.batch_size
-            pixels = torch.stack([transform(image.convert("RGB")) for image in images[start:end]])
+            pixels = torch.stack([transform(image) for image in images[start:end]])
             scores += self.score_pixels(pixels, take_rows(encoded, rows[start:end])).tolist()
         return scores
 

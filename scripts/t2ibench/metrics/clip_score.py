@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
@@ -31,7 +32,8 @@ from t2ibench.errors import InputError
 from t2ibench.metrics.base import PromptImageScorer
 from t2ibench.models.checks import sha256_file
 
-FORMULA_VERSION = "v1"
+# v2: images reach open_clip's preprocess in their own mode (v1: converted to RGB first)
+FORMULA_VERSION = "v2"
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,45 @@ class ClipScorer(OpenClipModel, PromptImageScorer):
         return 100 * cosine.clamp(min=0)
 
 
+@dataclass(frozen=True)
+class LetterboxTransform:
+    """Picklable ``PIL.Image -> (3, size, size)`` tensor: HPS v2's ``preprocess_val``
+    (``image_transform(..., resize_longest_max=True)`` of the HPSv2 repository).
+
+    RGB (P, L, LA, ... are converted; an RGBA image keeps its colour channels, whose values
+    are those of the official 4-channel tensor, on which the official model fails), then
+    ``ToTensor`` (floats in [0, 1]), the longest side resized to ``size`` on that float
+    tensor with bicubic interpolation (``torchvision.transforms.functional.resize``), zero
+    padding to ``size x size`` (left/top get half, rounded down), and normalisation.
+    ``antialias`` is passed explicitly: True is what the official code does with
+    torchvision >= 0.17 (its default for tensors since then); False reproduces it under
+    torchvision < 0.17. An image whose longest side is already ``size`` is not resized
+    (as in the official code) and is padded to a square (the official code leaves it
+    non-square, which its model rejects).
+    """
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    antialias: bool = True
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as tf
+
+        x = tf.to_tensor(image.convert("RGB"))
+        height, width = x.shape[1:]
+        scale = self.size / float(max(height, width))
+        if scale != 1.0:
+            height, width = round(height * scale), round(width * scale)
+            x = tf.resize(x, [height, width], InterpolationMode.BICUBIC, antialias=self.antialias)
+        pad_h, pad_w = self.size - height, self.size - width
+        if pad_h or pad_w:
+            padding = [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2]
+            x = tf.pad(x, padding, fill=0)
+        return tf.normalize(x, list(self.mean), list(self.std))
+
+
 class HpsScorer(ClipScorer):
     """HPS v2 (Human Preference Score, Wu et al. 2023): an open_clip model fine-tuned on
     human preferences, scored as the plain cosine of image and prompt embeddings::
@@ -130,11 +171,26 @@ class HpsScorer(ClipScorer):
 
     (no 100x scale, no clamp; HPS v2.1 puts real images around 0.25-0.35). The real model is
     ``ViT-H-14`` with the weights file ``HPS_v2.1_compressed.pt`` (a ``{"state_dict": ...}``
-    checkpoint, loaded as is by open_clip) passed as ``pretrained``.
+    checkpoint, loaded as is by open_clip) passed as ``pretrained``. Images are prepared
+    as the official scorer prepares them (LetterboxTransform), not with open_clip's
+    centre crop.
     """
 
     column = "hps"
-    formula = "hps/v1"
+    formula = "hps/v2"  # v1 used open_clip's centre crop
+
+    def __init__(self, *args, antialias: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.antialias = antialias
+        self._metric_id = f"{self.formula}/{self.model_id}" + ("" if antialias else "/no-antialias")
+
+    def transform(self) -> LetterboxTransform:
+        cfg = self.model.visual.preprocess_cfg
+        size = self.model.visual.image_size
+        size = int(size if isinstance(size, int) else size[0])
+        mean = tuple(float(v) for v in cfg["mean"])
+        std = tuple(float(v) for v in cfg["std"])
+        return LetterboxTransform(size, mean, std, self.antialias)
 
     def score_pixels(self, pixels: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         return (self.embed_pixels(pixels) * texts).sum(dim=-1)

@@ -113,15 +113,43 @@ class CleanTransform:
         return (x / 255 - mean) / std
 
 
+@dataclass(frozen=True)
+class ClipCropTransform:
+    """Picklable ``PIL.Image -> (3, size, size) float32 tensor``: clean-fid's preparation
+    for its CLIP features (``img_preprocess_clip`` + ``CLIP_fx``).
+
+    RGB (``Image.open(path).convert("RGB")``, as clean-fid's dataset does), shortest side
+    resized to ``size`` with PIL's bicubic filter (torchvision ``Resize`` on a PIL image),
+    ``CenterCrop(size)``, rounded to uint8, then ``(x / 255 - mean) / std``.
+    """
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as tf
+
+        image = image.convert("RGB")
+        image = tf.resize(image, self.size, interpolation=InterpolationMode.BICUBIC)
+        image = tf.center_crop(image, [self.size, self.size])
+        x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        x = x.to(torch.float32) / 255
+        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        return (x - mean) / std
+
+
 class ClipFeatures(OpenClipModel):
     """Unnormalised open_clip image embeddings as FID/KID features (arguments:
     OpenClipModel's).
 
     Unnormalised, like clean-fid's FID-CLIP (``model.encode_image`` of CLIP ViT-B/32): the
-    embedding norm carries information, and FID assumes no particular scale. (clean-fid
-    resizes for CLIP with torchvision's uint8 bicubic resize + center crop; here the clean
-    resize to the model's image size is used for both extractors, so FID-CLIP numbers are
-    close to, not identical with, clean-fid's ``clip_vit_b_32`` statistics.)
+    embedding norm carries information, and FID assumes no particular scale. Images are
+    prepared as clean-fid prepares them for its CLIP features (ClipCropTransform: shortest
+    side resized, centre crop), so with CLIP ViT-B/32 weights the features are clean-fid's
+    ``clip_vit_b_32`` ones.
     """
 
     def __init__(self, *args, **kwargs):
@@ -135,12 +163,12 @@ class ClipFeatures(OpenClipModel):
         self.std = tuple(float(v) for v in cfg["std"])
         self.dim = int(open_clip.get_model_config(self.name)["embed_dim"])
         self.extractor_id = (
-            f"fid-features/{FEATURES_VERSION}/clip/{self.model_id}/image-embeds/clean{self.size}"
+            f"fid-features/{FEATURES_VERSION}/clip/{self.model_id}/image-embeds/crop{self.size}"
         )
 
-    def transform(self) -> CleanTransform:
-        """Clean resize to the model's image size, then the model's mean/std normalisation."""
-        return CleanTransform(self.size, self.mean, self.std)
+    def transform(self) -> ClipCropTransform:
+        """clean-fid's CLIP preparation at the model's image size and mean/std."""
+        return ClipCropTransform(self.size, self.mean, self.std)
 
     @torch.inference_mode()
     def features(self, pixels: torch.Tensor) -> torch.Tensor:

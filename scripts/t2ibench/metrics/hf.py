@@ -19,7 +19,8 @@ from t2ibench.errors import InputError
 from t2ibench.metrics.base import PromptImageScorer
 from t2ibench.models.checks import sha256_file
 
-FORMULA_VERSION = "v1"
+# v2: images reach the processor in their own mode (v1: converted to RGB first)
+FORMULA_VERSION = "v2"
 
 
 class ProcessorTransform:

@@ -67,7 +67,8 @@ from t2ibench.errors import InputError
 from t2ibench.metrics.base import PromptImageScorer
 from t2ibench.models.checks import sha256_file
 
-FORMULA_VERSION = "v1"
+# v2: resized before alpha is dropped, as the official transform does (v1: RGB first)
+FORMULA_VERSION = "v2"
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ARCHITECTURE = ROOT / "config" / "metrics" / "image-reward-v1.json"

@@ -4,22 +4,30 @@ processes when decoding is slow enough to pay for them."""
 from __future__ import annotations
 
 
-def open_rgb(path: str):
-    """The image at `path` as RGB; one that cannot be decoded is an InputError naming it
-    (a file that changed after the run checked it)."""
+def open_image(path: str):
+    """The image at `path`, decoded, in its own mode (RGB, RGBA, L, P, ...): each scorer's
+    transform converts it as its authors' code does (some resize before dropping alpha).
+    One that cannot be decoded is an InputError naming it (a file that changed after the
+    run checked it)."""
     from PIL import Image
 
     from t2ibench.errors import InputError
 
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            img.load()
+            return img.copy()
     except (OSError, ValueError, SyntaxError) as err:  # PIL's ways of saying "not decodable"
         raise InputError(f"image {path}: cannot be decoded ({err})") from None
 
 
+def open_rgb(path: str):
+    """The image at `path` as RGB (see open_image)."""
+    return open_image(path).convert("RGB")
+
+
 class ImageFiles:
-    """A map-style dataset of image files: item i is (transform(RGB image i), i)."""
+    """A map-style dataset of image files: item i is (transform(image i as decoded), i)."""
 
     def __init__(self, paths: list[str], transform):
         self.paths = paths
@@ -29,7 +37,7 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.transform(open_rgb(self.paths[i])), i
+        return self.transform(open_image(self.paths[i])), i
 
 
 # Worker processes pay off only when decoding is slow: each is a fresh Python that
@@ -92,9 +100,9 @@ def decoded_batches(
 ):
     """Yields (pixels, indices) batches of the images at `paths`, in order.
 
-    A torch DataLoader opens, converts to RGB and transforms the images, in up to
-    `workers` worker processes when that pays (see loader_workers; `min_batches=0` forces
-    them), forked from a forkserver (see worker_context).
+    A torch DataLoader opens and transforms the images (the transform converts their
+    mode), in up to `workers` worker processes when that pays (see loader_workers;
+    `min_batches=0` forces them), forked from a forkserver (see worker_context).
     """
     import torch
     from torch.utils.data import DataLoader

@@ -1,14 +1,17 @@
-"""The metrics the workflow knows: their config sections, tables and scorers.
+"""The metrics the workflow knows: one entry (`Metric`) each.
 
-Each metric writes one table, ``results/<experiment>/metrics/<metric>.csv``:
+An entry says everything the rest of the workflow needs of a metric: its name (its
+table is ``results/<experiment>/metrics/<name>.csv``), its granularity (per image, per
+(model, cell, prompt), or per set of images), the columns it gives with which way is
+better, its config section under ``metrics:`` (the keys and defaults, which the config
+schema takes from here), the weight files it reads and where to get them, its built-in
+tiny models, and how its table is made. Tables, summaries, comparisons, plots, the
+viewer, the config checks and the report's captions all read these entries; nothing
+else lists metrics.
 
-- per image, against the image's prompt: ``clip_score``, ``siglip_score``,
-  ``image_reward``, ``pickscore``, ``hps`` (one column of that name);
-- per image, against the prompt's reference image: ``reference_similarity``
-  (``clip_ref_cosine`` and ``lpips_ref``);
-- per (model, cell, prompt): ``lpips_diversity``, ``clip_diversity``;
-- per set of images: ``fid`` (FID and KID of each model's or cell's images against the
-  reference images, or against the first model).
+The built-in metrics are in t2ibench.metrics.catalogue. A metric of one's own is a
+Python file or module named in the config's ``metric_plugins`` list that calls
+``register(Metric(...))`` when imported (docs/adding-a-metric.md).
 
 Model values ``builtin:tiny-...`` are tiny models with seeded random weights, written on
 first use under ``<resources_dir>/models/metrics/`` in the real on-disk format and then
@@ -18,10 +21,14 @@ scores mean nothing.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench.errors import InputError
@@ -29,44 +36,169 @@ from t2ibench.io import staging_dir
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
-TINY_OPEN_CLIP = ROOT / "config" / "models" / "open_clip-tiny.json"
-
-# metric (table name) -> config section under `metrics:`
-SECTIONS = {
-    "clip_score": "clip",
-    "siglip_score": "siglip",
-    "image_reward": "image_reward",
-    "pickscore": "pickscore",
-    "hps": "hps",
-    "reference_similarity": "reference",
-    "lpips_diversity": "lpips",
-    "clip_diversity": "clip_diversity",
-    "fid": "fid",
+GRANULARITIES = ("image", "prompt", "set")
+# The keys a table of each granularity is merged on (a set table is not merged).
+MERGE_KEYS = {"image": ["image_path"], "prompt": ["model", "cell", "prompt_index"]}
+DEVICE_SETTING = {
+    "type": "string",
+    "pattern": "^(|auto|cpu|mps|cuda(:[0-9]+)?)$",
+    "default": "",
 }
-PROMPT_IMAGE_METRICS = ["clip_score", "siglip_score", "image_reward", "pickscore", "hps"]
-# Tables merged into results.csv on the image, and on the (model, cell, prompt).
-PER_IMAGE_TABLES = {*PROMPT_IMAGE_METRICS, "reference_similarity"}
-PER_PROMPT_TABLES = {"lpips_diversity", "clip_diversity"}
-# The metrics that also need another section's model.
-USES = {"reference_similarity": ["clip", "lpips"], "clip_diversity": ["clip"]}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A value column a metric gives: its name and which way is better."""
+
+    name: str
+    higher_is_better: bool = True
+    note: str = ""  # beside the axis label: "lower = closer to the reference"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A config key of the metric's section that names weights.
+
+    ``what`` is what the key must name; ``source`` where to get it (said when the file is
+    missing). ``folder`` lists files one of which a folder must hold; a folder key may
+    also be a Hub id already in the local Hugging Face cache. Empty values and
+    ``builtin:`` values are not checked.
+    """
+
+    key: str
+    what: str
+    source: str = ""
+    folder: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric. ``table(plan, experiment, jobs, cache_path)`` returns its table over
+    the experiment's listed images (``jobs``): for ``image`` metrics one row per image
+    with ``image_path`` and the columns; for ``prompt`` metrics one row per (model, cell,
+    prompt_index) with the columns; for ``set`` metrics a table of its own."""
+
+    name: str
+    granularity: str
+    columns: tuple[Column, ...]
+    summary: str  # one sentence: what it measures (report page, captions, docs)
+    table: Callable
+    section: str = ""  # its config section under `metrics:`; empty means `name`
+    settings: Mapping = field(default_factory=dict)  # JSON-schema properties besides `enabled`
+    files: tuple[WeightFile, ...] = ()
+    builtins: Mapping[str, Callable[[Path], None]] = field(default_factory=dict)
+    uses: tuple[str, ...] = ()  # other sections whose models it uses
+    enabled_by_default: bool = True
+    # Why its numbers mean nothing (random weights), or "": given the `metrics` config,
+    # asked when its section is in use.
+    demo: Callable[[dict], str] | None = None
+
+    def __post_init__(self):
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"metric {self.name}: granularity must be one of {GRANULARITIES}")
+        if not self.section:
+            object.__setattr__(self, "section", self.name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def section_schema(self) -> dict:
+        """The JSON schema of its config section (config.load_schema puts it in place)."""
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "description": self.summary,
+            "properties": {
+                "enabled": {"type": "boolean", "default": self.enabled_by_default},
+                **self.settings,
+            },
+        }
+
+    def demo_reason(self, metrics_config: dict) -> str:
+        if self.demo is not None:
+            return self.demo(metrics_config)
+        builtin = [k for k, v in metrics_config[self.section].items() if is_builtin(v)]
+        return f"{self.name} uses a tiny random model" if builtin else ""
+
+
+_REGISTRY: dict[str, Metric] = {}
+_LOADED = False
+
+
+def _entries() -> dict[str, Metric]:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        importlib.import_module("t2ibench.metrics.catalogue")
+    return _REGISTRY
+
+
+def register(metric: Metric) -> Metric:
+    """Add a metric (or replace the one of that name: a plugin imported again)."""
+    entries = _entries()
+    owner = next((m for m in entries.values() if m.section == metric.section), None)
+    if owner is not None and owner.name != metric.name:
+        raise ValueError(
+            f"metric {metric.name}: config section '{metric.section}' is {owner.name}'s"
+        )
+    if metric.section in ("device", "workers"):
+        raise ValueError(f"metric {metric.name}: 'metrics.{metric.section}' is a shared key")
+    entries[metric.name] = metric
+    return metric
+
+
+def unregister(name: str) -> None:
+    _entries().pop(name, None)
+
+
+def all_metrics() -> list[Metric]:
+    """Every metric, in table order (the catalogue's, then plugins' in import order)."""
+    return list(_entries().values())
+
+
+def get(name: str) -> Metric:
+    try:
+        return _entries()[name]
+    except KeyError:
+        raise InputError(f"unknown metric '{name}'; known: {', '.join(_entries())}") from None
+
+
+def names() -> list[str]:
+    return list(_entries())
+
+
+def sections() -> list[str]:
+    return list(dict.fromkeys(m.section for m in _entries().values()))
+
+
+def section_schemas() -> dict[str, dict]:
+    """`metrics.<section>` schemas; a section shared by several metrics is the first's."""
+    schemas: dict[str, dict] = {}
+    for metric in _entries().values():
+        schemas.setdefault(metric.section, metric.section_schema())
+    return schemas
 
 
 def section_in_use(metrics_config: dict, section: str) -> bool:
     """True when the section's metric, or a metric that uses its model, is enabled."""
-    users = [SECTIONS[m] for m, sections in USES.items() if section in sections]
-    return any(metrics_config[s]["enabled"] for s in [section, *users])
+    users = [m.section for m in _entries().values() if section in m.uses]
+    return any(metrics_config.get(s, {}).get("enabled") for s in [section, *users])
 
 
 def enabled(metrics_config: dict) -> list[str]:
     """The enabled metrics, in table order."""
-    return [m for m, section in SECTIONS.items() if metrics_config[section]["enabled"]]
+    return [m.name for m in _entries().values() if metrics_config[m.section]["enabled"]]
 
 
 def metric_params(metrics_config: dict, metric: str) -> dict:
     """The config a metric's table depends on: its section and the sections it uses."""
-    sections = [SECTIONS[metric], *USES.get(metric, [])]
-    params = {s: {k: v for k, v in metrics_config[s].items() if k != "enabled"} for s in sections}
+    entry = get(metric)
+    params = {
+        s: {k: v for k, v in metrics_config[s].items() if k != "enabled"}
+        for s in [entry.section, *entry.uses]
+    }
     params["device"] = metrics_config["device"]
     return params
 
@@ -78,51 +210,121 @@ def device_of(section: dict, metrics_config: dict, default_device: str) -> str:
     return resolve_device(section.get("device") or metrics_config["device"] or default_device)
 
 
+# --- columns --------------------------------------------------------------------------
+
+
+def columns(granularity: str) -> list[str]:
+    """The results.csv columns of every metric of a granularity (image or prompt)."""
+    return [c.name for m in _entries().values() if m.granularity == granularity for c in m.columns]
+
+
+def column_facts(wanted=None) -> dict[str, dict]:
+    """Per value column: its metric, granularity, direction and note (for the viewer's
+    data and metadata.json)."""
+    facts = {}
+    for metric in _entries().values():
+        for column in metric.columns:
+            if wanted is None or column.name in wanted:
+                facts[column.name] = {
+                    "metric": metric.name,
+                    "granularity": metric.granularity,
+                    "higher_is_better": column.higher_is_better,
+                    "note": column.note,
+                    "summary": metric.summary,
+                }
+    return facts
+
+
+def describe(metric_names) -> dict[str, dict]:
+    """What metadata.json records of the metrics of a run: per metric its granularity,
+    summary and columns with their direction, so readers of the results folder (the
+    viewer, a colleague's tools) need no registry."""
+    return {
+        name: {
+            "granularity": get(name).granularity,
+            "summary": get(name).summary,
+            "columns": {
+                c.name: {"higher_is_better": c.higher_is_better, "note": c.note}
+                for c in get(name).columns
+            },
+        }
+        for name in metric_names
+    }
+
+
+def facts_of(described: dict | None) -> dict[str, dict]:
+    """Per value column, as column_facts gives, from metadata.json's `metrics` (a run's
+    own record) or, for results written without one, from the registry."""
+    if not isinstance(described, dict) or not described:
+        return column_facts()
+    facts = {}
+    for name, metric in described.items():
+        if not isinstance(metric, dict):
+            continue
+        for column, about in (metric.get("columns") or {}).items():
+            about = about if isinstance(about, dict) else {}
+            facts[column] = {
+                "metric": name,
+                "granularity": metric.get("granularity", "image"),
+                "higher_is_better": bool(about.get("higher_is_better", True)),
+                "note": str(about.get("note") or ""),
+                "summary": str(metric.get("summary") or ""),
+            }
+    return facts
+
+
+def demo_reasons(metrics_config: dict) -> list[str]:
+    """Why the enabled metrics' numbers mean nothing (random weights), one line each."""
+    reasons = []
+    for metric in _entries().values():
+        if metric.section in metrics_config and section_in_use(metrics_config, metric.section):
+            reason = metric.demo_reason(metrics_config)
+            if reason and reason not in reasons:
+                reasons.append(reason)
+    return reasons
+
+
+# --- plugins ----------------------------------------------------------------------------
+
+
+def load_plugins(plugins) -> None:
+    """Import the config's `metric_plugins` (module names or .py files), which register
+    their metrics. A plugin that cannot be imported is an InputError naming it."""
+    if plugins is None:
+        return
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise InputError(
+            "config key 'metric_plugins': expected a list of Python files or module names"
+        )
+    for i, plugin in enumerate(plugins):
+        key = f"config key 'metric_plugins[{i}]'"
+        try:
+            if plugin.endswith(".py"):
+                path = Path(plugin).resolve()
+                if not path.is_file():
+                    raise InputError(f"{key}: file {plugin} does not exist")
+                name = f"t2ibench_plugin_{path.stem}"
+                if name in sys.modules and getattr(sys.modules[name], "__file__", "") == str(path):
+                    continue
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(plugin)
+        except InputError:
+            raise
+        except Exception as err:  # a plugin's own error, in one line
+            raise InputError(
+                f"{key}: cannot import {plugin}: {type(err).__name__}: {err}"
+            ) from None
+
+
 # --- built-in tiny models -------------------------------------------------------------
 
 
-def _write_tiny_siglip(folder: Path) -> None:
-    from t2ibench.metrics.siglip import write_tiny_siglip
-
-    write_tiny_siglip(folder, seed=0)
-
-
-def _write_tiny_pickscore(folder: Path) -> None:
-    from t2ibench.metrics.pickscore import write_tiny_pickscore
-
-    write_tiny_pickscore(folder, seed=0)
-
-
-def _write_tiny_image_reward(folder: Path) -> None:
-    from t2ibench.metrics.image_reward import write_tiny_image_reward
-
-    write_tiny_image_reward(folder, seed=0)
-
-
-def _write_tiny_hps(folder: Path) -> None:
-    write_tiny_open_clip_checkpoint(folder / "hps-tiny.pt", TINY_OPEN_CLIP, seed=0)
-
-
-BUILTINS: dict[str, Callable[[Path], None]] = {
-    "tiny-siglip": _write_tiny_siglip,
-    "tiny-pickscore": _write_tiny_pickscore,
-    "tiny-image-reward": _write_tiny_image_reward,
-    "tiny-hps": _write_tiny_hps,
-}
-
-
-def write_tiny_open_clip_checkpoint(path: Path, config: Path, seed: int = 0) -> None:
-    """An open_clip checkpoint in the HPS v2 layout ({"state_dict": ...}), random weights."""
-    import open_clip
-    import torch
-
-    from t2ibench.metrics.clip_score import _register_architecture
-
-    name = _register_architecture(str(config))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = open_clip.create_model(name, pretrained=None)
-    torch.save({"state_dict": model.state_dict()}, path)
+def builtin_ids() -> list[str]:
+    return [i for m in _entries().values() for i in m.builtins]
 
 
 def builtin_folder(value: str, resources_dir: str | Path, key: str) -> Path:
@@ -132,17 +334,18 @@ def builtin_folder(value: str, resources_dir: str | Path, key: str) -> Path:
     two jobs writing at once both end with the same complete folder.
     """
     model_id = value.removeprefix("builtin:")
-    if model_id not in BUILTINS:
+    writers = {i: w for m in _entries().values() for i, w in m.builtins.items()}
+    if model_id not in writers:
         raise InputError(
             f"config key '{key}': unknown built-in model '{value}'; expected one of: "
-            + ", ".join(f"builtin:{name}" for name in BUILTINS)
+            + ", ".join(f"builtin:{name}" for name in writers)
         )
     folder = Path(resources_dir) / "models" / "metrics" / model_id
     if folder.is_dir():
         return folder
     tmp = staging_dir(folder)
     try:
-        BUILTINS[model_id](tmp)
+        writers[model_id](tmp)
         try:
             os.rename(tmp, folder)
             log.debug("wrote built-in metric model %s to %s", value, folder)
@@ -154,62 +357,5 @@ def builtin_folder(value: str, resources_dir: str | Path, key: str) -> Path:
     return folder
 
 
-def is_builtin(value: str) -> bool:
+def is_builtin(value) -> bool:
     return isinstance(value, str) and value.startswith("builtin:")
-
-
-# --- scorers ----------------------------------------------------------------------------
-
-
-def build_scorer(metric: str, metrics_config: dict, default_device: str, resources_dir: str):
-    """The PromptImageScorer of a per-image prompt metric, from its config section."""
-    section = metrics_config[SECTIONS[metric]]
-    device = device_of(section, metrics_config, default_device)
-    batch = section["batch_size"]
-    where = f"metrics.{SECTIONS[metric]}"
-    if metric == "clip_score":
-        from t2ibench.metrics.clip_score import ClipScorer
-
-        return ClipScorer(section["model"], section["pretrained"], device, batch)
-    if metric == "hps":
-        from t2ibench.metrics.clip_score import HpsScorer
-
-        weights = section["weights"]
-        model = section["model"]
-        if is_builtin(weights):
-            folder = builtin_folder(weights, resources_dir, f"{where}.weights")
-            weights = str(folder / "hps-tiny.pt")
-            model = str(TINY_OPEN_CLIP)
-        return HpsScorer(model, weights, device, batch)
-    if metric == "siglip_score":
-        from t2ibench.metrics.siglip import SiglipScorer
-
-        model = section["model"]
-        if is_builtin(model):
-            model = str(builtin_folder(model, resources_dir, f"{where}.model"))
-        return SiglipScorer(model, device=device, batch_size=batch)
-    if metric == "pickscore":
-        from t2ibench.metrics.pickscore import PickScoreScorer
-
-        model, processor = section["model"], section["processor"] or None
-        if is_builtin(model):
-            model = str(builtin_folder(model, resources_dir, f"{where}.model"))
-        return PickScoreScorer(model, processor, device=device, batch_size=batch)
-    if metric == "image_reward":
-        from t2ibench.metrics.image_reward import ImageRewardScorer
-
-        weights, tokenizer = section["weights"], section["tokenizer"]
-        architecture = section["architecture"]
-        if is_builtin(weights):
-            folder = builtin_folder(weights, resources_dir, f"{where}.weights")
-            weights = str(folder / "ImageReward.pt")
-            tokenizer = tokenizer or str(folder / "tokenizer")
-            architecture = architecture or str(ROOT / "config/metrics/image-reward-tiny.json")
-        if not tokenizer:
-            raise InputError(
-                f"config key '{where}.tokenizer': empty; expected a bert-base-uncased "
-                "tokenizer folder (ImageReward's BLIP text encoder uses it)"
-            )
-        kwargs = {"architecture": architecture} if architecture else {}
-        return ImageRewardScorer(weights, tokenizer, device=device, batch_size=batch, **kwargs)
-    raise ValueError(f"{metric} is not a per-image prompt metric")

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from t2ibench.metrics import registry
 from t2ibench.plan import Plan
 
 STYLE = """
@@ -44,6 +45,8 @@ def _gallery(results, page_dir: Path) -> str:
     if results.empty:
         return ""
     columns = list(dict.fromkeys(zip(results["model"], results["cell"], strict=True)))
+    # Under each image: the first per-image metric results.csv has (CLIP score in the demo).
+    shown = next((c for c in registry.columns("image") if c in results), None)
     head = "<th>prompt</th>" + "".join(
         f"<th>{html.escape(m)}<br><span class=note>{html.escape(c)}</span></th>" for m, c in columns
     )
@@ -59,8 +62,8 @@ def _gallery(results, page_dir: Path) -> str:
             figures = []
             for _, row in images.sort_values("image_index").iterrows():
                 caption = f"seed {row['seed']}"
-                if "clip_score" in row and row["clip_score"] == row["clip_score"]:
-                    caption += f" · CLIP {row['clip_score']:.2f}"
+                if shown and row[shown] == row[shown]:
+                    caption += f" · {shown} {row[shown]:.4g}"
                 figures.append(
                     f"<a href='{_rel(row['image_path'], page_dir)}'>"
                     f"<img src='{_rel(row['image_path'], page_dir)}' "
@@ -88,19 +91,7 @@ def demo_reasons(config: dict) -> list[str]:
         for m in config["models"]
         if m["source"].startswith("builtin:")
     ]
-    metrics = config["metrics"]
-    if metrics["clip"]["enabled"] and not metrics["clip"]["pretrained"]:
-        reasons.append("CLIP score uses random weights")
-    if metrics["lpips"]["enabled"] and not metrics["lpips"]["backbone_weights"]:
-        reasons.append("LPIPS uses a random backbone")
-    for section, key in [("siglip", "model"), ("image_reward", "weights"),
-                         ("pickscore", "model"), ("hps", "weights")]:  # fmt: skip
-        if metrics[section]["enabled"] and metrics[section][key].startswith("builtin:"):
-            reasons.append(f"{section} uses a tiny random model")
-    fid = metrics["fid"]
-    if fid["enabled"] and fid["extractor"] == "clip" and not fid["weights"]:
-        reasons.append("FID/KID use a random feature extractor")
-    return reasons
+    return reasons + registry.demo_reasons(config["metrics"])
 
 
 def demo_warning(config: dict) -> str:
@@ -122,17 +113,35 @@ def _grid_pages(folder: str, page_dir: Path) -> str:
     )
 
 
-def _fid_section(inputs: dict) -> str:
+def _set_sections(inputs: dict, described: dict) -> str:
+    """A section per per-set metric table (FID/KID): inputs `set_<metric>`."""
     import pandas as pd
 
-    if "fid" not in inputs:
-        return ""
-    table = pd.read_csv(inputs["fid"])
+    parts = []
+    for key, path in inputs.items():
+        if not key.startswith("set_"):
+            continue
+        name = key.removeprefix("set_")
+        table = pd.read_csv(path)
+        about = (described.get(name) or {}).get("summary", "")
+        parts.append(
+            f"<h2>{html.escape(name)}</h2><p class=note>{html.escape(about)}</p>"
+            + (_summary_table(table) if not table.empty else "<p>No two sets to compare.</p>")
+        )
+    return "".join(parts)
+
+
+def _metric_notes(described: dict) -> str:
+    """The summary's note: each metric's one-line summary (from metadata.json)."""
+    items = "".join(
+        f"<li><b>{html.escape(name)}</b> ({html.escape(m.get('granularity', ''))}): "
+        f"{html.escape(m.get('summary', ''))}</li>"
+        for name, m in described.items()
+        if isinstance(m, dict)
+    )
     return (
-        "<h2>FID and KID</h2><p class=note>Each image set against the reference images, "
-        "the first model or the reference cell (column <i>against</i>); lower is closer. "
-        "Read the <i>warning</i> column: on small sets these numbers are biased or noisy.</p>"
-        + (_summary_table(table) if not table.empty else "<p>No two sets to compare.</p>")
+        f"<ul class=note>{items}</ul><p class=note>Intervals are 95% bootstrap CIs over "
+        "prompts.</p>"
     )
 
 
@@ -161,6 +170,9 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
         for m in meta["models"]
     )
     gen = meta["generation"]
+    described = meta.get("metrics") or registry.describe(
+        registry.enabled(meta["config"]["metrics"])
+    )
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>t2ibench: {html.escape(experiment)}</title><style>{STYLE}</style></head>
@@ -177,13 +189,9 @@ diffusers {html.escape(system["diffusers"])}. Sampler {html.escape(gen["sampler"
 base seed {gen["seed"]} (image i uses seed + i).</p>
 <h2>Models</h2><ul>{models}</ul>
 <h2>Summary</h2>
-<p class=note>Per image: CLIP score 100 &times; max(cos(image, text), 0); SigLIP score,
-the model's match probability; ImageReward (normalised); PickScore; HPS (cosine);
-similarity to the prompt's reference image (CLIP cosine, LPIPS). Per prompt: LPIPS and
-CLIP diversity (mean pairwise distance among its images, higher = more varied).
-Intervals are 95% bootstrap CIs over prompts.</p>
+{_metric_notes(described)}
 {_summary_table(summary)}
-{_fid_section(inputs)}
+{_set_sections(inputs, described)}
 <h2>Grid</h2>
 {_grid_pages(inputs["grids"], page_dir)}
 <h2>Images</h2>

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from t2ibench.report.results import METRICS, read_metadata, read_rows
+from t2ibench.metrics import registry
+from t2ibench.report.results import known_metrics, read_metadata, read_rows
 
-# Known metrics (METRICS) are plotted in their order; others in summary.csv follow, sorted.
-DIVERSITY_METRICS = ("lpips_diversity", "clip_diversity")
-LOWER_IS_BETTER = {"lpips_ref": "lower = closer to the reference"}
+# Known metrics are plotted in their registry order; others in summary.csv follow, sorted.
 CI_TEXT = "mean ± 95% CI over prompts"
 DPI = 120
 FORMATS = ("png", "svg")
@@ -68,7 +67,8 @@ def metric_columns(summary) -> list[str]:
         and f"{col[: -len('_ci_low')]}_ci_high" in summary.columns
     ]
     found = [m for m in found if np.isfinite(_numbers(summary[f"{m}_mean"])).any()]
-    return [m for m in METRICS if m in found] + sorted(m for m in found if m not in METRICS)
+    known = known_metrics()
+    return [m for m in known if m in found] + sorted(m for m in found if m not in known)
 
 
 def _numbers(column) -> np.ndarray:
@@ -146,6 +146,7 @@ class LineData:
     reference_cell: str | None
     models: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    label: str = ""  # the y-axis label (plan_figures sets it from the run's metric facts)
 
 
 def _row_stats(row, metric: str) -> tuple[float, float, float]:
@@ -245,6 +246,7 @@ class BarData:
     low: np.ndarray
     high: np.ndarray
     reference_cell: str | None
+    label: str = ""  # the y-axis label (plan_figures sets it from the run's metric facts)
 
 
 def bar_data(summary, metadata: dict, metric: str) -> BarData | None:
@@ -325,8 +327,10 @@ def _errors(mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return np.vstack([below, above])
 
 
-def _metric_label(metric: str) -> str:
-    note = LOWER_IS_BETTER.get(metric)
+def _metric_label(metric: str, facts: dict | None = None) -> str:
+    """The axis label: the metric, the CI, and its note when lower is better."""
+    about = (facts or registry.column_facts()).get(metric, {})
+    note = about.get("note") if about.get("higher_is_better") is False else ""
     return f"{metric}\n({CI_TEXT}{'; ' + note if note else ''})"
 
 
@@ -382,7 +386,7 @@ def draw_line_plot(data: LineData, experiment: str):
                 i = s.cells.index(data.reference_cell)
                 _reference_star(ax, s.x[i], s.mean[i], data.reference_cell)
         _finish_line_axes(ax, data, model)
-    axes[0].set_ylabel(_metric_label(data.metric), fontsize=9)
+    axes[0].set_ylabel(data.label or _metric_label(data.metric), fontsize=9)
     _dedupe_legend(axes[-1], axes, title=", ".join(_others(data)) or "model")
     fig.suptitle(f"{experiment}: {data.metric} vs {data.axis} ({CI_TEXT})", fontsize=11)
     return fig
@@ -454,7 +458,7 @@ def draw_bar_plot(data: BarData, experiment: str):
     ]
     _set_category_ticks(ax, base, labels)
     ax.set_xlabel("cell" if data.by_cell else "model")
-    ax.set_ylabel(_metric_label(data.metric), fontsize=9)
+    ax.set_ylabel(data.label or _metric_label(data.metric), fontsize=9)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.grid(True, axis="y", alpha=0.3)
     _dedupe_legend(ax, [ax], title="model")
@@ -533,10 +537,13 @@ def plan_figures(summary, metadata: dict, experiment: str) -> list[tuple[str, ob
     """(file stem, figure-making callable) for every plot the data supports, in order."""
     figures = []
     metrics = metric_columns(summary)
+    facts = registry.facts_of(metadata.get("metrics"))
     for metric in metrics:
+        label = _metric_label(metric, facts)
         for axis in metadata.get("variables", {}):
             data = line_data(summary, metadata, metric, axis)
             if data is not None:
+                data.label = label
                 figures.append(
                     (
                         f"{metric}_vs_{_file_part(axis)}",
@@ -545,9 +552,11 @@ def plan_figures(summary, metadata: dict, experiment: str) -> list[tuple[str, ob
                 )
         bars = bar_data(summary, metadata, metric)
         if bars is not None:
+            bars.label = label
             figures.append((f"{metric}_bars", lambda d=bars: draw_bar_plot(d, experiment)))
     if "clip_score" in metrics:
-        panels = {m: scatter_data(summary, metadata, m) for m in DIVERSITY_METRICS if m in metrics}
+        diversity = registry.columns("prompt")  # per-prompt columns: the diversities
+        panels = {m: scatter_data(summary, metadata, m) for m in diversity if m in metrics}
         panels = {m: pts for m, pts in panels.items() if pts}
         if panels:
             figures.append(("clip_score_vs_diversity", lambda: draw_scatter(panels, experiment)))

@@ -28,13 +28,9 @@ from pathlib import Path, PurePosixPath
 
 from t2ibench.errors import InputError
 from t2ibench.experiments import RESULTS_FOLDERS
-from t2ibench.report.tables import IMAGE_METRICS, PROMPT_METRICS
+from t2ibench.metrics import registry
 
 QUICK = "quick"
-# The metric columns results.csv may hold, in their order (see t2ibench.report.tables).
-METRICS = (*IMAGE_METRICS, *PROMPT_METRICS)
-# What a grid or compare may print under an image: the metrics and the generation time.
-IMAGE_VALUES = (*METRICS, "generation_seconds")
 # Columns shown as text in the viewer's tables even when they look like numbers.
 TEXT_COLUMNS = {
     "experiment", "model", "cell", "reference", "comparison", "metric", "method",
@@ -128,13 +124,19 @@ def read_table(path: Path) -> dict | None:
     return {"columns": columns, "rows": rows}
 
 
+def known_metrics() -> list[str]:
+    """The metric columns results.csv may hold, in their order: the registered metrics'
+    per-image, then per-prompt columns (t2ibench.metrics.registry)."""
+    return registry.columns("image") + registry.columns("prompt")
+
+
 def metric_names(summary: dict | None, columns: list[str]) -> list[str]:
     """The metrics of an experiment: summary.csv's `<metric>_mean` columns (a table from
-    `read_table`), else METRICS, that results.csv (`columns`) has."""
+    `read_table`), else the known metrics, that results.csv (`columns`) has."""
     names = []
     if summary:
         names = [c[: -len("_mean")] for c in summary["columns"] if c.endswith("_mean")]
-    return [name for name in names or METRICS if name in columns]
+    return [name for name in names or known_metrics() if name in columns]
 
 
 def format_metric(name: str, value) -> str:
@@ -219,7 +221,9 @@ class Results:
     @property
     def metrics(self) -> list[str]:
         """Metric (and time) columns of results.csv with at least one value."""
-        return [m for m in IMAGE_VALUES if any(row.get(m) for row in self.rows)]
+        # What a grid or compare may print under an image: metrics and generation time.
+        values = [*known_metrics(), "generation_seconds"]
+        return [m for m in values if any(row.get(m) for row in self.rows)]
 
     @functools.cached_property
     def prompts(self) -> dict[int, dict]:

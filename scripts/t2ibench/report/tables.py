@@ -6,7 +6,7 @@ import datetime as dt
 import platform
 from pathlib import Path
 
-from t2ibench.metrics.registry import PER_IMAGE_TABLES, PER_PROMPT_TABLES
+from t2ibench.metrics import registry
 from t2ibench.models.families import FAMILY_DEFAULTS
 from t2ibench.plan import Plan
 
@@ -21,17 +21,6 @@ SETTING_COLUMNS = [
     "dtype",
     "prediction_type",
 ]
-# Metrics measured once per image, and once per (model, cell, prompt).
-IMAGE_METRICS = [
-    "clip_score",
-    "siglip_score",
-    "image_reward",
-    "pickscore",
-    "hps",
-    "clip_ref_cosine",
-    "lpips_ref",
-]
-PROMPT_METRICS = ["lpips_diversity", "clip_diversity"]
 
 
 def variable_columns(plan: Plan, experiment: str, cell: str) -> dict:
@@ -89,12 +78,11 @@ def results_frame(plan: Plan, experiment: str, jobs, metric_tables: dict[str, st
         names = ["experiment", "model", "cell", *axes, "prompt_id", "prompt_index", "seed"]
         return pd.DataFrame(columns=names + ["image_path"])
     for name, path in metric_tables.items():
-        table = pd.read_csv(path)
-        if name in PER_IMAGE_TABLES:
-            frame = frame.merge(table, on="image_path", how="left")
-        elif name in PER_PROMPT_TABLES:
-            keys = ["model", "cell", "prompt_index"]
-            frame = frame.merge(table[[*keys, name]], on=keys, how="left")
+        metric = registry.get(name)
+        keys = registry.MERGE_KEYS.get(metric.granularity)
+        if keys:  # a set metric's table stands alone
+            table = pd.read_csv(path)
+            frame = frame.merge(table[[*keys, *metric.column_names]], on=keys, how="left")
     # Paths last, metrics just before them: the columns people read first come first.
     columns = [c for c in frame.columns if c != "image_path"] + ["image_path"]
     return frame[columns]
@@ -121,12 +109,12 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
             # Black / NaN images: kept, flagged, and left out of every metric.
             "flagged_images": int((group["image_flag"].fillna("") != "").sum()),
         }
-        for metric in IMAGE_METRICS:
+        for metric in registry.columns("image"):
             if metric in group:
                 _describe(row, metric, group[metric], group["prompt_index"])
         if "generation_seconds" in group:
             _describe(row, "generation_seconds", group["generation_seconds"])
-        for metric in PROMPT_METRICS:
+        for metric in registry.columns("prompt"):
             if metric in group:
                 once = group.drop_duplicates("prompt_index")
                 _describe(row, metric, once[metric], once["prompt_index"])
@@ -177,10 +165,11 @@ def comparisons_frame(results, plan: Plan, experiment: str):
     if results.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     clean = results[results["image_flag"].fillna("") == ""]
-    for metric in IMAGE_METRICS + PROMPT_METRICS:
+    image_columns = registry.columns("image")
+    for metric in image_columns + registry.columns("prompt"):
         if metric not in clean:
             continue
-        keys = ["prompt_index", "seed"] if metric in IMAGE_METRICS else ["prompt_index"]
+        keys = ["prompt_index", "seed"] if metric in image_columns else ["prompt_index"]
         data = clean.dropna(subset=[metric]).drop_duplicates(["model", "cell", *keys])
         if data.empty:  # e.g. LPIPS diversity with one image per prompt
             continue
@@ -312,6 +301,7 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
             for p in exp_plan.prompts
         ],
         "reference_images": plan.reference_images,
+        "metrics": registry.describe(registry.enabled(plan.config["metrics"])),
         "images_planned": sum(1 for j in plan.jobs if j.experiment == experiment),
         "system": system_info(plan.config["device"]),
     }

@@ -101,7 +101,8 @@ def build_viewer(
     The experiments are those `t2ibench.report.results.find_experiments` finds: each
     `<name>/` and `prompt-<hash>/<name>/` holding a `metadata.json` (a quick run's,
     in `quick/`, are shown by the viewer built over `quick/`). Their `results.csv`,
-    `summary.csv`, `comparisons.csv`, `metrics/fid.csv`, `plots/` and `grids/` are read
+    `summary.csv`, `comparisons.csv`, per-set metric tables (`metrics/fid.csv`), `plots/`
+    and `grids/` are read
     when present. Raises InputError when there is no experiment.
     Returns the path of `index.html`.
     """
@@ -209,6 +210,39 @@ def demo_banner(meta: dict) -> list[str]:
     return [f"{DEMO_BANNER} {'; '.join(reasons)}."] if reasons else []
 
 
+def metric_facts(meta: dict) -> dict:
+    """Per metric column: which way is better, its note and its metric's summary, from
+    the run's metadata.json (its own record), else the registry; the generation time is
+    lower-is-better too."""
+    from t2ibench.metrics.registry import facts_of
+
+    facts = facts_of(meta.get("metrics"))
+    facts["generation_seconds"] = {
+        "metric": "generation_seconds",
+        "granularity": "image",
+        "higher_is_better": False,
+        "note": "seconds per image",
+        "summary": "Seconds the image took to generate.",
+    }
+    return facts
+
+
+def set_tables(exp_dir: Path, meta: dict) -> list[dict]:
+    """The tables of the per-set metrics (FID/KID) the experiment has, with summaries."""
+    from t2ibench.metrics.registry import facts_of
+
+    sets = {}
+    for about in facts_of(meta.get("metrics")).values():
+        if about["granularity"] == "set":
+            sets.setdefault(about["metric"], about["summary"])
+    found = []
+    for name, summary in sets.items():
+        table = read_table(exp_dir / "metrics" / f"{name}.csv")
+        if table is not None:
+            found.append({"name": name, "summary": summary, "table": table})
+    return found
+
+
 def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
     """Everything the page shows of one experiment (`name`: `sweep`, or
     `prompt-<hash>/<name>`); queues its images in `build.jobs`."""
@@ -218,6 +252,7 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
     summary = read_table(exp_dir / "summary.csv")
     columns = list(rows[0]) if rows else []
     metrics = metric_names(summary, columns)
+    facts = metric_facts(meta)
     images, missing = [], 0
     for row in rows:
         source = find_image(row.get("image_path"), results_dir, name, row)
@@ -252,7 +287,8 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         "images": images,
         "summary": summary,
         "comparisons": read_table(exp_dir / "comparisons.csv"),
-        "fid": read_table(exp_dir / "metrics" / "fid.csv"),
+        "facts": {name: facts[name] for name in metrics if name in facts},
+        "sets": set_tables(exp_dir, meta),
         "plots": plot_list(exp_dir, build.out_dir),
         "files": {
             file: url(exp_dir / file, build.out_dir)

@@ -15,7 +15,6 @@
   var DATA = T2I.data;
   var PAGE_IMAGES = 150;
   var AXES = ["prompt", "model", "cell", "seed"];
-  var LOWER_IS_BETTER = { lpips_ref: true, generation_seconds: true };
   var VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
   var INFERNO = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
   var HTTP = location.protocol === "http:" || location.protocol === "https:";
@@ -235,10 +234,16 @@
         el("figcaption", null, plot.name),
       ]));
     });
-    var fid = $("fid");
-    fid.replaceChildren();
-    $("fid-box").hidden = !exp.fid;
-    if (exp.fid) fid.appendChild(sortableTable(exp.fid.columns, exp.fid.rows, "fid-table"));
+    // One box per per-set metric (FID/KID), its summary from the data.
+    var sets = $("sets");
+    sets.replaceChildren();
+    exp.sets.forEach(function (set) {
+      sets.appendChild(el("details", { class: "set-box", open: true }, [
+        el("summary", null, set.name),
+        el("p", { class: "note" }, set.summary),
+        sortableTable(set.table.columns, set.table.rows, set.name + "-table"),
+      ]));
+    });
   }
 
   // ------------------------------------------------------------------ grid
@@ -446,6 +451,13 @@
     });
   }
 
+  // Which way is better comes with the data (the metric's registry entry, recorded in
+  // metadata.json); a column without facts reads as higher-is-better.
+  function lowerIsBetter(exp, metric) {
+    var facts = exp && exp.facts && exp.facts[metric];
+    return Boolean(facts && facts.higher_is_better === false);
+  }
+
   function renderLegend(scale) {
     var legend = $("legend");
     legend.replaceChildren();
@@ -462,7 +474,7 @@
     legend.appendChild(bar);
     legend.appendChild(el("span", { class: "max", id: "legend-max" }, fmt(scale.max)));
     legend.appendChild(el("span", { class: "note" },
-      LOWER_IS_BETTER[scale.metric] ? "(lower is better)" : "(higher is better)"));
+      lowerIsBetter(state.exp, scale.metric) ? "(lower is better)" : "(higher is better)"));
   }
 
   function renderSelection() {

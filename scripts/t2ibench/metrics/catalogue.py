@@ -1,0 +1,446 @@
+"""The built-in metrics: one registry entry each (see t2ibench.metrics.registry).
+
+Per image, against the image's prompt: ``clip_score``, ``siglip_score``,
+``image_reward``, ``pickscore``, ``hps``; per image, against the prompt's reference image:
+``reference_similarity`` (``clip_ref_cosine`` and ``lpips_ref``); per (model, cell,
+prompt): ``lpips_diversity``, ``clip_diversity``; per set of images: ``fid`` (FID and KID
+of each model's or cell's images against the reference images, or the first model).
+Formulas and preprocessing: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from t2ibench.errors import InputError
+from t2ibench.metrics.registry import (
+    DEVICE_SETTING,
+    Column,
+    Metric,
+    WeightFile,
+    builtin_folder,
+    device_of,
+    is_builtin,
+    register,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY_OPEN_CLIP = ROOT / "config" / "models" / "open_clip-tiny.json"
+
+
+def _batch(default: int) -> dict:
+    return {"type": "integer", "minimum": 1, "default": default}
+
+
+def _text(default: str, description: str, required: bool = False) -> dict:
+    return {"type": "string", "default": default, "description": description} | (
+        {"minLength": 1} if required else {}
+    )
+
+
+def _context(plan, section: str):
+    """(section config, device, resources_dir, key prefix) of a metric's section."""
+    metrics = plan.config["metrics"]
+    config = metrics[section]
+    device = device_of(config, metrics, plan.config["device"])
+    return config, device, plan.config["resources_dir"], f"metrics.{section}"
+
+
+def _prompt_scores(build):
+    """The table of a per-image prompt metric whose scorer `build(plan)` makes."""
+
+    def table(plan, experiment, jobs, cache_path):
+        from t2ibench.scoring import prompt_image_scores
+
+        return prompt_image_scores(plan, experiment, jobs, cache_path, build(plan))
+
+    return table
+
+
+def _table(name: str):
+    """A table function of t2ibench.scoring, imported when a table is made."""
+
+    def table(plan, experiment, jobs, cache_path):
+        from t2ibench import scoring
+
+        return getattr(scoring, name)(plan, experiment, jobs, cache_path)
+
+    return table
+
+
+def _random_clip(metrics: dict) -> str:
+    return "" if metrics["clip"]["pretrained"] else "CLIP score uses random weights"
+
+
+# --- scorers ----------------------------------------------------------------------------
+
+
+def _clip(plan):
+    from t2ibench.metrics.clip_score import ClipScorer
+
+    section, device, _, _ = _context(plan, "clip")
+    return ClipScorer(section["model"], section["pretrained"], device, section["batch_size"])
+
+
+def _hps(plan):
+    from t2ibench.metrics.clip_score import HpsScorer
+
+    section, device, resources, where = _context(plan, "hps")
+    weights, model = section["weights"], section["model"]
+    if is_builtin(weights):
+        folder = builtin_folder(weights, resources, f"{where}.weights")
+        weights, model = str(folder / "hps-tiny.pt"), str(TINY_OPEN_CLIP)
+    return HpsScorer(model, weights, device, section["batch_size"], antialias=section["antialias"])
+
+
+def _siglip(plan):
+    from t2ibench.metrics.siglip import SiglipScorer
+
+    section, device, resources, where = _context(plan, "siglip")
+    model = section["model"]
+    if is_builtin(model):
+        model = str(builtin_folder(model, resources, f"{where}.model"))
+    return SiglipScorer(model, device=device, batch_size=section["batch_size"])
+
+
+def _pickscore(plan):
+    from t2ibench.metrics.pickscore import PickScoreScorer
+
+    section, device, resources, where = _context(plan, "pickscore")
+    model, processor = section["model"], section["processor"] or None
+    if is_builtin(model):
+        model = str(builtin_folder(model, resources, f"{where}.model"))
+    return PickScoreScorer(model, processor, device=device, batch_size=section["batch_size"])
+
+
+def _image_reward(plan):
+    from t2ibench.metrics.image_reward import ImageRewardScorer
+
+    section, device, resources, where = _context(plan, "image_reward")
+    weights, tokenizer = section["weights"], section["tokenizer"]
+    architecture = section["architecture"]
+    if is_builtin(weights):
+        folder = builtin_folder(weights, resources, f"{where}.weights")
+        weights = str(folder / "ImageReward.pt")
+        tokenizer = tokenizer or str(folder / "tokenizer")
+        architecture = architecture or str(ROOT / "config/metrics/image-reward-tiny.json")
+    if not tokenizer:
+        raise InputError(
+            f"config key '{where}.tokenizer': empty; expected a bert-base-uncased "
+            "tokenizer folder (ImageReward's BLIP text encoder uses it)"
+        )
+    kwargs = {"architecture": architecture} if architecture else {}
+    return ImageRewardScorer(
+        weights, tokenizer, device=device, batch_size=section["batch_size"], **kwargs
+    )
+
+
+# --- built-in tiny models -------------------------------------------------------------
+
+
+def _write_tiny_siglip(folder: Path) -> None:
+    from t2ibench.metrics.siglip import write_tiny_siglip
+
+    write_tiny_siglip(folder, seed=0)
+
+
+def _write_tiny_pickscore(folder: Path) -> None:
+    from t2ibench.metrics.pickscore import write_tiny_pickscore
+
+    write_tiny_pickscore(folder, seed=0)
+
+
+def _write_tiny_image_reward(folder: Path) -> None:
+    from t2ibench.metrics.image_reward import write_tiny_image_reward
+
+    write_tiny_image_reward(folder, seed=0)
+
+
+def _write_tiny_hps(folder: Path) -> None:
+    write_tiny_open_clip_checkpoint(folder / "hps-tiny.pt", TINY_OPEN_CLIP, seed=0)
+
+
+def write_tiny_open_clip_checkpoint(path: Path, config: Path, seed: int = 0) -> None:
+    """An open_clip checkpoint in the HPS v2 layout ({"state_dict": ...}), random weights."""
+    import open_clip
+    import torch
+
+    from t2ibench.metrics.clip_score import _register_architecture
+
+    name = _register_architecture(str(config))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = open_clip.create_model(name, pretrained=None)
+    torch.save({"state_dict": model.state_dict()}, path)
+
+
+# --- the entries ----------------------------------------------------------------------
+
+OPEN_CLIP_CONFIG = "an open_clip model-config JSON"
+LPIPS_SOURCE = (
+    "the torchvision backbone (alexnet-owt-7be5be79.pth, vgg16-397923af.pth or "
+    "squeezenet1_1-b8a52dc0.pth from https://download.pytorch.org/models/)"
+)
+INCEPTION_SOURCE = (
+    "inception-2015-12-05.pt from https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/"
+    "pretrained/metrics/inception-2015-12-05.pt"
+)
+
+register(
+    Metric(
+        name="clip_score",
+        section="clip",
+        granularity="image",
+        columns=(Column("clip_score"),),
+        summary="CLIP score: 100 x max(cos(image, prompt), 0) with an open_clip model.",
+        table=_prompt_scores(_clip),
+        settings={
+            "model": _text(
+                "config/models/open_clip-tiny.json",
+                "An open_clip architecture name, or a path to an open_clip model-config JSON.",
+                required=True,
+            ),
+            "pretrained": _text(
+                "",
+                "An open_clip pretrained tag, or a weights file path; empty means random "
+                "weights (demo only).",
+            ),
+            "batch_size": _batch(32),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile("model", OPEN_CLIP_CONFIG),
+            WeightFile("pretrained", "an open_clip weights file"),
+        ),
+        demo=_random_clip,
+    )
+)
+register(
+    Metric(
+        name="siglip_score",
+        section="siglip",
+        granularity="image",
+        columns=(Column("siglip_score"),),
+        summary="SigLIP score: the model's match probability sigmoid(scale x cos + bias).",
+        table=_prompt_scores(_siglip),
+        settings={
+            "model": _text(
+                "builtin:tiny-siglip",
+                "A SiglipModel folder, or a Hub id already in the local Hugging Face cache.",
+                required=True,
+            ),
+            "batch_size": _batch(32),
+            "device": DEVICE_SETTING,
+        },
+        files=(WeightFile("model", "a saved SiglipModel (save_pretrained)", "", ("config.json",)),),
+        builtins={"tiny-siglip": _write_tiny_siglip},
+    )
+)
+register(
+    Metric(
+        name="image_reward",
+        granularity="image",
+        columns=(Column("image_reward"),),
+        summary="ImageReward v1.0: a BLIP reward model of human preference (normalised).",
+        table=_prompt_scores(_image_reward),
+        settings={
+            "weights": _text(
+                "builtin:tiny-image-reward",
+                "The official ImageReward.pt (ImageReward v1.0).",
+                required=True,
+            ),
+            "tokenizer": _text(
+                "", "A bert-base-uncased tokenizer folder (empty only with a builtin model)."
+            ),
+            "architecture": _text(
+                "",
+                "Architecture JSON; empty means config/metrics/image-reward-v1.json (the tiny "
+                "one for a builtin model).",
+            ),
+            "batch_size": _batch(16),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile(
+                "weights",
+                "the ImageReward checkpoint",
+                "ImageReward.pt from https://huggingface.co/THUDM/ImageReward",
+            ),
+            WeightFile("architecture", "an ImageReward architecture JSON"),
+            WeightFile("tokenizer", "a BERT tokenizer", "", ("vocab.txt", "tokenizer.json")),
+        ),
+        builtins={"tiny-image-reward": _write_tiny_image_reward},
+    )
+)
+register(
+    Metric(
+        name="pickscore",
+        granularity="image",
+        columns=(Column("pickscore"),),
+        summary="PickScore v1: a CLIP model fine-tuned on Pick-a-Pic preferences (scaled cosine).",
+        table=_prompt_scores(_pickscore),
+        settings={
+            "model": _text(
+                "builtin:tiny-pickscore",
+                "A CLIPModel folder or cached Hub id (PickScore v1 is yuvalkirstain/PickScore_v1).",
+                required=True,
+            ),
+            "processor": _text(
+                "", "Its processor folder or cached Hub id; empty means the model's own."
+            ),
+            "batch_size": _batch(32),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile("model", "a saved CLIPModel (save_pretrained)", "", ("config.json",)),
+            WeightFile("processor", "a saved CLIPProcessor", "", ("preprocessor_config.json",)),
+        ),
+        builtins={"tiny-pickscore": _write_tiny_pickscore},
+    )
+)
+register(
+    Metric(
+        name="hps",
+        granularity="image",
+        columns=(Column("hps"),),
+        summary="HPS v2: cos(image, prompt) of an open_clip model fine-tuned on human preferences.",
+        table=_prompt_scores(_hps),
+        settings={
+            "model": _text(
+                "ViT-H-14",
+                "The open_clip architecture of the HPS weights (HPS v2.1 is ViT-H-14).",
+                required=True,
+            ),
+            "weights": _text(
+                "builtin:tiny-hps", "The HPS checkpoint (HPS_v2.1_compressed.pt).", required=True
+            ),
+            "antialias": {
+                "type": "boolean",
+                "default": True,
+                "description": (
+                    "Antialias the bicubic resize of the official preprocessing: true is what "
+                    "HPSv2's code does with torchvision >= 0.17, false with older torchvision."
+                ),
+            },
+            "batch_size": _batch(32),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile(
+                "weights",
+                "the HPS checkpoint",
+                "HPS_v2.1_compressed.pt from https://huggingface.co/xswu/HPSv2",
+            ),
+        ),
+        builtins={"tiny-hps": _write_tiny_hps},
+    )
+)
+register(
+    Metric(
+        name="reference_similarity",
+        section="reference",
+        granularity="image",
+        columns=(
+            Column("clip_ref_cosine"),
+            Column("lpips_ref", higher_is_better=False, note="lower = closer to the reference"),
+        ),
+        summary=(
+            "Similarity to the prompt's reference image: CLIP image-image cosine and LPIPS "
+            "(the `clip` and `lpips` models); prompts without one are skipped."
+        ),
+        table=_table("reference_similarities"),
+        uses=("clip", "lpips"),
+        demo=lambda metrics: "",  # the clip and lpips sections say theirs
+    )
+)
+register(
+    Metric(
+        name="lpips_diversity",
+        section="lpips",
+        granularity="prompt",
+        columns=(Column("lpips_diversity", note="higher = more varied"),),
+        summary="LPIPS diversity: mean pairwise LPIPS among a prompt's images.",
+        table=_table("lpips_diversities"),
+        settings={
+            "net": {"type": "string", "enum": ["alex", "vgg", "squeeze"], "default": "alex"},
+            "backbone_weights": _text(
+                "",
+                "Path to the torchvision backbone weights; empty means a random backbone "
+                "(demo only).",
+            ),
+            "batch_size": _batch(16),
+            "device": DEVICE_SETTING,
+        },
+        files=(WeightFile("backbone_weights", "a torchvision weights file", LPIPS_SOURCE),),
+        demo=lambda m: "" if m["lpips"]["backbone_weights"] else "LPIPS uses a random backbone",
+    )
+)
+register(
+    Metric(
+        name="clip_diversity",
+        granularity="prompt",
+        columns=(Column("clip_diversity", note="higher = more varied"),),
+        summary=(
+            "CLIP diversity: mean pairwise cosine distance of a prompt's CLIP image "
+            "embeddings (the `clip` model)."
+        ),
+        table=_table("clip_diversities"),
+        uses=("clip",),
+        demo=lambda metrics: "",
+    )
+)
+register(
+    Metric(
+        name="fid",
+        granularity="set",
+        columns=(
+            Column("fid", higher_is_better=False, note="lower = closer"),
+            Column("kid", higher_is_better=False, note="lower = closer"),
+        ),
+        summary=(
+            "FID and KID of each (model, cell) image set against the reference images, the "
+            "first model or the reference cell; biased or noisy on small sets (see warning)."
+        ),
+        table=_table("set_distances"),
+        settings={
+            "extractor": {
+                "type": "string",
+                "enum": ["clip", "inception"],
+                "default": "clip",
+                "description": (
+                    "clip: an open_clip image encoder (`model`, `weights` as for `clip`); "
+                    "inception: the TorchScript Inception of clean-fid / StyleGAN2-ADA "
+                    "(inception-2015-12-05.pt) at `weights`, the standard FID network."
+                ),
+            },
+            "model": {"type": "string", "default": "config/models/open_clip-tiny.json"},
+            "weights": _text(
+                "",
+                "Weights file (or open_clip tag); empty with `clip` means random weights "
+                "(demo only).",
+            ),
+            "against": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["reference", "first_model", "reference_cell"]},
+                "uniqueItems": True,
+                "default": ["reference", "first_model", "reference_cell"],
+                "description": (
+                    "Compare each (model, cell) image set with the reference images, with the "
+                    "first model's images of the same cell, and with the same model's images "
+                    "of the experiment's reference cell."
+                ),
+            },
+            "batch_size": _batch(32),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile("weights", "the feature extractor's weights", INCEPTION_SOURCE),
+            WeightFile("model", OPEN_CLIP_CONFIG),
+        ),
+        demo=lambda m: (
+            "FID/KID use a random feature extractor"
+            if m["fid"]["extractor"] == "clip" and not m["fid"]["weights"]
+            else ""
+        ),
+    )
+)
