@@ -36,11 +36,13 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" -n auto --dist loadfile --durations=15
 
 ## Figures: dry-run time of large plans (per image and in chunks), workflow vs plain loop,
-## peak RSS, CLIP scoring throughput, the viewer's build and load time (2,000 images).
+## peak RSS, CLIP scoring throughput, the viewer's build and load time (2,000 images),
+## VQAScore throughput (tiny VLM, batched vs one at a time).
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/bench.py
 	$(BIN)/python tools/bench_metrics.py --json bench/out/bench_metrics.json
 	$(BIN)/python tools/bench_viewer.py --json bench/out/bench_viewer.json
+	$(BIN)/python tools/bench_vqascore.py --images 128 --json bench/out/bench_vqascore.json
 
 ## On a GPU: full-size SDXL (random weights) at 1024x1024, bf16 and fp16: s/image, NaN.
 gpu-check: $(STAMP)

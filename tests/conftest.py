@@ -12,6 +12,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and with two OpenMP threads on a busy
+    two-core machine a 0.1 s forward now and then takes several seconds. Modules of
+    tiny-model tests use it: `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

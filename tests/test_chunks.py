@@ -20,7 +20,7 @@ from t2ibench.config import validate_config
 from t2ibench.plan import build_plan
 
 from conftest import with_changes
-from workflow_helpers import tiny_sdxl_models
+from workflow_helpers import metrics_only, tiny_sdxl_models
 
 
 def make_plan(base_config, **changes):
@@ -122,7 +122,6 @@ PROMPTS = {
     "t_002": {"text": "a small dog in the snow"},
     "t_003": {"text": "a lighthouse at night"},
 }
-NOT_CLIP = ["lpips", "siglip", "image_reward", "pickscore", "hps", "reference", "clip_diversity"]
 
 
 def workflow_config(work, images_per_job):
@@ -131,7 +130,7 @@ def workflow_config(work, images_per_job):
         "models": tiny_sdxl_models(),
         "prompts": {"sources": ["prompts/test.json"]},
         "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 3},
-        "metrics": {name: {"enabled": False} for name in NOT_CLIP + ["fid"]},
+        "metrics": metrics_only("clip"),
         "report": {"grid_cell_size": 64},
         "images_per_job": images_per_job,
         "torch_threads": 1,

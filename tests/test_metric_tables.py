@@ -14,7 +14,7 @@ from PIL import Image
 
 from t2ibench.config import validate_config
 from t2ibench.errors import InputError
-from t2ibench.metrics import fid
+from t2ibench.metrics import fid, registry
 from t2ibench.metrics.loader import ImageFiles, decoded_batches, loader_workers
 from t2ibench.metrics.registry import enabled
 from t2ibench.plan import build_plan
@@ -22,13 +22,7 @@ from t2ibench.scoring import clip_embeddings, metric_table
 
 from conftest import with_changes
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _paired_prompts(folder: Path) -> Path:
@@ -77,7 +71,7 @@ def test_every_metric_scores_then_the_cache_answers(base_config, tmp_path, repo,
     plan = _plan(base_config, tmp_path, repo)
     cache = tmp_path / "scores.sqlite"
     metrics = enabled(plan.config["metrics"])
-    assert len(metrics) == 9  # every metric is on by default, on tiny models
+    assert len(metrics) == len(registry.names())  # every metric is on by default, on tiny models
     caplog.set_level(logging.DEBUG, logger="t2ibench")  # the counts go to the job logs
     first = {m: score(plan, "baseline", m, cache) for m in metrics}
     counted = re.findall(r"\((\d+) cached, (\d+) to score\)", caplog.text)

@@ -10,22 +10,24 @@ def test_demo_warning_only_for_random_weights():
     demo = validate_config({})
     warning = demo_warning(demo)
     assert "built-in tiny model" in warning
-    for name in ["CLIP", "LPIPS", "siglip", "image_reward", "pickscore", "hps", "FID/KID"]:
+    for name in [
+        "CLIP",
+        "LPIPS",
+        "siglip",
+        "image_reward",
+        "pickscore",
+        "hps",
+        "vqascore",
+        "FID/KID",
+    ]:
         assert name in warning, name
-    off = {"enabled": False}
+    from t2ibench.metrics import registry
+
+    off = {section: {"enabled": False} for section in registry.sections()}
     real = validate_config(
         {
             "models": [{"name": "m", "source": "builtin:tiny-sdxl"}],
-            "metrics": {
-                "clip": {"model": "ViT-L-14", "pretrained": "openai"},
-                "lpips": off,
-                "reference": off,
-                "siglip": off,
-                "image_reward": off,
-                "pickscore": off,
-                "hps": off,
-                "fid": off,
-            },
+            "metrics": {**off, "clip": {"model": "ViT-L-14", "pretrained": "openai"}},
         }
     )
     real["models"][0]["source"] = "/models/real.safetensors"  # as resolved for a user

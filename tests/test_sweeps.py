@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import job_counts, made_images, make_workdir, output, snakemake, write_config
+from workflow_helpers import (
+    job_counts,
+    made_images,
+    make_workdir,
+    metrics_only,
+    output,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +31,7 @@ PROMPTS = {
 
 # The metrics the tests of what is remade need: a per-image one (the others are tested
 # with every metric on, in the quick run).
-ONLY_CLIP = {
-    name: {"enabled": False}
-    for name in ["lpips", "siglip", "image_reward", "pickscore", "hps", "reference",
-                 "clip_diversity", "fid"]
-}  # fmt: skip
+ONLY_CLIP = metrics_only("clip")
 
 
 def base_config(work, models=("tiny-sdxl", "tiny-zimage"), metrics=None):

@@ -140,6 +140,13 @@ def interrupt_run(work: Path, images, at_least: int = 5) -> list[Path]:
     return survivors
 
 
+def metrics_only(*kept: str) -> dict:
+    """A `metrics:` config with every registered metric's section off but `kept`."""
+    from t2ibench.metrics import registry
+
+    return {s: {"enabled": False} for s in registry.sections() if s not in kept}
+
+
 def tiny_sdxl_models() -> list[dict]:
     """The two built-in tiny SDXL models, epsilon and v-prediction."""
     return [

@@ -47,6 +47,16 @@ def _log_counts(experiment: str, what: str, total: int, todo: int, unit: str = "
     )
 
 
+def prompt_key(path: str, metric_id: str, prompt: str) -> tuple[str, str]:
+    """The cache key of a score of an image against a prompt: the image's content, and
+    the metric with the prompt's (the same image scored against another prompt, e.g. of
+    an edited prompts file over images made elsewhere, is another score)."""
+    from t2ibench.metrics.cache import image_sha256
+
+    digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+    return image_sha256(path), f"{metric_id}|prompt:{digest}"
+
+
 def prompt_image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, scorer):
     """One row per image: the score of `scorer` (a PromptImageScorer, t2ibench.metrics.base)
     of the image against its prompt, in the column `scorer.column`. Only images not in the
@@ -55,13 +65,13 @@ def prompt_image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, sco
     import torch
 
     from t2ibench.metrics.base import take_rows
-    from t2ibench.metrics.cache import ScoreCache, image_sha256
+    from t2ibench.metrics.cache import ScoreCache
 
     jobs = scorable_jobs(plan, jobs)
     paths = [plan.path(j) for j in jobs]
     prompts = [plan.prompt_text(j) for j in jobs]
     metric = scorer.column
-    keys = [(image_sha256(p), scorer.metric_id) for p in paths]
+    keys = [prompt_key(p, scorer.metric_id, text) for p, text in zip(paths, prompts, strict=True)]
     cache = ScoreCache(cache_path)
     cached = cache.get_many(keys)
     todo = [i for i, key in enumerate(keys) if key not in cached]
@@ -90,17 +100,18 @@ def image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, column, me
     own (docs/adding-a-metric.md)."""
     import pandas as pd
 
-    from t2ibench.metrics.cache import ScoreCache, image_sha256
+    from t2ibench.metrics.cache import ScoreCache
     from t2ibench.metrics.loader import open_image
 
     jobs = scorable_jobs(plan, jobs)
     paths = [plan.path(j) for j in jobs]
-    keys = [(image_sha256(p), metric_id) for p in paths]
+    prompts = [plan.prompt_text(j) for j in jobs]
+    keys = [prompt_key(p, metric_id, text) for p, text in zip(paths, prompts, strict=True)]
     cache = ScoreCache(cache_path)
     cached = cache.get_many(keys)
     todo = [i for i, key in enumerate(keys) if key not in cached]
     _log_counts(experiment, column, len(keys), len(todo))
-    new = {keys[i]: float(score(open_image(paths[i]), plan.prompt_text(jobs[i]))) for i in todo}
+    new = {keys[i]: float(score(open_image(paths[i]), prompts[i])) for i in todo}
     cache.put_many(new)
     cached.update(new)
     return pd.DataFrame({"image_path": paths, column: [cached[k] for k in keys]})

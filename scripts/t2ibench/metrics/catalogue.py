@@ -135,7 +135,19 @@ def _image_reward(plan):
     )
 
 
+def _vqascore_table(plan, experiment, jobs, cache_path):
+    from t2ibench.metrics.vqascore import table
+
+    return table(plan, experiment, jobs, cache_path)
+
+
 # --- built-in tiny models -------------------------------------------------------------
+
+
+def _write_tiny_vlm(folder: Path) -> None:
+    from t2ibench.metrics.tiny_vlm import write_tiny_vlm
+
+    write_tiny_vlm(folder, "qwen2_5_vl", seed=0)
 
 
 def _write_tiny_siglip(folder: Path) -> None:
@@ -333,6 +345,53 @@ register(
             ),
         ),
         builtins={"tiny-hps": _write_tiny_hps},
+    )
+)
+register(
+    Metric(
+        name="vqascore",
+        granularity="image",
+        columns=(
+            Column("vqascore"),
+            Column("vqascore_prompt_truncated", summarised=False),
+        ),
+        summary=(
+            "VQAScore: a vision-language model's probability of answering Yes to whether "
+            "the image shows the prompt."
+        ),
+        table=_vqascore_table,
+        settings={
+            "model": _text(
+                "builtin:tiny-qwen2.5-vl",
+                "A Qwen2-VL, Qwen2.5-VL or Qwen3-VL folder with its processor, or a Hub id "
+                "already in the local Hugging Face cache.",
+                required=True,
+            ),
+            "question": _text(
+                'Does this figure show "{}"? Please answer yes or no.',
+                "The question; {} stands for the prompt.",
+                required=True,
+            ),
+            "answer": _text("Yes", "The answer whose probability is the score.", required=True),
+            "min_pixels": {"type": "integer", "minimum": 0, "default": 0},
+            "max_pixels": {"type": "integer", "minimum": 0, "default": 0},
+            "dtype": {
+                "type": "string",
+                "enum": ["auto", "float32", "bfloat16", "float16"],
+                "default": "auto",
+            },
+            "batch_size": _batch(8),
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile(
+                "model",
+                "a vision-language model folder (save_pretrained, with its processor)",
+                "",
+                ("config.json",),
+            ),
+        ),
+        builtins={"tiny-qwen2.5-vl": _write_tiny_vlm},
     )
 )
 register(

@@ -48,11 +48,14 @@ DEVICE_SETTING = {
 
 @dataclass(frozen=True)
 class Column:
-    """A value column a metric gives: its name and which way is better."""
+    """A value column a metric gives: its name and which way is better. A column with
+    ``summarised=False`` is a fact about the score (e.g. the prompt was cut to fit the
+    model) that results.csv carries but summaries, comparisons and plots leave out."""
 
     name: str
     higher_is_better: bool = True
     note: str = ""  # beside the axis label: "lower = closer to the reference"
+    summarised: bool = True
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,15 @@ def device_of(section: dict, metrics_config: dict, default_device: str) -> str:
 
 
 def columns(granularity: str) -> list[str]:
-    """The results.csv columns of every metric of a granularity (image or prompt)."""
-    return [c.name for m in _entries().values() if m.granularity == granularity for c in m.columns]
+    """The summarised results.csv columns of every metric of a granularity (image or
+    prompt): the values summaries, comparisons, plots and the viewer show."""
+    return [
+        c.name
+        for m in _entries().values()
+        if m.granularity == granularity
+        for c in m.columns
+        if c.summarised
+    ]
 
 
 def column_facts(wanted=None) -> dict[str, dict]:
@@ -224,7 +234,7 @@ def column_facts(wanted=None) -> dict[str, dict]:
     facts = {}
     for metric in _entries().values():
         for column in metric.columns:
-            if wanted is None or column.name in wanted:
+            if column.summarised and (wanted is None or column.name in wanted):
                 facts[column.name] = {
                     "metric": metric.name,
                     "granularity": metric.granularity,
@@ -246,6 +256,7 @@ def describe(metric_names) -> dict[str, dict]:
             "columns": {
                 c.name: {"higher_is_better": c.higher_is_better, "note": c.note}
                 for c in get(name).columns
+                if c.summarised
             },
         }
         for name in metric_names

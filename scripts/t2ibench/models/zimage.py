@@ -107,10 +107,10 @@ def _byte_symbols() -> list[str]:
     return symbols
 
 
-def _merges() -> list[tuple[str, str]]:
-    """Left-to-right merges spelling out each of MERGE_WORDS, without repeats."""
+def _merges(words=None) -> list[tuple[str, str]]:
+    """Left-to-right merges spelling out each of `words` (MERGE_WORDS), without repeats."""
     merges: list[tuple[str, str]] = []
-    for word in MERGE_WORDS:
+    for word in MERGE_WORDS if words is None else words:
         for end in range(2, len(word) + 1):
             pair = (word[: end - 1], word[end - 1])
             if pair not in merges:
