@@ -276,6 +276,13 @@ def get_metric_tables(wildcards):
     }
 
 
+def get_experiment_facts(wildcards):
+    """What an experiment's tables and metadata say besides the images: its reference
+    cell (comparisons are against it) and its description; a change remakes them."""
+    exp = PLAN.experiments[wildcards.experiment].experiment
+    return {"reference": exp.reference, "description": exp.description}
+
+
 def get_enabled_metrics(wildcards):
     """The metric tables merged: turning a metric off remakes the tables without it."""
     return sorted(steps.enabled_metrics(config))
@@ -299,6 +306,15 @@ def get_metric_params(wildcards):
         **registry.metric_params(config["metrics"], wildcards.metric),
         **steps.metric_references(PLAN, wildcards.experiment, wildcards.metric),
     }
+
+
+def get_metric_inputs(wildcards):
+    """The image list, then the tables of the metrics this one comes after."""
+    after = [
+        f"{ANALYSIS}/{wildcards.experiment}/metrics/{name}.csv"
+        for name in registry.get(wildcards.metric).after
+    ]
+    return [f"{ANALYSIS}/{wildcards.experiment}/images.txt", *after]
 
 
 def get_metric_summary(wildcards):

@@ -1,6 +1,6 @@
 rule metric:
     input:
-        f"{ANALYSIS}/{{experiment}}/images.txt",
+        get_metric_inputs,
     output:
         report(
             update(f"{ANALYSIS}/{{experiment}}/metrics/{{metric}}.csv"),

@@ -26,6 +26,7 @@ rule results_table:
     localrule: True
     params:
         metrics=get_enabled_metrics,
+        experiment=get_experiment_facts,
     run:
         steps.results_table(PLAN, wildcards.experiment, dict(input), output, log[0])
 
@@ -38,6 +39,8 @@ rule metadata:
     log:
         f"{ANALYSIS}/{{experiment}}/logs/metadata.log",
     localrule: True
+    params:
+        experiment=get_experiment_facts,
     run:
         steps.metadata(PLAN, wildcards.experiment, output[0], log[0])
 
@@ -118,5 +121,6 @@ rule viewer:
     localrule: True
     params:
         thumb_size=config["report"]["thumb_size"],
+        others=lambda wildcards: steps.other_experiments(PLAN, ANALYSIS),
     run:
         steps.viewer(ANALYSIS, params.thumb_size, output[0], log[0])

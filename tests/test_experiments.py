@@ -243,6 +243,10 @@ def test_load_config_like_snakemake(tmp_path):
 BAD_EXPERIMENTS = [
     ({"variables": {"shift": []}}, r"key 'variables.shift': must not be empty"),
     ({"variables": {"shift": [2.0, 3.0, 2.0]}}, r"'variables.shift': duplicate value '2.0'"),
+    (
+        {"variables": {"shift": [2, 2.0]}},
+        r"'variables.shift': duplicate value '2.0' \(same as '2'\)",
+    ),
     ({"variables": {"steps": [4, "many"]}}, r"'variables.steps\[1\]': expected an integer"),
     (
         {"families": ["sdxl"], "variables": {"sampler": ["euler", "warp"]}},

@@ -14,6 +14,7 @@ from t2ibench.freshness import (
     CONTENT_CHANGED,
     DONE,
     MISSING,
+    MODEL_CHANGED,
     MODEL_NEWER,
     NO_RECORD,
     OUTDATED,
@@ -117,9 +118,8 @@ def test_model_newer_than_image_makes_it_outdated(plan):
     assert state(plan, job).reason == MODEL_NEWER
 
 
-def test_a_checkpoint_touched_but_not_changed_outdates_nothing(plan):
-    """A model file newer than the image but with the sha256 the record names (copied,
-    touched, rebuilt the same) leaves the image done; other content outdates it."""
+def image_of_recorded_weights(plan):
+    """(job, checkpoint, image): an image whose record names the checkpoint's sha256."""
     import hashlib
 
     job = plan.jobs[0]
@@ -131,12 +131,31 @@ def test_a_checkpoint_touched_but_not_changed_outdates_nothing(plan):
     record = json.loads(record_path.read_text())
     record["model_sha256"] = hashlib.sha256(b"weights").hexdigest()
     record_path.write_text(json.dumps(record))
+    return job, model_file, image
+
+
+def test_a_checkpoint_touched_but_not_changed_outdates_nothing(plan):
+    """A model file newer than the image but with the sha256 the record names (copied,
+    touched, rebuilt the same) leaves the image done; other content outdates it."""
+    job, model_file, image = image_of_recorded_weights(plan)
     new = image.stat().st_mtime + 100
     os.utime(model_file, (new, new))
     assert state(plan, job).state == DONE
     model_file.write_bytes(b"other weights")
     os.utime(model_file, (new + 1, new + 1))
-    assert state(plan, job).reason == MODEL_NEWER
+    assert state(plan, job).reason == MODEL_CHANGED
+
+
+def test_weights_swapped_with_an_older_time_outdate_the_image(plan):
+    """`cp -p`, `rsync -a` or a tar keep the old file's time: the sha256 the record names
+    is what tells the weights changed, whatever the time."""
+    job, model_file, image = image_of_recorded_weights(plan)
+    old = image.stat().st_mtime - 1000
+    os.utime(model_file, (old, old))
+    assert state(plan, job).state == DONE
+    model_file.write_bytes(b"other weights, older")
+    os.utime(model_file, (old - 1, old - 1))
+    assert state(plan, job).reason == MODEL_CHANGED
 
 
 def test_records_older_than_the_png_digest_are_checked_by_decoding(plan):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from t2ibench.errors import InputError
-from t2ibench.prompts import load_prompts
+from t2ibench.prompts import load_json_set, load_prompts, load_txt_lines
 
 REQUIRED = {"text", "category", "complexity", "subjects", "environment"}
 
@@ -148,3 +148,28 @@ def test_reference_images_folder_is_loaded_independently(base_config, tmp_path):
     base_config["prompts"]["reference_images"] = str(tmp_path / "missing")
     with pytest.raises(InputError, match="'prompts.reference_images': .*missing is not a folder"):
         build_plan(validate_config(base_config))
+
+
+def test_a_prompt_id_given_twice_in_a_json_set_is_refused(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"a": "one", "b": {"text": "two"}, "a": "three"}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"dup.json: key 'a' is given twice"):
+        load_json_set(path)
+
+
+def test_txt_lines_ignore_a_byte_order_mark_and_keep_line_numbers(tmp_path):
+    path = tmp_path / "lead.txt"
+    path.write_text("\ufeff\n\n# a comment\nbom cat\n\nfox\n", encoding="utf-8")
+    prompts = load_txt_lines(path)
+    assert [(p.id, p.text) for p in prompts] == [("lead_004", "bom cat"), ("lead_006", "fox")]
+    with_bom = tmp_path / "bom.json"
+    with_bom.write_text('\ufeff{"x": "a cat"}', encoding="utf-8")
+    assert [p.text for p in load_json_set(with_bom)] == ["a cat"]
+
+
+def test_a_reference_images_folder_without_images_is_refused(tmp_path):
+    from t2ibench.prompts import load_reference_images
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match=r"'prompts.reference_images': .* holds no images"):
+        load_reference_images(tmp_path)

@@ -6,9 +6,11 @@ on its own copy of the working folder, Snakemake's metadata included.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -250,6 +252,65 @@ def test_an_experiment_target_refreshes_the_viewer(work):
     assert nothing_to_do(snakemake(work, "-n", *ARGS))
 
 
+def test_a_backup_left_by_an_interrupted_job_does_not_stop_the_next_run(work):
+    """Ctrl-C in a job with update() outputs (plots/, grids/) leaves Snakemake's copy of
+    them in .snakemake/backups, and Snakemake then refuses that job for good; the next
+    run removes the copy (under the run lock) and makes the job again."""
+    plots = results(work, "shift_sweep") / "plots"
+    backup = work / ".snakemake" / "backups" / "results" / "shift_sweep" / "plots"
+    shutil.copytree(plots, backup)  # what an interrupted `plots` job leaves
+    victim = results(work, "shift_sweep") / "tiny-zimage" / "shift-2.0" / "p000_i00_s218.png"
+    victim.unlink()
+    proc = snakemake(work, *ARGS)
+    assert made_images(proc) == [str(victim.relative_to(work))]
+    assert not backup.exists() and sorted(plots.iterdir())
+    assert nothing_to_do(snakemake(work, *ARGS))
+
+
+def test_a_changed_reference_cell_and_description_reach_every_table(work):
+    experiment = work / "config" / "experiments" / "shift_sweep.yaml"
+    text = experiment.read_text().replace("DiffSynth's default is 3.0.", "Now against 4.0.")
+    experiment.write_text(text + "reference: shift-4.0\n")
+    before = digests(work / "results", "report")
+    proc = snakemake(work, *ARGS)
+    assert made_images(proc) == []
+    sweep = results(work, "shift_sweep")
+    meta = json.loads((sweep / "metadata.json").read_text())
+    assert meta["reference_cell"] == "shift-4.0" and "Now against 4.0." in meta["description"]
+    rows = list(csv.DictReader((sweep / "comparisons.csv").open()))
+    cells = {r["reference"] for r in rows if r["comparison"] == "cell vs reference cell"}
+    assert cells == {"shift-4.0"}
+    against = {r["against"] for r in csv.DictReader((sweep / "metrics" / "fid.csv").open())}
+    assert "cell shift-4.0" in against and "cell shift-3.0" not in against
+    assert "Now against 4.0." in (sweep / "index.html").read_text()
+    after = digests(work / "results", "report")
+    assert {k for k in after if after[k] != before.get(k)} <= {
+        k for k in after if k.startswith("shift_sweep/") and "/p0" not in k
+    }  # no image, and nothing of baseline, changed
+    assert nothing_to_do(snakemake(work, *ARGS))
+
+
+def test_the_viewer_follows_experiments_another_config_made(work):
+    """The viewer shows every experiment of the results folder: one a custom-prompt run
+    made (prompt-<hash>/<name>) appears on the next run, and goes when deleted."""
+    other = work / "results" / "prompt-0123abcd" / "baseline"
+    shutil.copytree(results(work), other)
+
+    def viewed() -> list[str]:
+        text = (work / "results" / "report" / "data.js").read_text(encoding="utf-8")
+        data = json.loads(re.search(r"^window\.T2I\.data = (.*);$", text, re.M).group(1))
+        return [e["name"] for e in data["experiments"]]
+
+    assert "prompt-0123abcd/baseline" not in viewed()
+    snakemake(work, *ARGS)
+    assert "prompt-0123abcd/baseline" in viewed()
+    assert nothing_to_do(snakemake(work, "analyze", *ARGS))
+    shutil.rmtree(other.parent)
+    snakemake(work, *ARGS)
+    assert "prompt-0123abcd/baseline" not in viewed()
+    assert nothing_to_do(snakemake(work, *ARGS))
+
+
 # --- file modes ---------------------------------------------------------------------------
 
 
@@ -261,7 +322,8 @@ def modes(folder: Path) -> tuple[set[int], set[int]]:
 
 def test_files_get_the_modes_of_the_umask(finished, tmp_path):
     """Under the usual umask (022: the finished run) everything is 0644 / 0755; a run
-    under 077 keeps its files to its user."""
+    under 002 (a group's shared folder) makes everything group-writable, the caches of
+    resources/ (SQLite scores, timings) too."""
     umask = os.umask(0)
     os.umask(umask)
     assert modes(finished / "results") == ({0o666 & ~umask}, {0o777 & ~umask})
@@ -270,12 +332,15 @@ def test_files_get_the_modes_of_the_umask(finished, tmp_path):
     config.update(experiments=["baseline"], models=config["models"][:1])
     config["generation"]["images_per_prompt"] = 1
     write_config(work, config)
-    old = os.umask(0o077)
+    old = os.umask(0o002)
     try:
         snakemake(work, *ARGS)
     finally:
         os.umask(old)
-    assert modes(work / "results") == ({0o600}, {0o700})
+    assert modes(work / "results") == ({0o664}, {0o775})
+    cache = work / "resources" / "cache"
+    assert {"scores.sqlite", "timings.jsonl"} <= {p.name for p in cache.iterdir()}
+    assert modes(cache) == ({0o664}, set())
 
 
 # --- one run at a time per results folder --------------------------------------------------

@@ -319,3 +319,54 @@ def test_a_custom_prompt_experiment_is_shown_and_compared(browser, tmp_path):
     same = viewer.diff()
     assert (same["mad"], same["differing"], same["nonzero"]) == (0, 0, 0)
     viewer.close()
+
+
+def test_failures_of_a_verdict_metric_are_filtered_and_their_reasons_shown(browser, tmp_path):
+    """A pass/fail metric (GenEval's, as the data marks it) gives the grid a filter to
+    its failures or passes; an image's reason is in its details."""
+    import csv
+    import json
+
+    results = make_results(tmp_path)
+    exp = results / "base"
+    with (exp / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):  # every third image fails
+        row["geneval"] = "0" if i % 3 == 0 else "1"
+        row["geneval_reason"] = "expected dog>=2, found 1" if i % 3 == 0 else ""
+    with (exp / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with (exp / "summary.csv").open(newline="") as f:
+        summary = list(csv.DictReader(f))
+    for row in summary:
+        row.update(geneval_mean="0.66", geneval_ci_low="0.5", geneval_ci_high="0.8")
+    with (exp / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
+        writer.writeheader()
+        writer.writerows(summary)
+    meta = json.loads((exp / "metadata.json").read_text())
+    meta["metrics"] = {
+        "geneval": {
+            "granularity": "image",
+            "summary": "GenEval",
+            "columns": {"geneval": {"higher_is_better": True, "note": "", "verdict": True}},
+            "notes": ["geneval_reason"],
+        }
+    }
+    (exp / "metadata.json").write_text(json.dumps(meta))
+    build_viewer(results, results / "report")
+    viewer = Viewer(browser, (results / "report" / "index.html").as_uri())
+    assert viewer.count() == 12
+    viewer.select("#filter-verdict", "geneval:0")
+    assert viewer.count() == 4
+    viewer.select("#filter-verdict", "geneval:1")
+    assert viewer.count() == 8
+    viewer.select("#filter-verdict", "geneval:0")
+    viewer.page.locator("#grid img.thumb").first.click()
+    assert "expected dog>=2, found 1" in viewer.page.locator("#lightbox-info").inner_text()
+    viewer.page.keyboard.press("Escape")
+    viewer.select("#experiment", "sweep")  # no verdict metric: the filter is off
+    assert viewer.page.locator("#filter-verdict").is_disabled() and viewer.count() == 18
+    viewer.close()

@@ -54,6 +54,8 @@ def load_yaml(path: Path, kind: str = "config file") -> dict:
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise InputError(f"{kind} {path}: not found") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{kind} {path}: not UTF-8 text (byte {err.start})") from None
     except yaml.constructor.ConstructorError as err:
         line = err.problem_mark.line + 1 if err.problem_mark else "?"
         raise InputError(f"{kind} {path}: line {line}: {err.problem}") from None
@@ -285,11 +287,19 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 def check_finite(instance: Any, key: str = "") -> None:
     """No NaN or infinite number anywhere (YAML's .nan and .inf pass a schema's
-    "number"): one would run without guidance, or put NaN into every record."""
+    "number"): one would run without guidance, or put NaN into every record. No text
+    that is not UTF-8 (bytes from a command line in another encoding)."""
     if isinstance(instance, float) and not math.isfinite(instance):
         raise InputError(
             f"config key '{key or '<top level>'}': expected a finite number, got {instance}"
         )
+    if isinstance(instance, str):
+        try:
+            instance.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                f"config key '{key or '<top level>'}': not UTF-8 text ({instance!r})"
+            ) from None
     if isinstance(instance, dict):
         for k, v in instance.items():
             check_finite(v, f"{key}.{k}" if key else str(k))
@@ -326,6 +336,17 @@ def _check_semantics(config: dict) -> None:
         # One spelling of a folder ("results/", "./results" are "results"): file names
         # built from it are the ones Snakemake's outputs have.
         config[key] = os.path.normpath(config[key])
+    results, resources = (os.path.abspath(config[k]) for k in ("results_dir", "resources_dir"))
+    if results == os.path.abspath(os.curdir):
+        raise InputError(
+            "config key 'results_dir': the working folder itself; expected a folder of its "
+            "own (the results folder's report/, quick/ and experiments go in it)"
+        )
+    if results == resources:
+        raise InputError(
+            f"config key 'results_dir': {config['results_dir']} is also resources_dir; "
+            "expected two folders (models and caches are not results)"
+        )
 
 
 def check_generation(settings: dict, where: str, max_pixels: int | None = None) -> None:

@@ -66,6 +66,23 @@ def workflow_rule_names() -> set[str]:
     return {name for path in files for name in re.findall(r"^rule (\w+):", path.read_text(), re.M)}
 
 
+def _canonical(settings) -> str:
+    """Settings as text in which equal numbers are equal (2 and 2.0 are one value)."""
+
+    def numbers(value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, dict):
+            return {k: numbers(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [numbers(v) for v in value]
+        return value
+
+    return json.dumps(numbers(settings), sort_keys=True, default=str)
+
+
 @functools.cache
 def reserved_names() -> frozenset[str]:
     """Names an experiment cannot take: each experiment is also a target rule, and its
@@ -290,7 +307,7 @@ def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[st
             out.append((str(label), dict(settings)))
     seen: dict[str, str] = {}
     for label, settings in out:
-        canonical = json.dumps(settings, sort_keys=True, default=str)
+        canonical = _canonical(settings)
         if canonical in seen:
             raise InputError(
                 f"{where}: key '{key_path}': duplicate value {label!r} "
@@ -362,7 +379,7 @@ def _check_unique_names(where: str, cells: list[Cell]) -> None:
         seen[cell.name] = cell
     canonical = {}
     for cell in cells:
-        key = json.dumps(cell.settings, sort_keys=True, default=str)
+        key = _canonical(cell.settings)
         if key in canonical:
             raise InputError(
                 f"{where}: cells '{canonical[key]}' and '{cell.name}' have the same settings"

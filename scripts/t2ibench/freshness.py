@@ -37,6 +37,7 @@ DONE, MISSING, OUTDATED = "done", "missing", "outdated"
 
 SETTINGS_CHANGED = "settings changed"
 MODEL_NEWER = "model files newer than the image"
+MODEL_CHANGED = "model weights changed (sha256 differs from the image's record)"
 CONTENT_CHANGED = "content not the one recorded"
 NO_RECORD = "no record (made elsewhere)"
 RECORD_UNREADABLE = "record unreadable"
@@ -149,20 +150,34 @@ class Freshness:
             self._model_mtime[model] = max(times, default=0.0)
         return self._model_mtime[model]
 
-    def same_model(self, model: str, record: dict) -> bool:
-        """The checkpoint is still the one the image was made from (its sha256, for a
-        single file; read once and cached): a file touched or copied without change
-        outdates nothing."""
-        from t2ibench.models.checks import sha256_file, sha_cache
+    def model_changed(self, model: str, record: dict, image_mtime: float) -> str:
+        """Why the model is not the one the image was made with, or "".
 
+        A single-file checkpoint whose sha256 the record names is compared by content
+        (its digest is cached by path, size and mtime, so it is read again only when the
+        file's stat changed): weights swapped for others, even with an older time (`cp
+        -p`, `rsync -a`, a tar), outdate the image; a file touched or copied unchanged
+        does not. Other models (diffusers folders, a separate VAE) are compared by time.
+        """
         spec = self.plan.models[model]
         recorded = record.get("model_sha256")
-        if not recorded or spec.kind == "diffusers" or not Path(spec.checkpoint).is_file():
-            return False
+        single = spec.kind != "diffusers" and Path(spec.checkpoint).is_file()
+        if recorded and single:
+            if self.model_sha(model) != recorded:
+                return MODEL_CHANGED
+            if not spec.vae:
+                return ""
+        return MODEL_NEWER if self.model_mtime(model) > image_mtime else ""
+
+    def model_sha(self, model: str) -> str:
+        """The checkpoint's sha256 (read once per instance, cached across runs)."""
+        from t2ibench.models.checks import sha256_file, sha_cache
+
         if model not in self._model_sha:
             cache = sha_cache(self.plan.config["resources_dir"])
+            spec = self.plan.models[model]
             self._model_sha[model] = sha256_file(Path(spec.checkpoint), cache)
-        return self._model_sha[model] == recorded and not spec.vae
+        return self._model_sha[model]
 
     def state(self, job: ImageJob) -> ImageState:
         if job not in self._states:
@@ -194,8 +209,9 @@ class Freshness:
         if made_with != planned:
             changed = changed_keys(made_with, planned)
             return ImageState(OUTDATED, f"{SETTINGS_CHANGED}: {', '.join(changed[:4])}")
-        if self.model_mtime(job.model) > stat.st_mtime and not self.same_model(job.model, record):
-            return ImageState(OUTDATED, MODEL_NEWER)
+        changed = self.model_changed(job.model, record, stat.st_mtime)
+        if changed:
+            return ImageState(OUTDATED, changed)
         size, sha = record.get("png_bytes"), record.get("png_sha256")
         if size is not None and size != stat.st_size:
             return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its size differs")

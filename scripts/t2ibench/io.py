@@ -32,6 +32,21 @@ def final_name(path: str | Path) -> str:
     return str(path.parent / match["name"]) if match else str(path)
 
 
+def umask_mode(mode: int) -> int:
+    """`mode` less the process's umask, for files made by code that ignores it (SQLite).
+    Read from /proc where it can be: os.umask changes the mask of every thread to read it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return mode & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _create_file(path: Path) -> Path:
     """A new, empty temporary file beside `path`, mode 0666 less the umask."""
     while True:

@@ -55,7 +55,34 @@ def before_first_job(config: dict, results_dir: str, workdir: str, local_jobs: b
 
     if local_jobs:
         check_devices(config)
-    return runlock.acquire(results_dir, workdir)
+    lock = runlock.acquire(results_dir, workdir)
+    clear_stale_backups(results_dir, workdir)
+    return lock
+
+
+def backups_of(results_dir: str, workdir: str):
+    """Where Snakemake keeps its copies of the results folder's update() outputs while
+    their jobs run: .snakemake/backups/<results_dir> (an absolute one without its root)."""
+    from pathlib import Path
+
+    results = Path(results_dir)
+    if results.is_absolute():
+        results = results.relative_to(results.anchor)
+    return Path(workdir) / ".snakemake" / "backups" / results
+
+
+def clear_stale_backups(results_dir: str, workdir: str) -> None:
+    """Remove the copies an interrupted run left of its update() outputs (plots/, grids/,
+    tables): Snakemake refuses to start those jobs again while one is there. With the
+    run lock held no other run writes them; the interrupted jobs are incomplete and are
+    made again."""
+    import shutil
+
+    stale = backups_of(results_dir, workdir)
+    if stale.exists():
+        count = sum(1 for _ in stale.rglob("*") if _.is_file())
+        shutil.rmtree(stale)
+        log.info("removed %d file(s) an interrupted run left in %s", count, stale)
 
 
 _RUN: dict = {}

@@ -1,4 +1,5 @@
-"""Prompt loading: structured JSON sets, .txt files, folders of prompts, paired folders.
+"""Prompt loading: structured JSON sets, .txt files, folders of prompts, paired folders,
+GenEval metadata (.jsonl).
 
 Order (stable, documented in docs/prompts.md):
 1. sources in the order the config lists them;
@@ -33,20 +34,41 @@ class Prompt:
     environment: str = ""
     reference_image: str | None = None
     index: int = 0  # position in the sources, before filters: the p000 of image names
+    # GenEval metadata (tag, include, exclude) as canonical JSON; "" for other prompts
+    geneval: str = ""
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, strip: bool = True) -> str:
+    """The file's text (UTF-8; a byte-order mark is not part of it)."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"prompt file {path}: expected UTF-8 text") from None
+    return text.strip() if strip else text
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs):
+    """A JSON object's pairs as a dict; a key given twice is an error (json keeps the last)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
 
 
 def load_json_set(path: Path) -> list[Prompt]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"prompt file {path}: expected UTF-8 text") from None
+        data = json.loads(_read_text(path, strip=False), object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as err:
+        raise InputError(
+            f"prompt file {path}: key '{err.args[0]}' is given twice in one object "
+            "(a prompt id must be unique)"
+        ) from None
     except json.JSONDecodeError as err:
         raise InputError(
             f"prompt file {path}: not valid JSON "
@@ -80,9 +102,10 @@ def load_json_set(path: Path) -> list[Prompt]:
 
 
 def load_txt_lines(path: Path) -> list[Prompt]:
-    """One prompt per non-empty line; ids are `<stem>_<line number>`."""
+    """One prompt per non-empty line, but lines starting with `#`; ids are
+    `<stem>_<line number>` (the number of the line in the file, blank lines counted)."""
     prompts = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path, strip=False).splitlines(), start=1):
         if line.strip() and not line.lstrip().startswith("#"):
             prompts.append(
                 Prompt(
@@ -140,9 +163,31 @@ def load_source(source: str | Path) -> list[Prompt]:
         return load_json_set(path)
     if path.suffix.lower() == ".txt":
         return load_txt_lines(path)
+    if path.suffix.lower() == ".jsonl":
+        return load_geneval(path)
     raise InputError(
-        f"config key 'prompts.sources': {path} is not a .json set, a .txt file or a folder"
+        f"config key 'prompts.sources': {path} is not a .json set, a .txt file, a GenEval "
+        ".jsonl or a folder"
     )
+
+
+def load_geneval(path: Path) -> list[Prompt]:
+    """A GenEval evaluation_metadata.jsonl (GenEval's own, or prompts/geneval.jsonl): one
+    prompt per line with its task as category; ids are `<stem>_<line number>`."""
+    from t2ibench.geneval.suite import read_metadata
+
+    return [
+        Prompt(
+            id=f"{path.stem}_{lineno:03d}",
+            text=data["prompt"].strip(),
+            category=data["tag"],
+            source=str(path),
+            geneval=json.dumps(
+                {k: data[k] for k in ("tag", "include", "exclude") if k in data}, sort_keys=True
+            ),
+        )
+        for lineno, data in read_metadata(path)
+    ]
 
 
 def check_image(path: Path, what: str) -> None:
@@ -164,6 +209,11 @@ def load_reference_images(folder: str | Path) -> list[str]:
     if not path.is_dir():
         raise InputError(f"config key 'prompts.reference_images': {path} is not a folder")
     images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(
+            f"config key 'prompts.reference_images': {path} holds no images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     for image in images:
         check_image(image, "reference image")
     return [str(p) for p in images]

@@ -378,7 +378,30 @@ def metric_references(plan: Plan, experiment: str, metric: str) -> dict:
     for path in paths:
         stat = Path(path).stat()
         stamps.append(f"{path}|{stat.st_size}|{stat.st_mtime_ns}")
-    return {"references": len(paths), "references_digest": _digest("\n".join(stamps))}
+    facts = {"references": len(paths), "references_digest": _digest("\n".join(stamps))}
+    if metric == "fid":  # `against: reference_cell` compares with it
+        facts["reference_cell"] = plan.experiments[experiment].experiment.reference
+    return facts
+
+
+VIEWED_FILES = ("metadata.json", "results.csv", "summary.csv", "comparisons.csv")
+
+
+def other_experiments(plan: Plan, analysis_dir: str) -> dict:
+    """The experiments on disk that this config does not make (custom prompts' results,
+    experiments of another config), as names and a digest of their tables' sizes and
+    times: the viewer shows them too, so one added, changed or deleted remakes it."""
+    from t2ibench.report.results import find_experiments
+
+    others = [e for e in find_experiments(Path(analysis_dir)) if e not in plan.experiments]
+    stamps = []
+    for name in others:
+        for file in VIEWED_FILES:
+            path = Path(analysis_dir) / name / file
+            if path.is_file():
+                stat = path.stat()
+                stamps.append(f"{name}/{file}|{stat.st_size}|{stat.st_mtime_ns}")
+    return {"experiments": others, "digest": _digest("\n".join(stamps))}
 
 
 def _digest(text: str) -> str:

@@ -39,7 +39,7 @@ def record(path: Path, settings: dict, device: str, seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(entry, sort_keys=True) + "\n").encode()
     with _LOCK:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask
         try:
             os.write(fd, line)
         finally:

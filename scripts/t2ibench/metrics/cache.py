@@ -13,6 +13,7 @@ shared between threads.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from contextlib import closing
@@ -40,15 +41,27 @@ class ScoreCache:
         self.path = Path(path)
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
         with closing(self._connect()) as db, db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS scores ("
                 " image_sha256 TEXT NOT NULL, metric_id TEXT NOT NULL, value REAL NOT NULL,"
                 " PRIMARY KEY (image_sha256, metric_id)) WITHOUT ROWID"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS texts ("
+                " image_sha256 TEXT NOT NULL, metric_id TEXT NOT NULL, value TEXT NOT NULL,"
+                " PRIMARY KEY (image_sha256, metric_id)) WITHOUT ROWID"
+            )
+        if new:  # SQLite creates 0644 whatever the umask; its -wal / -shm files follow it
+            from t2ibench.io import umask_mode
 
-    def get_many(self, keys: Iterable[Key]) -> dict[Key, float]:
-        """The cached scores among ``keys``; keys not in the cache are left out."""
+            os.chmod(self.path, umask_mode(0o666))
+
+    def get_many(self, keys: Iterable[Key], table: str = "scores") -> dict[Key, float]:
+        """The cached scores among ``keys``; keys not in the cache are left out. ``table``
+        "texts" holds text values (a verdict's reason) under keys of the same kind."""
+        assert table in ("scores", "texts")
         by_metric: dict[str, list[str]] = {}
         for sha, metric_id in keys:
             by_metric.setdefault(metric_id, []).append(sha)
@@ -58,19 +71,21 @@ class ScoreCache:
                 for start in range(0, len(shas), _CHUNK):
                     chunk = shas[start : start + _CHUNK]
                     rows = db.execute(
-                        "SELECT image_sha256, value FROM scores WHERE metric_id = ?"
+                        f"SELECT image_sha256, value FROM {table} WHERE metric_id = ?"
                         f" AND image_sha256 IN ({', '.join('?' * len(chunk))})",
                         [metric_id, *chunk],
                     )
                     found.update(((sha, metric_id), value) for sha, value in rows)
         return found
 
-    def put_many(self, items: Mapping[Key, float]) -> None:
-        """Store (or overwrite) scores, all in one transaction."""
+    def put_many(self, items: Mapping[Key, float], table: str = "scores") -> None:
+        """Store (or overwrite) scores (or, in "texts", text values), in one transaction."""
+        assert table in ("scores", "texts")
+        kind = float if table == "scores" else str
         with closing(self._connect()) as db, db:
             db.executemany(
-                "INSERT OR REPLACE INTO scores (image_sha256, metric_id, value) VALUES (?, ?, ?)",
-                [(sha, metric_id, float(value)) for (sha, metric_id), value in items.items()],
+                f"INSERT OR REPLACE INTO {table} (image_sha256, metric_id, value) VALUES (?, ?, ?)",
+                [(sha, metric_id, kind(value)) for (sha, metric_id), value in items.items()],
             )
 
     def _connect(self) -> sqlite3.Connection:

@@ -135,6 +135,15 @@ def _image_reward(plan):
     )
 
 
+def _geneval(name: str):
+    def table(plan, experiment, jobs, cache_path):
+        from t2ibench.geneval import metric
+
+        return getattr(metric, name)(plan, experiment, jobs, cache_path)
+
+    return table
+
+
 def _vqascore_table(plan, experiment, jobs, cache_path):
     from t2ibench.metrics.vqascore import table
 
@@ -142,6 +151,12 @@ def _vqascore_table(plan, experiment, jobs, cache_path):
 
 
 # --- built-in tiny models -------------------------------------------------------------
+
+
+def _write_tiny_detector(folder: Path) -> None:
+    from t2ibench.geneval.tiny import write_tiny_detector
+
+    write_tiny_detector(folder, seed=0)
 
 
 def _write_tiny_vlm(folder: Path) -> None:
@@ -392,6 +407,75 @@ register(
             ),
         ),
         builtins={"tiny-qwen2.5-vl": _write_tiny_vlm},
+    )
+)
+register(
+    Metric(
+        name="geneval",
+        granularity="image",
+        columns=(
+            Column("geneval", verdict=True),
+            Column("geneval_task", summarised=False),
+            Column("geneval_reason", summarised=False),
+        ),
+        summary=(
+            "GenEval: 1 when a detector finds what the prompt's GenEval metadata asks for "
+            "(objects, counts, colours, positions), else 0; empty for prompts without it."
+        ),
+        table=_geneval("image_table"),
+        enabled_by_default=False,
+        settings={
+            "detector": _text(
+                "builtin:tiny-mask2former",
+                "A Mask2Former COCO-instance folder or cached Hub id (e.g. "
+                "facebook/mask2former-swin-small-coco-instance).",
+                required=True,
+            ),
+            "clip_model": _text(
+                "config/models/open_clip-tiny.json",
+                "The open_clip architecture of the colour classifier (GenEval: ViT-L-14).",
+                required=True,
+            ),
+            "clip_pretrained": _text(
+                "", "Its pretrained tag or weights file (GenEval: openai); empty = random."
+            ),
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.3},
+            "counting_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.9},
+            "max_objects": {"type": "integer", "minimum": 1, "default": 16},
+            "position_margin": {"type": "number", "minimum": 0, "default": 0.1},
+            "device": DEVICE_SETTING,
+        },
+        files=(
+            WeightFile(
+                "detector",
+                "a Mask2Former COCO-instance folder (save_pretrained, with its processor)",
+                "",
+                ("config.json",),
+            ),
+            WeightFile("clip_model", OPEN_CLIP_CONFIG),
+            WeightFile("clip_pretrained", "an open_clip weights file"),
+        ),
+        builtins={"tiny-mask2former": _write_tiny_detector},
+        demo=lambda m: (
+            "GenEval uses a tiny random detector or colour model"
+            if is_builtin(m["geneval"]["detector"]) or not m["geneval"]["clip_pretrained"]
+            else ""
+        ),
+    )
+)
+register(
+    Metric(
+        name="geneval_tasks",
+        section="geneval",
+        granularity="set",
+        columns=(Column("accuracy"),),
+        summary=(
+            "GenEval per task: the share of correct images (95% CI over prompts), and "
+            "overall, the mean over tasks as GenEval reports it."
+        ),
+        table=_geneval("task_table"),
+        after=("geneval",),
+        demo=lambda m: "",
     )
 )
 register(

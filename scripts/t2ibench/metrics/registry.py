@@ -56,6 +56,7 @@ class Column:
     higher_is_better: bool = True
     note: str = ""  # beside the axis label: "lower = closer to the reference"
     summarised: bool = True
+    verdict: bool = False  # 1 passed, 0 failed: the viewer can show only the failures
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class Metric:
     files: tuple[WeightFile, ...] = ()
     builtins: Mapping[str, Callable[[Path], None]] = field(default_factory=dict)
     uses: tuple[str, ...] = ()  # other sections whose models it uses
+    # Metrics whose tables are made first (this one reads their cached values); a metric
+    # may share the config section of one it comes after.
+    after: tuple[str, ...] = ()
     enabled_by_default: bool = True
     # Why its numbers mean nothing (random weights), or "": given the `metrics` config,
     # asked when its section is in use.
@@ -142,7 +146,7 @@ def register(metric: Metric) -> Metric:
     """Add a metric (or replace the one of that name: a plugin imported again)."""
     entries = _entries()
     owner = next((m for m in entries.values() if m.section == metric.section), None)
-    if owner is not None and owner.name != metric.name:
+    if owner is not None and owner.name != metric.name and owner.name not in metric.after:
         raise ValueError(
             f"metric {metric.name}: config section '{metric.section}' is {owner.name}'s"
         )
@@ -241,6 +245,7 @@ def column_facts(wanted=None) -> dict[str, dict]:
                     "higher_is_better": column.higher_is_better,
                     "note": column.note,
                     "summary": metric.summary,
+                    "verdict": column.verdict,
                 }
     return facts
 
@@ -254,13 +259,26 @@ def describe(metric_names) -> dict[str, dict]:
             "granularity": get(name).granularity,
             "summary": get(name).summary,
             "columns": {
-                c.name: {"higher_is_better": c.higher_is_better, "note": c.note}
+                c.name: {
+                    "higher_is_better": c.higher_is_better,
+                    "note": c.note,
+                    "verdict": c.verdict,
+                }
                 for c in get(name).columns
                 if c.summarised
             },
+            "notes": [c.name for c in get(name).columns if not c.summarised],
         }
         for name in metric_names
     }
+
+
+def note_columns(described: dict | None) -> list[str]:
+    """The text columns about scores (a verdict's reason, a prompt cut to fit) that the
+    viewer shows with an image: from metadata.json's `metrics`, else the registry."""
+    if isinstance(described, dict) and described:
+        return [n for m in described.values() if isinstance(m, dict) for n in m.get("notes", [])]
+    return [c.name for m in _entries().values() for c in m.columns if not c.summarised]
 
 
 def facts_of(described: dict | None) -> dict[str, dict]:
@@ -280,6 +298,7 @@ def facts_of(described: dict | None) -> dict[str, dict]:
                 "higher_is_better": bool(about.get("higher_is_better", True)),
                 "note": str(about.get("note") or ""),
                 "summary": str(metric.get("summary") or ""),
+                "verdict": bool(about.get("verdict", False)),
             }
     return facts
 

@@ -343,6 +343,13 @@ def _with_vae(spec: ModelSpec, entry: dict, where: str) -> ModelSpec:
     return dataclasses.replace(spec, vae=str(path))
 
 
+# What an experiment's folder holds besides its models' folders: no model may take a name.
+EXPERIMENT_FOLDER_ITEMS = frozenset(
+    {"grids", "plots", "metrics", "logs", "benchmarks", "index.html", "images.txt",
+     "metadata.json", "results.csv", "summary.csv", "comparisons.csv"}
+)  # fmt: skip
+
+
 def resolve_models(config: dict) -> list[ModelSpec]:
     """The listed models, then one per checkpoint in `models_dir`; names must be unique."""
     entries = [(f"models[{i}]", m) for i, m in enumerate(config["models"])]
@@ -354,6 +361,14 @@ def resolve_models(config: dict) -> list[ModelSpec]:
         raise InputError("config key 'models': no models; list some or set 'models_dir'")
     seen: dict[str, str] = {}
     for where, entry in entries:
+        name = entry["name"]
+        if name in EXPERIMENT_FOLDER_ITEMS or name.startswith("."):
+            key = f"config key '{where}.name'" if where.startswith("models[") else where
+            raise InputError(
+                f"{key}: model name '{name}' would be a folder beside the experiment "
+                f"folder's own files and folders or a hidden one; choose another "
+                f"(taken: {', '.join(sorted(EXPERIMENT_FOLDER_ITEMS))})"
+            )
         if entry["name"] in seen:
             raise InputError(
                 f"{where}: duplicate model name '{entry['name']}' "

@@ -175,8 +175,11 @@ def image_key(source: Path, results_dir: Path, build: Build) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
-def image_entry(row: dict, metrics: list[str], source: Path | None, key, out_dir: Path) -> dict:
-    """One image for the page: where it is, its grid coordinates and its metric values."""
+def image_entry(
+    row: dict, metrics: list[str], source: Path | None, key, out_dir: Path, notes=()
+) -> dict:
+    """One image for the page: where it is, its grid coordinates, its metric values and
+    the notes about them (`notes`: text columns such as GenEval's reason)."""
     return {
         "model": row.get("model", ""),
         "cell": row.get("cell", ""),
@@ -188,6 +191,7 @@ def image_entry(row: dict, metrics: list[str], source: Path | None, key, out_dir
         "path": url(source, out_dir) if source else None,
         "key": key,
         "metrics": {name: finite(number(row.get(name, ""))) for name in metrics},
+        "notes": {name: str(row[name]) for name in notes if row.get(name) not in (None, "")},
     }
 
 
@@ -253,6 +257,9 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
     columns = list(rows[0]) if rows else []
     metrics = metric_names(summary, columns)
     facts = metric_facts(meta)
+    from t2ibench.metrics.registry import note_columns
+
+    notes = [n for n in note_columns(meta.get("metrics")) if n in columns]
     images, missing = [], 0
     for row in rows:
         source = find_image(row.get("image_path"), results_dir, name, row)
@@ -260,7 +267,7 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         if key:
             build.jobs.setdefault(key, ThumbnailJob(source, key))
         missing += source is None
-        images.append(image_entry(row, metrics, source, key, build.out_dir))
+        images.append(image_entry(row, metrics, source, key, build.out_dir, notes))
     warnings = demo_banner(meta)
     if missing:
         warnings.append(f"{missing} of {len(rows)} images in results.csv were not found")

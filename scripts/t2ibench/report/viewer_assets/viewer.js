@@ -22,7 +22,7 @@
   var state = {
     exp: null,
     tab: "grid",
-    grid: { rows: "prompt", cols: "model", filters: {}, metric: "", page: 0 },
+    grid: { rows: "prompt", cols: "model", filters: {}, metric: "", verdict: "", page: 0 },
     A: null,
     B: null,
     mode: "slider",
@@ -269,6 +269,16 @@
     });
     var metrics = [["", "none"]].concat(exp.metrics.map(function (m) { return [m, m]; }));
     g.metric = setOptions($("metric"), metrics, g.metric);
+    // Pass/fail metrics (the data says which, e.g. GenEval): show only failures or passes.
+    var verdicts = exp.metrics.filter(function (m) {
+      return exp.facts && exp.facts[m] && exp.facts[m].verdict;
+    });
+    var choices = [["", "all"]];
+    verdicts.forEach(function (m) {
+      choices.push([m + ":0", m + ": failed"], [m + ":1", m + ": passed"]);
+    });
+    g.verdict = setOptions($("filter-verdict"), choices, "");
+    $("filter-verdict").disabled = !verdicts.length;
     g.page = 0;
   }
 
@@ -287,7 +297,9 @@
 
   function filtered(exp) {
     var f = state.grid.filters;
+    var verdict = state.grid.verdict ? state.grid.verdict.split(":") : null;
     return exp.images.filter(function (img) {
+      if (verdict && img.metrics[verdict[0]] !== Number(verdict[1])) return false;
       return AXES.every(function (axis) {
         return !f[axis] || axisValue(img, axis) === f[axis];
       });
@@ -506,6 +518,7 @@
     ];
     if (img.flag) rows.push(["flag", img.flag]);
     exp.metrics.forEach(function (m) { rows.push([m, fmt(img.metrics[m])]); });
+    Object.keys(img.notes || {}).forEach(function (n) { rows.push([n, img.notes[n]]); });
     var table = el("table", { class: "meta" }, rows.map(function (r) {
       return el("tr", null, [el("th", { scope: "row" }, r[0]), el("td", null, r[1])]);
     }));
@@ -1074,6 +1087,11 @@
         state.grid.page = 0;
         renderGrid();
       });
+    });
+    $("filter-verdict").addEventListener("change", function () {
+      state.grid.verdict = this.value;
+      state.grid.page = 0;
+      renderGrid();
     });
     $("metric").addEventListener("change", function () {
       state.grid.metric = this.value;
