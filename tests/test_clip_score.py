@@ -282,3 +282,24 @@ def test_unreadable_weights_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="broken.pt") as err:
         ClipScorer(str(TINY), pretrained=str(bad))
     assert "\n" not in str(err.value)
+
+
+def test_random_weights_are_the_same_when_built_in_threads(repo):
+    """Snakemake runs jobs as threads: seeded random weights built at once in several
+    threads are those of a build alone (t2ibench.seeding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from t2ibench.metrics.clip_score import load_open_clip
+
+    config = str(repo / "config" / "models" / "open_clip-tiny.json")
+
+    def build(_):
+        return load_open_clip(config, "", seed=0)[1].state_dict()
+
+    alone = build(0)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(build, range(8)))
+    for state in together:
+        assert all(torch.equal(alone[k], state[k]) for k in alone)

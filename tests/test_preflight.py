@@ -129,3 +129,21 @@ def test_finite_numbers_and_folders(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(InputError, match=r"cannot be a folder: .*file is a file"):
         check_folder(str(tmp_path / "file" / "x"), "config key 'results_dir'")
+
+
+def test_stale_backups_are_removed_only_inside_snakemakes_backup_folder(tmp_path):
+    from t2ibench.preflight import clear_stale_backups
+
+    work = tmp_path / "a" / "b"
+    stale = work / ".snakemake" / "backups" / "results" / "exp" / "plots"
+    stale.mkdir(parents=True)
+    (stale / "x.png").write_bytes(b"x")
+    clear_stale_backups("results", str(work))
+    assert not (work / ".snakemake" / "backups" / "results").exists()
+    # a results_dir with `..` points outside the backups: nothing there is removed
+    outside = work / "results"
+    outside.mkdir()
+    (outside / "keep.png").write_bytes(b"k")
+    clear_stale_backups("../../results", str(work))
+    assert (outside / "keep.png").is_file()
+    clear_stale_backups("/abs/results", str(work))  # nothing there: nothing happens

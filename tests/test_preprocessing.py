@@ -318,3 +318,13 @@ def test_fid_inception_input_is_clean_fids_clean_resize(images):
     from t2ibench.metrics.fid import CleanTransform
 
     assert_same(ours(images, CleanTransform(299)), [clean_fid_resize(p) for p in images], 1e-4)
+
+
+def test_hps_scores_an_image_far_wider_than_tall(tmp_path):
+    from t2ibench.metrics.catalogue import write_tiny_open_clip_checkpoint
+    from t2ibench.metrics.clip_score import HpsScorer
+
+    weights = tmp_path / "hps.pt"
+    write_tiny_open_clip_checkpoint(weights, Path(TINY_CLIP))
+    x = HpsScorer(TINY_CLIP, str(weights)).transform()(Image.new("RGB", (2000, 4), "red"))
+    assert x.shape == (3, 64, 64)  # one row of pixels, the rest padding

@@ -44,10 +44,10 @@ def test_survives_reopening_and_many_keys(tmp_path):
 
 def test_failed_batch_writes_nothing(tmp_path):
     cache = ScoreCache(tmp_path / "scores.sqlite")
-    items = {("a" * 64, CLIP): 1.0, ("b" * 64, CLIP): float("nan")}  # NaN violates NOT NULL
+    items = {("a" * 64, CLIP): 1.0, (None, CLIP): 2.0}  # a NULL key violates NOT NULL
     with pytest.raises(sqlite3.IntegrityError):
         cache.put_many(items)
-    assert cache.get_many(items) == {}
+    assert cache.get_many([("a" * 64, CLIP)]) == {}
 
 
 def _writer(path, worker: int) -> None:
@@ -75,3 +75,15 @@ def test_image_sha256_hashes_file_bytes(tmp_path):
     path.write_bytes(b"\x89PNG not really" * 100_000)
     assert image_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert image_sha256(str(path)) == image_sha256(path)
+
+
+def test_nan_is_not_stored_and_is_scored_again(tmp_path):
+    import math
+
+    from t2ibench.metrics.cache import ScoreCache
+
+    cache = ScoreCache(tmp_path / "s.sqlite")
+    cache.put_many({("a", "m"): math.nan, ("b", "m"): 1.5})
+    assert cache.get_many([("a", "m"), ("b", "m")]) == {("b", "m"): 1.5}
+    cache.put_many({("a", "m"): "why"}, table="texts")
+    assert cache.get_many([("a", "m")], table="texts") == {("a", "m"): "why"}

@@ -69,7 +69,7 @@ def direct(folder: Path, image: Image.Image, prompt: str) -> float:
         }
     ]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = processor(text=[text], images=[image], return_tensors="pt")
+    inputs = processor(text=[text], images=[image.convert("RGB")], return_tensors="pt")
     (yes,) = processor.tokenizer.encode("Yes", add_special_tokens=False)
     with torch.no_grad():
         logits = model(**inputs).logits[0, -1]
@@ -110,6 +110,7 @@ def test_deterministic_and_identified(tiny, tmp_path):
     assert a.score(images(), PROMPTS) == b.score(images(), PROMPTS)
     other = VqaScorer(str(tiny), question='Is "{}" shown? Answer yes or no.')
     assert other.metric_id != a.metric_id
+    assert VqaScorer(str(tiny), dtype="bfloat16").metric_id != a.metric_id  # precision too
 
 
 def test_bad_folders_are_one_line_errors(tiny, tmp_path):
@@ -131,3 +132,15 @@ def test_bad_folders_are_one_line_errors(tiny, tmp_path):
     assert "has no image processor" in error(bare)
     assert "metrics.vqascore.answer" in error(tiny, answer="Yes indeed")
     assert "metrics.vqascore.question" in error(tiny, question="no placeholder")
+    assert "metrics.vqascore.min_pixels" in error(tiny, min_pixels=100000, max_pixels=5000)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [({"min_pixels": 100000, "max_pixels": 5000}, "min_pixels"), ({"question": "x"}, "question")],
+)
+def test_settings_are_checked_when_the_config_is_read(section, key):
+    from t2ibench.config import validate_config
+
+    with pytest.raises(InputError, match=rf"^config key 'metrics.vqascore.{key}'"):
+        validate_config({"metrics": {"vqascore": section}})

@@ -388,6 +388,8 @@ def _check_metric_files(metrics: dict) -> None:
     files each registry entry names)."""
     for metric in registry.all_metrics():
         section = metric.section
+        if metric.check is not None and metrics[section]["enabled"]:
+            metric.check(metrics[section])
         for weights in metric.files:
             value = metrics[section][weights.key]
             if not value or registry.is_builtin(value):

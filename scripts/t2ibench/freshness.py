@@ -167,6 +167,13 @@ class Freshness:
                 return MODEL_CHANGED
             if not spec.vae:
                 return ""
+            # the checkpoint matched: only the VAE's files' times count
+            others = [
+                f for f in spec.input_files
+                if f != spec.checkpoint and not (spec.shared_config and f == spec.config_dir)
+            ]  # fmt: skip
+            newer = any(os.path.exists(f) and os.stat(f).st_mtime > image_mtime for f in others)
+            return MODEL_NEWER if newer else ""
         return MODEL_NEWER if self.model_mtime(model) > image_mtime else ""
 
     def model_sha(self, model: str) -> str:

@@ -56,7 +56,11 @@ def before_first_job(config: dict, results_dir: str, workdir: str, local_jobs: b
     if local_jobs:
         check_devices(config)
     lock = runlock.acquire(results_dir, workdir)
-    clear_stale_backups(results_dir, workdir)
+    try:
+        clear_stale_backups(results_dir, workdir)
+    except BaseException:
+        runlock.release(lock)
+        raise
     return lock
 
 
@@ -75,14 +79,21 @@ def clear_stale_backups(results_dir: str, workdir: str) -> None:
     """Remove the copies an interrupted run left of its update() outputs (plots/, grids/,
     tables): Snakemake refuses to start those jobs again while one is there. With the
     run lock held no other run writes them; the interrupted jobs are incomplete and are
-    made again."""
+    made again. Only a folder inside .snakemake/backups is removed (a results_dir with
+    `..` would otherwise point elsewhere)."""
     import shutil
+    from pathlib import Path
 
-    stale = backups_of(results_dir, workdir)
-    if stale.exists():
-        count = sum(1 for _ in stale.rglob("*") if _.is_file())
+    root = (Path(workdir) / ".snakemake" / "backups").resolve()
+    stale = backups_of(results_dir, workdir).resolve()
+    if stale == root or root not in stale.parents or not stale.exists():
+        return
+    count = sum(1 for _ in stale.rglob("*") if _.is_file())
+    try:
         shutil.rmtree(stale)
-        log.info("removed %d file(s) an interrupted run left in %s", count, stale)
+    except OSError as err:
+        raise InputError(os_error_line(err, str(stale))) from None
+    log.info("removed %d file(s) an interrupted run left in %s", count, stale)
 
 
 _RUN: dict = {}

@@ -396,11 +396,14 @@ def other_experiments(plan: Plan, analysis_dir: str) -> dict:
     others = [e for e in find_experiments(Path(analysis_dir)) if e not in plan.experiments]
     stamps = []
     for name in others:
-        for file in VIEWED_FILES:
-            path = Path(analysis_dir) / name / file
+        folder = Path(analysis_dir) / name
+        files = [folder / f for f in VIEWED_FILES]
+        files += sorted(folder.glob("metrics/*.csv")) + sorted(folder.glob("plots/*"))
+        for path in files:
             if path.is_file():
                 stat = path.stat()
-                stamps.append(f"{name}/{file}|{stat.st_size}|{stat.st_mtime_ns}")
+                where = path.relative_to(analysis_dir).as_posix()
+                stamps.append(f"{where}|{stat.st_size}|{stat.st_mtime_ns}")
     return {"experiments": others, "digest": _digest("\n".join(stamps))}
 
 

@@ -63,7 +63,8 @@ def check_detector_folder(folder: Path, source: str) -> None:
 class Detector:
     """Mask2Former instance detections, as GenEval's rules take them."""
 
-    def __init__(self, model: str, device: str = "cpu"):
+    def __init__(self, model: str, device: str = "cpu", source: str | None = None):
+        """`model`: a folder or cached Hub id; `source`: what the config said, for errors."""
         from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
 
         from t2ibench.metrics.hf import load_error, require_local, weights_id
@@ -73,13 +74,14 @@ class Detector:
             model, ("config.json",), "GenEval detector", "a Mask2Former COCO-instance",
             "facebook/mask2former-swin-small-coco-instance", KEY,
         )  # fmt: skip
-        check_detector_folder(folder, model)
+        source = source or model
+        check_detector_folder(folder, source)
         self.device = torch.device(device)
         try:
             self.processor = AutoImageProcessor.from_pretrained(folder)
             self.model = Mask2FormerForUniversalSegmentation.from_pretrained(folder)
         except Exception as err:  # a folder that exists but does not load: one line
-            raise load_error("GenEval detector", model, KEY, err) from err
+            raise load_error("GenEval detector", source, KEY, err) from err
         self.model.to(self.device).eval()
         config_id = sha256_file(folder / "config.json")[:12]
         self.model_id = f"{name}@{config_id}/{weights_id(folder)}"

@@ -16,6 +16,7 @@ import logging
 log = logging.getLogger("t2ibench")
 
 FORMULA_VERSION = "v1"
+DETECTOR_KEY = "metrics.geneval.detector"
 
 
 def _settings_id(section: dict) -> str:
@@ -24,19 +25,51 @@ def _settings_id(section: dict) -> str:
 
 
 def _models_id(plan, section: dict) -> tuple[str, str]:
-    """What the verdicts depend on besides the image: detector and colour model files."""
+    """(what the verdicts depend on besides the image, the detector's folder): the
+    detector's config, preprocessor and weights, and the colour model's architecture
+    config and weights, by content."""
     from t2ibench.metrics.hf import require_local, weights_id
     from t2ibench.metrics.registry import builtin_folder, is_builtin
+    from t2ibench.models.checks import sha256_file
 
     detector = section["detector"]
     if is_builtin(detector):
-        detector = str(builtin_folder(detector, plan.config["resources_dir"], "metrics.geneval"))
+        detector = str(builtin_folder(detector, plan.config["resources_dir"], DETECTOR_KEY))
     folder, name = require_local(
         detector, ("config.json",), "GenEval detector", "a Mask2Former COCO-instance",
-        "facebook/mask2former-swin-small-coco-instance", "metrics.geneval.detector",
+        "facebook/mask2former-swin-small-coco-instance", DETECTOR_KEY,
     )  # fmt: skip
-    colours = f"{section['clip_model']}|{section['clip_pretrained'] or 'random'}"
-    return f"{name}/{weights_id(folder)}|{colours}", str(folder)
+    files = [folder / f for f in ("config.json", "preprocessor_config.json")]
+    detector_id = "+".join(sha256_file(f)[:12] for f in files if f.is_file())
+    return f"{name}@{detector_id}/{weights_id(folder)}|{colour_model_id(plan, section)}", str(
+        folder
+    )
+
+
+def colour_model_id(plan, section: dict) -> str:
+    """The colour classifier's open_clip architecture (its config's hash) and weights
+    (random, a tag, or a file's sha256, read once and cached)."""
+    import hashlib
+
+    import open_clip
+
+    from t2ibench.metrics.clip_score import _register_architecture
+    from t2ibench.models.checks import sha256_file, sha_cache
+
+    name = _register_architecture(section["clip_model"])
+    config = json.dumps(open_clip.get_model_config(name), sort_keys=True)
+    config_id = hashlib.sha256(config.encode()).hexdigest()[:12]
+    pretrained = section["clip_pretrained"]
+    if not pretrained:
+        weights = "random:seed0"
+    elif open_clip.get_pretrained_cfg(name, pretrained):
+        weights = f"tag:{pretrained}"
+    else:
+        from pathlib import Path
+
+        cache = sha_cache(plan.config["resources_dir"])
+        weights = f"sha256:{sha256_file(Path(pretrained), cache)[:16]}"
+    return f"{name}@{config_id}/{weights}"
 
 
 def verdicts(plan, experiment: str, jobs, cache_path, warn: bool = True):
@@ -58,6 +91,16 @@ def verdicts(plan, experiment: str, jobs, cache_path, warn: bool = True):
             "geneval cells (prompts.sources: a GenEval .jsonl, e.g. prompts/geneval.jsonl)",
             experiment, left,
         )  # fmt: skip
+    # A cell that rewrote the prompt (prompt_sr) made images of another text than the
+    # metadata describes: no verdict for them.
+    rewritten = [j for j in with_meta if plan.prompt_text(j) != plan.prompt(j).text]
+    if rewritten and warn:
+        log.warning(
+            "%s: GenEval: %d image(s) of cells that rewrite the prompt (prompt_sr) get empty "
+            "geneval cells: their prompt is not the one the metadata describes",
+            experiment, len(rewritten),
+        )  # fmt: skip
+    with_meta = [j for j in with_meta if plan.prompt_text(j) == plan.prompt(j).text]
     if not with_meta:
         return []
     models_id, folder = _models_id(plan, section)
@@ -74,7 +117,7 @@ def verdicts(plan, experiment: str, jobs, cache_path, warn: bool = True):
         from t2ibench.geneval.detect import ColourClassifier, Detector
 
         device = device_of(section, metrics, plan.config["device"])
-        detector = Detector(folder, device)
+        detector = Detector(folder, device, source=section["detector"])
         colours = ColourClassifier(section["clip_model"], section["clip_pretrained"], device)
         for i in todo:
             job = with_meta[i]

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from t2ibench.geneval.suite import CLASSES
+from t2ibench.seeding import seeded
 
 
 def write_tiny_detector(folder: Path, seed: int = 0) -> None:
@@ -40,8 +39,7 @@ def write_tiny_detector(folder: Path, seed: int = 0) -> None:
         encoder_feedforward_dim=64,
         common_stride=4,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = Mask2FormerForUniversalSegmentation(config).eval()
     model.save_pretrained(folder)
     processor = Mask2FormerImageProcessor(

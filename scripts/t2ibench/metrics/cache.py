@@ -13,6 +13,7 @@ shared between threads.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -81,11 +82,14 @@ class ScoreCache:
     def put_many(self, items: Mapping[Key, float], table: str = "scores") -> None:
         """Store (or overwrite) scores (or, in "texts", text values), in one transaction."""
         assert table in ("scores", "texts")
-        kind = float if table == "scores" else str
+        if table == "scores":  # NaN is not stored (SQLite has none): it is scored again
+            rows = [(sha, m, float(v)) for (sha, m), v in items.items() if math.isfinite(float(v))]
+        else:
+            rows = [(sha, m, str(v)) for (sha, m), v in items.items()]
         with closing(self._connect()) as db, db:
             db.executemany(
                 f"INSERT OR REPLACE INTO {table} (image_sha256, metric_id, value) VALUES (?, ?, ?)",
-                [(sha, metric_id, kind(value)) for (sha, metric_id), value in items.items()],
+                rows,
             )
 
     def _connect(self) -> sqlite3.Connection:

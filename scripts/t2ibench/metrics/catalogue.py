@@ -23,6 +23,7 @@ from t2ibench.metrics.registry import (
     is_builtin,
     register,
 )
+from t2ibench.seeding import seeded
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY_OPEN_CLIP = ROOT / "config" / "models" / "open_clip-tiny.json"
@@ -144,6 +145,23 @@ def _geneval(name: str):
     return table
 
 
+def _check_vqascore(section: dict) -> None:
+    if (
+        section["min_pixels"]
+        and section["max_pixels"]
+        and section["min_pixels"] > section["max_pixels"]
+    ):
+        raise InputError(
+            f"config key 'metrics.vqascore.min_pixels': {section['min_pixels']} is above "
+            f"max_pixels {section['max_pixels']}; expected min_pixels <= max_pixels"
+        )
+    if section["question"].count("{}") != 1:
+        raise InputError(
+            "config key 'metrics.vqascore.question': expected one '{}' for the prompt, "
+            f"got {section['question']!r}"
+        )
+
+
 def _vqascore_table(plan, experiment, jobs, cache_path):
     from t2ibench.metrics.vqascore import table
 
@@ -195,8 +213,7 @@ def write_tiny_open_clip_checkpoint(path: Path, config: Path, seed: int = 0) -> 
     from t2ibench.metrics.clip_score import _register_architecture
 
     name = _register_architecture(str(config))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = open_clip.create_model(name, pretrained=None)
     torch.save({"state_dict": model.state_dict()}, path)
 
@@ -407,6 +424,7 @@ register(
             ),
         ),
         builtins={"tiny-qwen2.5-vl": _write_tiny_vlm},
+        check=_check_vqascore,
     )
 )
 register(

@@ -31,6 +31,7 @@ from PIL import Image
 from t2ibench.errors import InputError
 from t2ibench.metrics.base import PromptImageScorer
 from t2ibench.models.checks import sha256_file
+from t2ibench.seeding import seeded
 
 # v2: images reach open_clip's preprocess in their own mode (v1: converted to RGB first)
 FORMULA_VERSION = "v2"
@@ -154,7 +155,8 @@ class LetterboxTransform:
         height, width = x.shape[1:]
         scale = self.size / float(max(height, width))
         if scale != 1.0:
-            height, width = round(height * scale), round(width * scale)
+            # at least one pixel: an image 500 times wider than tall still scores
+            height, width = max(1, round(height * scale)), max(1, round(width * scale))
             x = tf.resize(x, [height, width], InterpolationMode.BICUBIC, antialias=self.antialias)
         pad_h, pad_w = self.size - height, self.size - width
         if pad_h or pad_w:
@@ -204,8 +206,7 @@ def load_open_clip(model: str, pretrained: str, seed: int = 0):
     """
     name = _register_architecture(model)
     weights, tag_kwargs, weights_id = _resolve_weights(name, pretrained, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         try:
             net, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=weights, **tag_kwargs

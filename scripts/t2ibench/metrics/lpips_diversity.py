@@ -27,6 +27,7 @@ from PIL import Image
 
 from t2ibench.errors import InputError
 from t2ibench.models.checks import sha256_file
+from t2ibench.seeding import seeded
 
 FORMULA_VERSION = "v1"
 LPIPS_VERSION = "0.1"
@@ -69,8 +70,7 @@ class LpipsScorer:
             raise InputError(f"unknown LPIPS net '{net}': expected one of {sorted(BACKBONES)}")
         self.batch_size = batch_size
         self.device = torch.device(device)
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            torch.manual_seed(seed)
+        with seeded(seed), warnings.catch_warnings():
             # lpips calls torchvision's deprecated ``pretrained=`` argument; nothing downloads
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(

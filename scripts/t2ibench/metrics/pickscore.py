@@ -38,6 +38,7 @@ from t2ibench.models.clip_tokenizer import (
     VOCAB_SIZE,
     write_clip_tokenizer,
 )
+from t2ibench.seeding import seeded
 
 PROCESSOR_ANCHORS = ("preprocessor_config.json", "processor_config.json", "tokenizer_config.json")
 
@@ -137,8 +138,7 @@ def write_tiny_pickscore(folder: Path, seed: int = 0) -> None:
         vision_config={**common, "image_size": 32, "patch_size": 16},
         projection_dim=16,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = CLIPModel(config).eval()
     model.save_pretrained(folder)
     write_clip_tokenizer(folder, pad_token=EOS_TOKEN)

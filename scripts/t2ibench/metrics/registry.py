@@ -96,6 +96,8 @@ class Metric:
     # may share the config section of one it comes after.
     after: tuple[str, ...] = ()
     enabled_by_default: bool = True
+    # Checks of its section the schema cannot say (raise InputError), when it is on.
+    check: Callable[[dict], None] | None = None
     # Why its numbers mean nothing (random weights), or "": given the `metrics` config,
     # asked when its section is in use.
     demo: Callable[[dict], str] | None = None

@@ -45,6 +45,7 @@ from t2ibench.metrics.hf import (
     require_local,
     text_embeddings,
 )
+from t2ibench.seeding import seeded
 
 
 class SiglipScorer(HfScorer):
@@ -181,8 +182,7 @@ def write_tiny_siglip(folder: Path, seed: int = 0) -> None:
         },
         vision_config={**common, "image_size": 32, "patch_size": 16},
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = SiglipModel(config).eval()
     with torch.no_grad():
         model.logit_scale.fill_(math.log(10.0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from t2ibench.seeding import seeded
 
 # Words spelled as one token each, so the question and the answer tokenize as in Qwen.
 WORDS = [
@@ -149,8 +149,7 @@ def write_tiny_vlm(folder: Path, family: str = "qwen2_5_vl", seed: int = 0) -> N
         video_processor=video_class(**pixels),
         chat_template=CHAT_TEMPLATE,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = model_class(config).eval()
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

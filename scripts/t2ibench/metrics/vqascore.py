@@ -9,8 +9,8 @@ where the model reads its chat template with one user turn, the image then the q
 ``Does this figure show "{prompt}"? Please answer yes or no.``, and the generation prompt
 (the assistant turn's start), so the next token is its answer; "Yes" is the answer token
 as the model's tokenizer spells it (one token in Qwen's vocabulary). Images go through the
-checkpoint's own processor, as decoded (it composites RGBA on white, as qwen-vl-utils
-does), with Qwen2-VL's dynamic resolution (``min_pixels`` / ``max_pixels``). Batches are
+checkpoint's own processor after ``convert("RGB")`` (alpha dropped, as t2v_metrics opens
+them), with Qwen2-VL's dynamic resolution (``min_pixels`` / ``max_pixels``). Batches are
 left-padded, so the last position is every row's answer position; the result equals one
 image at a time (tests/test_vqascore.py).
 
@@ -114,6 +114,11 @@ class VqaScorer:
             KEY,
         )
         self.model_type = check_folder(folder, model)
+        if min_pixels and max_pixels and min_pixels > max_pixels:
+            raise InputError(
+                f"config key 'metrics.vqascore.min_pixels': {min_pixels} is above max_pixels "
+                f"{max_pixels}; expected min_pixels <= max_pixels"
+            )
         if question.count("{}") != 1:
             raise InputError(
                 f"config key 'metrics.vqascore.question': expected one '{{}}' for the prompt, "
@@ -147,7 +152,8 @@ class VqaScorer:
         patch = image_processor.patch_size * getattr(image_processor, "merge_size", 2)
         self.max_image_tokens = _max_pixels(image_processor) // (patch * patch) + 1
         config_id = sha256_file(folder / "config.json")[:12]
-        settings = f"q:{_short_hash(question)}/a:{answer}/px:{min_pixels}-{max_pixels}"
+        precision = str(_dtype(dtype, self.device)).removeprefix("torch.")
+        settings = f"q:{_short_hash(question)}/a:{answer}/px:{min_pixels}-{max_pixels}/{precision}"
         self.metric_id = (
             f"vqascore/{FORMULA_VERSION}/{name}@{config_id}/{weights_id(folder)}/{settings}"
         )
@@ -197,10 +203,11 @@ class VqaScorer:
 
     def score(self, images, prompts) -> tuple[list[float], list[bool]]:
         """(scores, whether each prompt was cut) of images (any PIL mode) and prompts."""
-        images = list(images)
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
-        asked, cut = [], []  # images stay in their mode: the processor converts them
+        # RGB first (alpha dropped), as t2v_metrics opens images for its Qwen models
+        images = [image.convert("RGB") for image in images]
+        asked, cut = [], []
         for image, prompt in zip(images, prompts, strict=True):
             text, truncated = self.fit_prompt(prompt, image)
             asked.append(text)

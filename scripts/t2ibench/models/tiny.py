@@ -31,6 +31,7 @@ from t2ibench.models.clip_tokenizer import (
     write_clip_tokenizer,
 )
 from t2ibench.models.single_file import export_sdxl_single_file, write_sdxl_config_folder
+from t2ibench.seeding import seeded
 
 # Built-in model id -> the prediction type its scheduler is configured for.
 BUILTIN_MODELS = {
@@ -138,8 +139,7 @@ def build_tiny_sdxl_pipeline(
     caller's random state is left as it was.
     """
     _check_model_id(model_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         vae = tiny_vae()
         unet = _unet(IMAGE_SIZE // 2 ** (len(vae.config.block_out_channels) - 1))
         text_encoder = CLIPTextModel(_text_config(TEXT_WIDTH, "quick_gelu", VOCAB_SIZE - 1))

@@ -28,6 +28,7 @@ from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3Model
 
 from t2ibench.errors import InputError
 from t2ibench.models.tiny import tiny_vae
+from t2ibench.seeding import seeded
 
 LongPromptMode = Literal["truncate", "interpolate", "pool", "attention_pool"]
 LONG_PROMPT_MODES = ("truncate", "interpolate", "pool", "attention_pool")
@@ -193,8 +194,7 @@ def build_tiny_zimage_pipeline(seed: int = 0) -> ZImagePipeline:
     random state is left as it was.
     """
     tokenizer = _tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         text_encoder = _text_encoder(len(tokenizer), tokenizer.pad_token_id)
         transformer = _transformer()
         vae = _vae()
