@@ -201,7 +201,7 @@ def test_clip_score_is_open_clips_own_preprocess(images):
 
 @pytest.mark.parametrize("antialias", [True, False])
 def test_hps_is_the_official_letterbox(images, tmp_path, antialias):
-    from t2ibench.metrics.catalogue import write_tiny_open_clip_checkpoint
+    from t2ibench.metrics.builders import write_tiny_open_clip_checkpoint
     from t2ibench.metrics.clip_score import HpsScorer
 
     weights = tmp_path / "hps.pt"
@@ -243,7 +243,7 @@ def test_hps_changed_from_the_centre_crop(images, tmp_path):
     """The letterbox is a real change on non-square images (the cache key says so)."""
     import open_clip
 
-    from t2ibench.metrics.catalogue import write_tiny_open_clip_checkpoint
+    from t2ibench.metrics.builders import write_tiny_open_clip_checkpoint
     from t2ibench.metrics.clip_score import HpsScorer
 
     weights = tmp_path / "hps.pt"
@@ -321,7 +321,7 @@ def test_fid_inception_input_is_clean_fids_clean_resize(images):
 
 
 def test_hps_scores_an_image_far_wider_than_tall(tmp_path):
-    from t2ibench.metrics.catalogue import write_tiny_open_clip_checkpoint
+    from t2ibench.metrics.builders import write_tiny_open_clip_checkpoint
     from t2ibench.metrics.clip_score import HpsScorer
 
     weights = tmp_path / "hps.pt"

@@ -5,28 +5,40 @@ Per image, against the image's prompt: ``clip_score``, ``siglip_score``,
 ``reference_similarity`` (``clip_ref_cosine`` and ``lpips_ref``); per (model, cell,
 prompt): ``lpips_diversity``, ``clip_diversity``; per set of images: ``fid`` (FID and KID
 of each model's or cell's images against the reference images, or the first model).
-Formulas and preprocessing: docs/metrics.md.
+Per image, with a model's answer: ``vqascore``; GenEval: ``geneval`` (per image) and
+``geneval_tasks`` (per set). Formulas and preprocessing: docs/metrics.md; how each entry
+builds its scorer: t2ibench.metrics.builders.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from t2ibench.errors import InputError
+from t2ibench.metrics.builders import (
+    _check_vqascore,
+    _clip,
+    _geneval,
+    _hps,
+    _image_reward,
+    _pickscore,
+    _prompt_scores,
+    _random_clip,
+    _siglip,
+    _table,
+    _vqascore_table,
+    _write_tiny_detector,
+    _write_tiny_hps,
+    _write_tiny_image_reward,
+    _write_tiny_pickscore,
+    _write_tiny_siglip,
+    _write_tiny_vlm,
+)
 from t2ibench.metrics.registry import (
     DEVICE_SETTING,
     Column,
     Metric,
     WeightFile,
-    builtin_folder,
-    device_of,
     is_builtin,
     register,
 )
-from t2ibench.seeding import seeded
-
-ROOT = Path(__file__).resolve().parents[3]
-TINY_OPEN_CLIP = ROOT / "config" / "models" / "open_clip-tiny.json"
 
 
 def _batch(default: int) -> dict:
@@ -37,185 +49,6 @@ def _text(default: str, description: str, required: bool = False) -> dict:
     return {"type": "string", "default": default, "description": description} | (
         {"minLength": 1} if required else {}
     )
-
-
-def _context(plan, section: str):
-    """(section config, device, resources_dir, key prefix) of a metric's section."""
-    metrics = plan.config["metrics"]
-    config = metrics[section]
-    device = device_of(config, metrics, plan.config["device"])
-    return config, device, plan.config["resources_dir"], f"metrics.{section}"
-
-
-def _prompt_scores(build):
-    """The table of a per-image prompt metric whose scorer `build(plan)` makes."""
-
-    def table(plan, experiment, jobs, cache_path):
-        from t2ibench.scoring import prompt_image_scores
-
-        return prompt_image_scores(plan, experiment, jobs, cache_path, build(plan))
-
-    return table
-
-
-def _table(name: str):
-    """A table function of t2ibench.scoring, imported when a table is made."""
-
-    def table(plan, experiment, jobs, cache_path):
-        from t2ibench import scoring
-
-        return getattr(scoring, name)(plan, experiment, jobs, cache_path)
-
-    return table
-
-
-def _random_clip(metrics: dict) -> str:
-    return "" if metrics["clip"]["pretrained"] else "CLIP score uses random weights"
-
-
-# --- scorers ----------------------------------------------------------------------------
-
-
-def _clip(plan):
-    from t2ibench.metrics.clip_score import ClipScorer
-
-    section, device, _, _ = _context(plan, "clip")
-    return ClipScorer(section["model"], section["pretrained"], device, section["batch_size"])
-
-
-def _hps(plan):
-    from t2ibench.metrics.clip_score import HpsScorer
-
-    section, device, resources, where = _context(plan, "hps")
-    weights, model = section["weights"], section["model"]
-    if is_builtin(weights):
-        folder = builtin_folder(weights, resources, f"{where}.weights")
-        weights, model = str(folder / "hps-tiny.pt"), str(TINY_OPEN_CLIP)
-    return HpsScorer(model, weights, device, section["batch_size"], antialias=section["antialias"])
-
-
-def _siglip(plan):
-    from t2ibench.metrics.siglip import SiglipScorer
-
-    section, device, resources, where = _context(plan, "siglip")
-    model = section["model"]
-    if is_builtin(model):
-        model = str(builtin_folder(model, resources, f"{where}.model"))
-    return SiglipScorer(model, device=device, batch_size=section["batch_size"])
-
-
-def _pickscore(plan):
-    from t2ibench.metrics.pickscore import PickScoreScorer
-
-    section, device, resources, where = _context(plan, "pickscore")
-    model, processor = section["model"], section["processor"] or None
-    if is_builtin(model):
-        model = str(builtin_folder(model, resources, f"{where}.model"))
-    return PickScoreScorer(model, processor, device=device, batch_size=section["batch_size"])
-
-
-def _image_reward(plan):
-    from t2ibench.metrics.image_reward import ImageRewardScorer
-
-    section, device, resources, where = _context(plan, "image_reward")
-    weights, tokenizer = section["weights"], section["tokenizer"]
-    architecture = section["architecture"]
-    if is_builtin(weights):
-        folder = builtin_folder(weights, resources, f"{where}.weights")
-        weights = str(folder / "ImageReward.pt")
-        tokenizer = tokenizer or str(folder / "tokenizer")
-        architecture = architecture or str(ROOT / "config/metrics/image-reward-tiny.json")
-    if not tokenizer:
-        raise InputError(
-            f"config key '{where}.tokenizer': empty; expected a bert-base-uncased "
-            "tokenizer folder (ImageReward's BLIP text encoder uses it)"
-        )
-    kwargs = {"architecture": architecture} if architecture else {}
-    return ImageRewardScorer(
-        weights, tokenizer, device=device, batch_size=section["batch_size"], **kwargs
-    )
-
-
-def _geneval(name: str):
-    def table(plan, experiment, jobs, cache_path):
-        from t2ibench.geneval import metric
-
-        return getattr(metric, name)(plan, experiment, jobs, cache_path)
-
-    return table
-
-
-def _check_vqascore(section: dict) -> None:
-    if (
-        section["min_pixels"]
-        and section["max_pixels"]
-        and section["min_pixels"] > section["max_pixels"]
-    ):
-        raise InputError(
-            f"config key 'metrics.vqascore.min_pixels': {section['min_pixels']} is above "
-            f"max_pixels {section['max_pixels']}; expected min_pixels <= max_pixels"
-        )
-    if section["question"].count("{}") != 1:
-        raise InputError(
-            "config key 'metrics.vqascore.question': expected one '{}' for the prompt, "
-            f"got {section['question']!r}"
-        )
-
-
-def _vqascore_table(plan, experiment, jobs, cache_path):
-    from t2ibench.metrics.vqascore import table
-
-    return table(plan, experiment, jobs, cache_path)
-
-
-# --- built-in tiny models -------------------------------------------------------------
-
-
-def _write_tiny_detector(folder: Path) -> None:
-    from t2ibench.geneval.tiny import write_tiny_detector
-
-    write_tiny_detector(folder, seed=0)
-
-
-def _write_tiny_vlm(folder: Path) -> None:
-    from t2ibench.metrics.tiny_vlm import write_tiny_vlm
-
-    write_tiny_vlm(folder, "qwen2_5_vl", seed=0)
-
-
-def _write_tiny_siglip(folder: Path) -> None:
-    from t2ibench.metrics.siglip import write_tiny_siglip
-
-    write_tiny_siglip(folder, seed=0)
-
-
-def _write_tiny_pickscore(folder: Path) -> None:
-    from t2ibench.metrics.pickscore import write_tiny_pickscore
-
-    write_tiny_pickscore(folder, seed=0)
-
-
-def _write_tiny_image_reward(folder: Path) -> None:
-    from t2ibench.metrics.image_reward import write_tiny_image_reward
-
-    write_tiny_image_reward(folder, seed=0)
-
-
-def _write_tiny_hps(folder: Path) -> None:
-    write_tiny_open_clip_checkpoint(folder / "hps-tiny.pt", TINY_OPEN_CLIP, seed=0)
-
-
-def write_tiny_open_clip_checkpoint(path: Path, config: Path, seed: int = 0) -> None:
-    """An open_clip checkpoint in the HPS v2 layout ({"state_dict": ...}), random weights."""
-    import open_clip
-    import torch
-
-    from t2ibench.metrics.clip_score import _register_architecture
-
-    name = _register_architecture(str(config))
-    with seeded(seed):
-        model = open_clip.create_model(name, pretrained=None)
-    torch.save({"state_dict": model.state_dict()}, path)
 
 
 # --- the entries ----------------------------------------------------------------------
