@@ -32,13 +32,14 @@ def _prompt_scores(build):
     return table
 
 
-def _table(name: str):
-    """A table function of t2ibench.scoring, imported when a table is made."""
+def _table(name: str, module: str = "t2ibench.scoring"):
+    """The table function `name` of `module`, imported when a table is made (the
+    catalogue is read at every start; torch and the models are not)."""
 
     def table(plan, experiment, jobs, cache_path):
-        from t2ibench import scoring
+        import importlib
 
-        return getattr(scoring, name)(plan, experiment, jobs, cache_path)
+        return getattr(importlib.import_module(module), name)(plan, experiment, jobs, cache_path)
 
     return table
 
@@ -110,36 +111,10 @@ def _image_reward(plan):
     )
 
 
-def _geneval(name: str):
-    def table(plan, experiment, jobs, cache_path):
-        from t2ibench.geneval import metric
-
-        return getattr(metric, name)(plan, experiment, jobs, cache_path)
-
-    return table
-
-
 def _check_vqascore(section: dict) -> None:
-    if (
-        section["min_pixels"]
-        and section["max_pixels"]
-        and section["min_pixels"] > section["max_pixels"]
-    ):
-        raise InputError(
-            f"config key 'metrics.vqascore.min_pixels': {section['min_pixels']} is above "
-            f"max_pixels {section['max_pixels']}; expected min_pixels <= max_pixels"
-        )
-    if section["question"].count("{}") != 1:
-        raise InputError(
-            "config key 'metrics.vqascore.question': expected one '{}' for the prompt, "
-            f"got {section['question']!r}"
-        )
+    from t2ibench.metrics.vqascore import check_settings
 
-
-def _vqascore_table(plan, experiment, jobs, cache_path):
-    from t2ibench.metrics.vqascore import table
-
-    return table(plan, experiment, jobs, cache_path)
+    check_settings(section["question"], section["min_pixels"], section["max_pixels"])
 
 
 # --- built-in tiny models -------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 from t2ibench.metrics.builders import (
     _check_vqascore,
     _clip,
-    _geneval,
     _hps,
     _image_reward,
     _pickscore,
@@ -23,7 +22,6 @@ from t2ibench.metrics.builders import (
     _random_clip,
     _siglip,
     _table,
-    _vqascore_table,
     _write_tiny_detector,
     _write_tiny_hps,
     _write_tiny_image_reward,
@@ -224,7 +222,7 @@ register(
             "VQAScore: a vision-language model's probability of answering Yes to whether "
             "the image shows the prompt."
         ),
-        table=_vqascore_table,
+        table=_table("table", "t2ibench.metrics.vqascore"),
         settings={
             "model": _text(
                 "builtin:tiny-qwen2.5-vl",
@@ -273,7 +271,7 @@ register(
             "GenEval: 1 when a detector finds what the prompt's GenEval metadata asks for "
             "(objects, counts, colours, positions), else 0; empty for prompts without it."
         ),
-        table=_geneval("image_table"),
+        table=_table("image_table", "t2ibench.geneval.metric"),
         enabled_by_default=False,
         settings={
             "detector": _text(
@@ -324,7 +322,7 @@ register(
             "GenEval per task: the share of correct images (95% CI over prompts), and "
             "overall, the mean over tasks as GenEval reports it."
         ),
-        table=_geneval("task_table"),
+        table=_table("task_table", "t2ibench.geneval.metric"),
         after=("geneval",),
         demo=lambda m: "",
     )

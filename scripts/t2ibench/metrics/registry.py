@@ -235,21 +235,10 @@ def columns(granularity: str) -> list[str]:
 
 
 def column_facts(wanted=None) -> dict[str, dict]:
-    """Per value column: its metric, granularity, direction and note (for the viewer's
-    data and metadata.json)."""
-    facts = {}
-    for metric in _entries().values():
-        for column in metric.columns:
-            if column.summarised and (wanted is None or column.name in wanted):
-                facts[column.name] = {
-                    "metric": metric.name,
-                    "granularity": metric.granularity,
-                    "higher_is_better": column.higher_is_better,
-                    "note": column.note,
-                    "summary": metric.summary,
-                    "verdict": column.verdict,
-                }
-    return facts
+    """Per summarised value column: its metric, granularity, direction, note, summary and
+    whether it is a verdict (the facts metadata.json records, read back)."""
+    facts = facts_of(describe(names())) if _entries() else {}
+    return {k: v for k, v in facts.items() if wanted is None or k in wanted}
 
 
 def describe(metric_names) -> dict[str, dict]:

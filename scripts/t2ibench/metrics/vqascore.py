@@ -73,6 +73,21 @@ def check_folder(folder: Path, source: str, key: str = KEY) -> str:
     return model_type
 
 
+def check_settings(question: str, min_pixels: int, max_pixels: int) -> None:
+    """What the schema cannot say of the settings (checked when the config is read, and
+    by the scorer for callers of its own)."""
+    if min_pixels and max_pixels and min_pixels > max_pixels:
+        raise InputError(
+            f"config key 'metrics.vqascore.min_pixels': {min_pixels} is above max_pixels "
+            f"{max_pixels}; expected min_pixels <= max_pixels"
+        )
+    if question.count("{}") != 1:
+        raise InputError(
+            f"config key 'metrics.vqascore.question': expected one '{{}}' for the prompt, "
+            f"got {question!r}"
+        )
+
+
 class VqaScorer:
     """VQAScore of images against prompts with a transformers vision-language model.
 
@@ -114,16 +129,7 @@ class VqaScorer:
             KEY,
         )
         self.model_type = check_folder(folder, model)
-        if min_pixels and max_pixels and min_pixels > max_pixels:
-            raise InputError(
-                f"config key 'metrics.vqascore.min_pixels': {min_pixels} is above max_pixels "
-                f"{max_pixels}; expected min_pixels <= max_pixels"
-            )
-        if question.count("{}") != 1:
-            raise InputError(
-                f"config key 'metrics.vqascore.question': expected one '{{}}' for the prompt, "
-                f"got {question!r}"
-            )
+        check_settings(question, min_pixels, max_pixels)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.question, self.answer = question, answer
