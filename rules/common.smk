@@ -15,7 +15,10 @@ from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.metrics import registry
+from t2ibench.models.families import base_configs
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
+
+BASE_CONFIGS = list(base_configs())
 from t2ibench.plan import build_plan
 
 try:

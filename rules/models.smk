@@ -13,14 +13,17 @@ rule materialise_builtin_model:
         )
 
 
-rule sdxl_base_config:
+# A family's base configs, with which single files of it load offline (e.g. sdxl-base).
+rule base_config:
     output:
-        directory(f"{RESOURCES}/configs/sdxl-base"),
+        directory(f"{RESOURCES}/configs/{{base}}"),
     log:
-        f"{RESOURCES}/logs/sdxl_base_config.log",
+        f"{RESOURCES}/logs/base_config_{{base}}.log",
+    wildcard_constraints:
+        base="|".join(BASE_CONFIGS),
     localrule: True
     run:
-        steps.sdxl_base_config(output[0], log[0])
+        steps.base_config(wildcards.base, output[0], log[0])
 
 
 rule download_model:

@@ -88,7 +88,10 @@ def make_case(work, case):
         return cfg, "the prompt set is empty"
     if case == "zimage_setting_on_sdxl":
         cfg["generation"]["shift"] = 4.0
-        return cfg, "'generation.shift': a Z-Image setting, but model 'tiny' is sdxl"
+        return (
+            cfg,
+            "'generation.shift': a setting of SD3, FLUX.1 and Z-Image models, but model 'tiny'",
+        )
     if case == "hidden_layer_range":
         cfg["models"] = [{"name": "z", "source": "builtin:tiny-zimage"}]
         cfg["generation"]["hidden_layer"] = -20
@@ -248,4 +251,4 @@ def test_own_configfile_replaces_the_demo_config(work):
         in proc.stderr
     )
     proc = snakemake(work, "-n")  # no --configfile: the demo config
-    assert "plan: 270 images over 3 model(s) and 10 prompt(s) in 2 experiment(s)" in proc.stderr
+    assert "plan: 390 images over 7 model(s) and 10 prompt(s) in 2 experiment(s)" in proc.stderr

@@ -7,13 +7,15 @@ import yaml
 
 from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
+from t2ibench.plan import build_plan
 
 from conftest import with_changes
 
 
 def test_defaults_are_filled_from_the_schema(base_config):
     config = validate_config(base_config)
-    assert config["generation"]["sampler"] == "euler_a"
+    assert config["generation"]["sampler"] is None  # the family's default (SDXL: euler_a)
+    assert build_plan(config).settings(build_plan(config).jobs[0])["sampler"] == "euler_a"
     assert config["generation"]["seed"] == 218
     assert config["generation"]["steps"] == 2  # given values are kept
     assert config["metrics"]["clip"]["enabled"] is True
@@ -34,6 +36,10 @@ def test_default_config_file_is_valid(repo):
         "builtin:tiny-sdxl",
         "builtin:tiny-sdxl-vpred",
         "builtin:tiny-zimage",
+        "builtin:tiny-sd15",
+        "builtin:tiny-flux-dev",
+        "builtin:tiny-chroma",
+        "builtin:tiny-sd3",
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from t2ibench import generate
 from t2ibench.generate import DevicePool, Generator, candidate_devices
+from t2ibench.models import families
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ class FakeGPUs:
         monkeypatch.setattr(generate, "candidate_devices", lambda device: ["cuda:0", "cuda:1"])
         monkeypatch.setattr(generate, "DEVICES", DevicePool())
         monkeypatch.setattr(generate, "image_flag", lambda image: "")
-        monkeypatch.setattr(generate, "token_limit", lambda pipe, settings: 77)
         monkeypatch.setattr(generate, "encode_png", lambda *args: b"png")
+        monkeypatch.setattr(families.get("sdxl"), "token_limit", lambda pipe, settings: 77)
         self.gen = Generator()
         monkeypatch.setattr(self.gen, "_load", self.load)
         monkeypatch.setattr(self.gen, "_run", self.run)
@@ -104,7 +105,7 @@ class FakeGPUs:
         return None, 3, 0.05
 
 
-SPEC = SimpleNamespace(name="m", checkpoint="m.safetensors", prediction_reason="")
+SPEC = SimpleNamespace(name="m", checkpoint="m.safetensors", prediction_reason="", family="sdxl")
 
 
 def test_generate_loads_once_per_device_and_runs_devices_in_parallel(monkeypatch, tmp_path):

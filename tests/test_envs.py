@@ -47,18 +47,19 @@ def test_every_requirement_is_pinned(repo):
 
 
 def test_builtin_ids_agree_with_the_model_builders():
-    from t2ibench.models.registry import BUILTIN_IDS
+    from t2ibench.models import families
     from t2ibench.models.tiny import BUILTIN_MODELS
 
-    assert set(BUILTIN_IDS) == set(BUILTIN_MODELS)
+    sdxl = {b.id: b.prediction_type or "epsilon" for b in families.get("sdxl").builtins}
+    assert sdxl == BUILTIN_MODELS
 
 
 def test_tiny_text_layer_counts_agree():
-    from t2ibench.models import tiny, zimage
-    from t2ibench.models.registry import TINY_SDXL_TEXT_LAYERS, TINY_ZIMAGE_TEXT_LAYERS
+    from t2ibench.models import families, tiny, zimage
 
-    assert TINY_ZIMAGE_TEXT_LAYERS == zimage.TEXT_LAYERS
-    assert TINY_SDXL_TEXT_LAYERS == tiny.TEXT_LAYERS
+    [tiny_zimage] = families.get("zimage").builtins
+    assert tiny_zimage.text_layers == zimage.TEXT_LAYERS
+    assert {b.text_layers for b in families.get("sdxl").builtins} == {tiny.TEXT_LAYERS}
     pipe = tiny.build_tiny_sdxl_pipeline("tiny-sdxl")
-    assert pipe.text_encoder.config.num_hidden_layers == TINY_SDXL_TEXT_LAYERS
-    assert pipe.text_encoder_2.config.num_hidden_layers == TINY_SDXL_TEXT_LAYERS
+    assert pipe.text_encoder.config.num_hidden_layers == tiny.TEXT_LAYERS
+    assert pipe.text_encoder_2.config.num_hidden_layers == tiny.TEXT_LAYERS

@@ -23,7 +23,14 @@ TINY_MODELS = [
     {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
     {"name": "tiny-sdxl-vpred", "source": "builtin:tiny-sdxl-vpred"},
     {"name": "tiny-zimage", "source": "builtin:tiny-zimage"},
+    {"name": "tiny-sd15", "source": "builtin:tiny-sd15"},
+    {"name": "tiny-flux-dev", "source": "builtin:tiny-flux-dev"},
+    {"name": "tiny-chroma", "source": "builtin:tiny-chroma"},
+    {"name": "tiny-sd3", "source": "builtin:tiny-sd3"},
 ]
+FAMILY_OF = {"tiny-sdxl": "sdxl", "tiny-sdxl-vpred": "sdxl", "tiny-zimage": "zimage"}
+FAMILY_OF.update({"tiny-sd15": "sd15", "tiny-flux-dev": "flux", "tiny-chroma": "diffusers"})
+FAMILY_OF["tiny-sd3"] = "sd3"
 # Cells of each catalogue experiment, full and quick (the seed tool's values).
 CATALOGUE_CELLS = {
     "shift_sweep": (6, 6),
@@ -39,6 +46,10 @@ CATALOGUE_CELLS = {
     "sdxl_guidance": (6, 6),
     "sdxl_clip_skip": (4, 4),
     "sdxl_prompt_sr": (4, 4),
+    "sd15_clip_skip": (3, 3),
+    "flux_guidance": (3, 3),
+    "diffusers_steps": (3, 3),
+    "sd3_t5": (4, 4),
 }
 
 
@@ -68,8 +79,9 @@ def test_catalogue_is_complete_and_every_experiment_plans(base_config):
             plan = plan_for(base_config, [name], quick=is_quick)
             exp = plan.experiments[name]
             assert len(exp.cells) == cells, (name, is_quick)
-            family = "zimage" if not name.startswith("sdxl") else "sdxl"
-            assert exp.models == [m["name"] for m in TINY_MODELS if family[0] in m["name"][5]]
+            wanted = exp.experiment.families
+            assert wanted, name  # each catalogue experiment names the families it is for
+            assert exp.models == [m["name"] for m in TINY_MODELS if FAMILY_OF[m["name"]] in wanted]
             assert len(plan.jobs) == len(exp.models) * cells * len(exp.prompts) * len(exp.seeds)
             assert exp.experiment.reference in exp.experiment.cell_names
             if is_quick:
@@ -184,7 +196,7 @@ def test_custom_prompt_runs_apart(base_config):
 
 
 def test_max_images_guard(base_config):
-    base_config["models"] = TINY_MODELS
+    base_config["models"] = TINY_MODELS[:3]  # two SDXL models and a Z-Image one
     with pytest.raises(InputError) as err:
         plan_for(base_config, ["baseline", "sdxl_sampler"], max_images=100)
     message = str(err.value)
@@ -204,7 +216,7 @@ def test_experiment_names_cannot_shadow_rules_or_folders(repo, tmp_path):
     """The names taken are read from the workflow's rules: a rule added later is taken
     too; so are the folders a results folder holds besides its experiments."""
     from t2ibench.experiments import experiment_schema, load_experiment, reserved_names
-    from t2ibench.models.families import FAMILY_DEFAULTS
+    from t2ibench.models import families as model_families
 
     taken = reserved_names()
     assert {"all", "generate_image", "image_list", "metric", "viewer", "quick", "report"} <= taken
@@ -214,7 +226,7 @@ def test_experiment_names_cannot_shadow_rules_or_folders(repo, tmp_path):
         with pytest.raises(InputError, match=f"key 'name': '{name}' is taken by the workflow"):
             load_experiment(str(path))
     families = experiment_schema()["properties"]["families"]["items"]["enum"]
-    assert families == sorted(FAMILY_DEFAULTS)
+    assert families == model_families.names()
 
 
 def test_cli_strings_are_coerced_by_schema():
@@ -297,8 +309,9 @@ def test_family_unsupported_variable(base_config, tmp_path):
 def test_unknown_experiment_lists_the_catalogue(base_config):
     with pytest.raises(InputError) as err:
         plan_for(base_config, ["baseline", "shfit_sweep"])
-    assert "unknown experiment 'shfit_sweep'; expected one of: baseline, hidden_layer" in str(
-        err.value
+    assert (
+        "unknown experiment 'shfit_sweep'; expected one of: baseline, diffusers_steps, "
+        "flux_guidance" in str(err.value)
     )
 
 

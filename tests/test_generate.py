@@ -46,7 +46,7 @@ def test_sdxl_options_change_the_image():
     import numpy as np
     import torch
 
-    from t2ibench.generate import _make_sdxl
+    from t2ibench.models import families
     from t2ibench.models.tiny import build_tiny_sdxl_pipeline
 
     threads = torch.get_num_threads()
@@ -71,7 +71,8 @@ def test_sdxl_options_change_the_image():
         config = dict(pipe.scheduler.config)
 
         def image(**changes):
-            return np.asarray(_make_sdxl(pipe, config, {**base, **changes}))
+            settings = {**base, **changes}
+            return np.asarray(families.get("sdxl").make_image(pipe, config, settings, "cpu"))
 
         reference = image()
         assert (reference == image()).all()
@@ -87,24 +88,29 @@ def test_sdxl_options_change_the_image():
 
 def test_memory_options_on_cpu():
     from t2ibench.generate import place_pipeline
+    from t2ibench.models import families
     from t2ibench.models.tiny import build_tiny_sdxl_pipeline
 
     pipe = build_tiny_sdxl_pipeline("tiny-sdxl")
-    place_pipeline(pipe, "cpu", {"cpu_offload": "none", "vae_tiling": True, "vae_slicing": True})
+    sdxl = families.get("sdxl")
+    memory = {"cpu_offload": "none", "vae_tiling": True, "vae_slicing": True}
+    place_pipeline(pipe, "cpu", memory, sdxl)
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     with pytest.raises(InputError, match="'memory.cpu_offload': 'model' needs a CUDA device"):
-        place_pipeline(pipe, "cpu", {"cpu_offload": "model"})
+        place_pipeline(pipe, "cpu", {"cpu_offload": "model"}, sdxl)
 
 
 def test_zimage_text_encoder_placed_on_its_own_device():
     import numpy as np
 
-    from t2ibench.generate import _make_zimage, place_pipeline
+    from t2ibench.generate import place_pipeline
+    from t2ibench.models import families
     from t2ibench.models.zimage import build_tiny_zimage_pipeline
 
+    zimage = families.get("zimage")
     pipe = build_tiny_zimage_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    place_pipeline(pipe, "cpu", {"text_encoder_device": "cpu"})
+    place_pipeline(pipe, "cpu", {"text_encoder_device": "cpu"}, zimage)
     assert pipe.text_encoder.device.type == "cpu"
     settings = {
         "prompt": "a cat",
@@ -122,16 +128,18 @@ def test_zimage_text_encoder_placed_on_its_own_device():
         "thinking_content": None,
         "long_prompt_mode": "interpolate",
     }
-    first = np.asarray(_make_zimage(pipe, settings, "cpu"))
-    assert (first == np.asarray(_make_zimage(pipe, settings, "cpu"))).all()
+    first = np.asarray(zimage.make_image(pipe, {}, settings, "cpu"))
+    assert (first == np.asarray(zimage.make_image(pipe, {}, settings, "cpu"))).all()
 
 
 def test_attention_backend_is_applied():
     from t2ibench.generate import place_pipeline
+    from t2ibench.models import families
     from t2ibench.models.zimage import build_tiny_zimage_pipeline
 
+    zimage = families.get("zimage")
     pipe = build_tiny_zimage_pipeline()
-    place_pipeline(pipe, "cpu", {"attention": "_native_math"})
+    place_pipeline(pipe, "cpu", {"attention": "_native_math"}, zimage)
     backends = {
         str(getattr(m.processor, "_attention_backend", ""))
         for m in pipe.transformer.modules()
@@ -139,4 +147,4 @@ def test_attention_backend_is_applied():
     }
     assert backends == {"AttentionBackendName._NATIVE_MATH"}
     with pytest.raises(InputError, match="'memory.attention': backend 'xformers' is not usable"):
-        place_pipeline(pipe, "cpu", {"attention": "xformers"})
+        place_pipeline(pipe, "cpu", {"attention": "xformers"}, zimage)

@@ -21,7 +21,13 @@ MODELS = [
     {"name": "tiny-sdxl", "source": "builtin:tiny-sdxl"},
     {"name": "tiny-sdxl-vpred", "source": "builtin:tiny-sdxl-vpred"},
     {"name": "tiny-zimage", "source": "builtin:tiny-zimage"},
+    {"name": "tiny-sd15", "source": "builtin:tiny-sd15"},
+    {"name": "tiny-sd2-vpred", "source": "builtin:tiny-sd2-vpred"},
+    {"name": "tiny-flux-dev", "source": "builtin:tiny-flux-dev"},
+    {"name": "tiny-chroma", "source": "builtin:tiny-chroma"},
+    {"name": "tiny-sd3", "source": "builtin:tiny-sd3"},
 ]
+UNET_FAMILIES = ("sdxl", "sd15")
 # A1111's sampler names (1.9 and later: the Karras variants as a schedule type).
 A1111_SAMPLERS = {
     ("Euler a", None): "euler_a",
@@ -38,6 +44,7 @@ A1111_SAMPLERS = {
     ("LMS", None): "lms",
     ("LMS", "Karras"): "lms_karras",
     ("Euler FlowMatch", None): "flow_match_euler",
+    ("Default", None): "scheduler",  # a generic pipeline's own scheduler
 }
 
 
@@ -56,15 +63,30 @@ def read_back(text: str, family: str) -> dict:
         "height": int(f["Size-2"]),
         "model": f["Model"],
         "prediction_type": f.get(
-            "Prediction type", "epsilon" if family == "sdxl" else "flow_matching"
+            "Prediction type", "epsilon" if family in UNET_FAMILIES else "flow_matching"
         ),
         "dtype": f.get("Precision", "fp32"),
     }
-    if family == "sdxl":
+    if family in UNET_FAMILIES:
         clip_skip = int(f["Clip skip"])  # A1111 counts one more than diffusers
         settings["clip_skip"] = None if clip_skip == 1 else clip_skip - 1
         settings["guidance_rescale"] = float(f.get("Guidance rescale", 0.0))
         settings["zero_terminal_snr"] = f.get("Noise Schedule") == "Zero Terminal SNR"
+    elif family == "diffusers":
+        pass  # no settings of its own
+    elif family == "sd3":
+        settings["t5"] = f.get("T5", "True") == "True"
+        settings["max_sequence_length"] = int(f.get("Max sequence length", 256))
+        settings["shift"] = float(f["Shift"]) if "Shift" in f else None
+    elif family == "flux":  # Forge's field for the distilled guidance
+        settings["guidance"] = float(f.get("Distilled CFG Scale", 3.5))
+        settings["max_sequence_length"] = int(f.get("Max sequence length", 512))
+        for key, field in [
+            ("shift", "Shift"),
+            ("base_shift", "Base shift"),
+            ("max_shift", "Max shift"),
+        ]:
+            settings[key] = float(f[field]) if field in f else None
     else:
         blend = f.get("Hidden layer blend")
         settings.update(

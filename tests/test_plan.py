@@ -115,7 +115,11 @@ def test_family_settings_are_filled_and_checked(base_config):
             {"name": "s", "source": "builtin:tiny-sdxl"},
         ],
     )
-    with pytest.raises(InputError, match="'generation.shift': a Z-Image setting, but model 's'"):
+    with pytest.raises(
+        InputError,
+        match="'generation.shift': a setting of SD3, FLUX.1 and Z-Image models, but model 's' "
+        "is SDXL",
+    ):
         build_plan(validate_config(mixed))
 
 
@@ -129,7 +133,11 @@ def test_sdxl_setting_on_a_zimage_model_is_an_error(base_config):
         generation__clip_skip=2,
         models=[{"name": "z", "source": "builtin:tiny-zimage"}],
     )
-    with pytest.raises(InputError, match="'generation.clip_skip': an SDXL setting, but model 'z'"):
+    with pytest.raises(
+        InputError,
+        match="'generation.clip_skip': a setting of SDXL and SD 1.x/2.x models, but model 'z' "
+        "is Z-Image",
+    ):
         build_plan(validate_config(config))
     plan = build_plan(validate_config(with_changes(base_config, generation__clip_skip=2)))
     assert plan.settings(plan.jobs[0])["clip_skip"] == 2
@@ -161,7 +169,7 @@ def test_hidden_layer_out_of_range_is_caught_before_generation(base_config):
 
 
 def test_named_presets_become_their_text(base_config):
-    from t2ibench.models.families import SYSTEM_PROMPT_PRESETS, THINKING_PRESETS
+    from t2ibench.models.families.zimage import SYSTEM_PROMPT_PRESETS, THINKING_PRESETS
 
     zimage = [{"name": "z", "source": "builtin:tiny-zimage"}]
     plan = build_plan(

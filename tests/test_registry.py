@@ -100,7 +100,7 @@ def test_unknown_architecture_names_what_was_found(tmp_path):
     [
         ("StableDiffusionXLPipeline", "sdxl"),
         ("ZImagePipeline", "zimage"),
-        ("FluxPipeline", None),
+        ("NoSuchPipeline", None),
     ],
 )
 def test_diffusers_folder_family_from_model_index(tmp_path, pipeline, family):
@@ -109,7 +109,7 @@ def test_diffusers_folder_family_from_model_index(tmp_path, pipeline, family):
     if family:
         assert resolve_model(entry, 0, str(tmp_path)).family == family
     else:
-        with pytest.raises(InputError, match="unsupported architecture 'FluxPipeline'"):
+        with pytest.raises(InputError, match="unsupported architecture 'NoSuchPipeline'"):
             resolve_model(entry, 0, str(tmp_path))
 
 

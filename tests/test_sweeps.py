@@ -214,8 +214,11 @@ def test_unknown_experiment_through_snakemake(tmp_path):
     errors = [line for line in output(proc).splitlines() if "error" in line]
     assert errors == [
         "t2ibench: error: config key 'experiments': unknown experiment 'shfit_sweep'; "
-        "expected one of: baseline, hidden_layer, hidden_layer_blend, long_prompt_mode, "
-        "sdxl_clip_skip, sdxl_guidance, sdxl_prompt_sr, sdxl_sampler, sdxl_steps, "
+        "expected one of: baseline, diffusers_steps, flux_guidance, hidden_layer, "
+        "hidden_layer_blend, "
+        "long_prompt_mode, "
+        "sd15_clip_skip, sd3_t5, sdxl_clip_skip, sdxl_guidance, sdxl_prompt_sr, "
+        "sdxl_sampler, sdxl_steps, "
         "shift_steps_grid, shift_sweep, steps_only, system_prompt, think_block "
         "(or a path to an experiment .yaml file)"
     ]

@@ -24,17 +24,18 @@ def built_resources() -> Path:
     import tempfile
 
     from t2ibench.metrics.registry import builtin_folder, builtin_ids
-    from t2ibench.models.registry import BUILTIN_FOLDER_IDS, BUILTIN_IDS, builtin_dir, builtin_paths
-    from t2ibench.models.tiny import materialise_builtin
-    from t2ibench.models.zimage import save_tiny_zimage
+    from t2ibench.models import families
+    from t2ibench.models.registry import builtin_dir, builtin_paths
 
     root = Path(tempfile.mkdtemp(prefix="t2ibench-test-resources-"))
     resources = root / "resources"
-    for model_id in BUILTIN_IDS:
-        checkpoint, config_dir = builtin_paths(str(resources), model_id)
-        materialise_builtin(model_id, Path(checkpoint), Path(config_dir))
-    for model_id in BUILTIN_FOLDER_IDS:
-        save_tiny_zimage(builtin_dir(str(resources)) / model_id)
+    for builtin in families.builtins().values():
+        family = families.get(builtin.family)
+        if builtin.layout == "file":
+            checkpoint, config_dir = builtin_paths(str(resources), builtin.id)
+            family.build_builtin(builtin, Path(checkpoint), Path(config_dir))
+        else:
+            family.build_builtin(builtin, builtin_dir(str(resources)) / builtin.id, None)
     for model_id in builtin_ids():
         builtin_folder(f"builtin:{model_id}", resources, "tests")
     import atexit
@@ -51,8 +52,22 @@ def make_workdir(tmp: Path, resources: bool = True) -> Path:
 
     work = copy_workflow(tmp / "wf")
     if resources:
-        shutil.copytree(built_resources(), work / "resources", symlinks=True)
+        # Hard links, not copies (the built-ins are 130 MB): the workflow replaces a file
+        # it writes (a new inode), so a run never changes another test's files.
+        shutil.copytree(
+            built_resources(), work / "resources", symlinks=True, copy_function=_link_or_copy
+        )
     return work
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    import os
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
 
 
 def write_config(work: Path, config: dict) -> Path:

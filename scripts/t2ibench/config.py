@@ -19,16 +19,22 @@ import yaml
 
 from t2ibench.errors import InputError
 from t2ibench.metrics import registry
-from t2ibench.samplers import SAMPLERS, ZERO_SNR
+from t2ibench.samplers import SAMPLERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 
 
 def load_schema() -> dict:
-    """config/schema.yaml with each registered metric's `metrics.<section>` in place."""
+    """config/schema.yaml with each registered metric's `metrics.<section>` and each model
+    family's settings (`generation.<key>`) and name (`models[].family`) in place."""
+    from t2ibench.models import families
+
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    schema["properties"]["metrics"]["properties"].update(registry.section_schemas())
+    props = schema["properties"]
+    props["metrics"]["properties"].update(registry.section_schemas())
+    props["generation"]["properties"].update(families.setting_schemas())
+    props["models"]["items"]["properties"]["family"]["enum"] = families.names()
     return schema
 
 
@@ -365,11 +371,12 @@ def check_generation(settings: dict, where: str, max_pixels: int | None = None) 
         raise InputError(
             f"{where}sampler': unknown sampler '{sampler}'; expected one of: {', '.join(SAMPLERS)}"
         )
-    if settings.get("zero_terminal_snr") and SAMPLERS[sampler or "euler"][0] not in ZERO_SNR:
-        raise InputError(
-            f"{where}zero_terminal_snr': sampler '{sampler}' does not support "
-            f"it; use one of: {', '.join(n for n, (c, _) in SAMPLERS.items() if c in ZERO_SNR)}"
-        )
+    from t2ibench.models import families
+
+    # Each family checks the settings that are its own (zero terminal SNR and the sampler).
+    for family in families.all_families():
+        if any(settings.get(key) is not None for key in family.setting_keys - {"sampler"}):
+            family.check_settings(settings, where)
 
 
 def _looks_like_path(value: str) -> bool:

@@ -45,7 +45,7 @@ from t2ibench.config import (
     load_yaml,
 )
 from t2ibench.errors import InputError
-from t2ibench.models.families import FAMILY_DEFAULTS, SDXL_DEFAULTS
+from t2ibench.models import families
 
 CATALOGUE_DIR = REPO_ROOT / "config" / "experiments"
 BASELINE = "baseline"
@@ -53,8 +53,6 @@ DEFAULT_CELL = "default"
 PROMPT_SR = "prompt_sr"
 # Generation keys a cell may not vary: seeds pair the images of all cells.
 FIXED_KEYS = {"seed", "seeds", "images_per_prompt"}
-SDXL_ONLY = set(SDXL_DEFAULTS) | {"sampler"}
-ZIMAGE_ONLY = set(FAMILY_DEFAULTS["zimage"])
 # Folders a results folder holds besides its experiments: names no experiment may take.
 RESULTS_FOLDERS = {"quick", "report"}
 EXPERIMENT_SCHEMA_PATH = REPO_ROOT / "config" / "experiment-schema.yaml"
@@ -92,7 +90,9 @@ def reserved_names() -> frozenset[str]:
 
 @functools.cache
 def experiment_schema() -> dict:
-    return yaml.safe_load(EXPERIMENT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = yaml.safe_load(EXPERIMENT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema["properties"]["families"]["items"] = {"enum": families.names()}
+    return schema
 
 
 QUICK_DEFAULTS = {"num_prompts": 2, "images_per_prompt": 1}
@@ -275,6 +275,12 @@ def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[st
                 "(the first is searched for in each prompt, each value replaces it)"
             )
         out = [(v, {PROMPT_SR: [spec[0], v]}) for v in spec]
+    elif axis == "lora" and isinstance(spec, str):
+        # A folder of LoRA files (training epochs): one value per file, by stem.
+        from t2ibench.lora import folder_files
+
+        files = folder_files(spec, f"{where}: key '{key_path}'")
+        out = [(p.stem, {axis: str(p)}) for p in files]
     elif axis in gen_schema or axis in FIXED_KEYS:
         if isinstance(spec, dict):
             items = list(spec.items())
@@ -286,7 +292,8 @@ def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[st
                         f"{where}: key '{key_path}[{i}]': a mapping or list value needs a "
                         "name; give the values as a mapping of name: value"
                     )
-                items.append((format_label(value), value))
+                label = Path(value).stem if axis == "lora" and value else format_label(value)
+                items.append((label, value))
         out = []
         for label, value in items:
             sub = f"{key_path}.{label}" if isinstance(spec, dict) else f"{key_path}[{len(out)}]"
@@ -397,11 +404,12 @@ def _reference_cell(where: str, exp: Experiment, reference: str | None) -> str:
                 f"{', '.join(exp.cell_names)}"
             )
         return reference
-    defaults = {k: v for d in FAMILY_DEFAULTS.values() for k, v in d.items()}
+    defaults: dict[str, list] = {}
+    for family in families.all_families():
+        for key, value in family.defaults().items():
+            defaults.setdefault(key, []).append(value)
     for cell in exp.cells:
-        if cell.settings and all(
-            k in defaults and defaults[k] == v for k, v in cell.settings.items()
-        ):
+        if cell.settings and all(v in defaults.get(k, []) for k, v in cell.settings.items()):
             return cell.name
     return exp.cells[0].name
 
@@ -411,40 +419,37 @@ def model_family_problem(exp: Experiment, family: str) -> str | None:
     keys = set(exp.settings)
     for cell in exp.cells:
         keys |= set(cell.settings)
-    unsupported = (ZIMAGE_ONLY if family != "zimage" else set()) | (
-        SDXL_ONLY if family != "sdxl" else set()
-    )
-    bad = sorted(keys & unsupported)
+    bad = sorted(k for k in keys if family not in families.families_of(k))
     return bad[0] if bad else None
 
 
-def select_models(exp: Experiment, families: dict[str, str]) -> list[str]:
+def select_models(exp: Experiment, model_families: dict[str, str]) -> list[str]:
     """The configured models the experiment applies to, in config order; an error when a
     named model is unknown, none is left, or one cannot take the experiment's settings."""
     where = f"experiment '{exp.name}' ({exp.source})"
     if exp.models:
-        unknown = [m for m in exp.models if m not in families]
+        unknown = [m for m in exp.models if m not in model_families]
         if unknown:
             raise InputError(
                 f"{where}: key 'models': no configured model '{unknown[0]}'; configured: "
-                f"{', '.join(families)}"
+                f"{', '.join(model_families)}"
             )
     chosen = [
         name
-        for name, family in families.items()
+        for name, family in model_families.items()
         if (not exp.models or name in exp.models) and (not exp.families or family in exp.families)
     ]
     if not chosen:
         wanted = exp.families or exp.models
         raise InputError(
             f"{where}: applies to {', '.join(wanted)} models, and none is configured "
-            f"(models: {', '.join(f'{n} ({f})' for n, f in families.items())})"
+            f"(models: {', '.join(f'{n} ({f})' for n, f in model_families.items())})"
         )
     for name in chosen:
-        bad = model_family_problem(exp, families[name])
+        bad = model_family_problem(exp, model_families[name])
         if bad:
             raise InputError(
-                f"{where}: varies '{bad}', which {families[name]} models do not support "
+                f"{where}: varies '{bad}', which {model_families[name]} models do not support "
                 f"(model '{name}'); limit the experiment with 'families' or 'models'"
             )
     return chosen

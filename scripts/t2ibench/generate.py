@@ -22,13 +22,14 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench import __version__
 from t2ibench.errors import InputError
 from t2ibench.infotext import format_infotext
 from t2ibench.io import write_bytes, write_json
+from t2ibench.models import families
 from t2ibench.models.registry import ModelSpec
 
 log = logging.getLogger("t2ibench")
@@ -76,6 +77,7 @@ class LoadedModel:
     pipe: object
     scheduler_config: dict
     sha256: str
+    adapters: dict = field(default_factory=dict)  # LoRA adapters loaded: name -> file
 
 
 @dataclass
@@ -199,6 +201,7 @@ class Generator:
         self._models: dict[tuple, LoadedModel] = {}
         self._lock = TORCH_LOCK
         self.load_count = 0
+        self.lora_loads = 0
         self.progress = Progress()
 
     def _acquire(self, spec: ModelSpec, candidates: list[str]):
@@ -234,29 +237,18 @@ class Generator:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         start = time.perf_counter()
         torch_dtype = getattr(torch, DTYPES[dtype])
-        if spec.family == "zimage":
-            from diffusers import ZImagePipeline
-
-            pipe = ZImagePipeline.from_pretrained(
-                spec.checkpoint, dtype=torch_dtype, local_files_only=True
-            )
-            sha = ""
-        elif spec.kind == "diffusers":
-            from diffusers import StableDiffusionXLPipeline
-
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                spec.checkpoint, dtype=torch_dtype, local_files_only=True
-            )
-            sha = ""
-        else:
-            from t2ibench.models.single_file import load_sdxl_single_file
-
-            pipe = load_sdxl_single_file(Path(spec.checkpoint), Path(spec.config_dir), torch_dtype)
-            sha = sha256_file(Path(spec.checkpoint), sha_cache)
+        pipe = families.get(spec.family).load(spec, torch_dtype)
+        # A diffusers folder is many files (freshness stamps them); a single file is
+        # hashed, as A1111 does, for the infotext's model hash.
+        sha = (
+            ""
+            if spec.kind == "diffusers" or Path(spec.checkpoint).is_dir()
+            else (sha256_file(Path(spec.checkpoint), sha_cache))
+        )
         if spec.vae:
             pipe.vae = load_vae(spec, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
-        place_pipeline(pipe, device, memory)
+        place_pipeline(pipe, device, memory, families.get(spec.family))
         self.load_count += 1
         seconds = time.perf_counter() - start
         log.info(
@@ -294,6 +286,7 @@ class Generator:
                 loaded, fresh = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
             # One device: hold the lock while making the image too (one model at a time).
             with self._lock if len(candidates) == 1 else contextlib.nullcontext():
+                self._use_loras(loaded, settings)
                 image, tokens, seconds = self._run(loaded, settings, device)
         pipe = loaded.pipe
         record = {
@@ -301,7 +294,7 @@ class Generator:
             "image_flag": image_flag(image),
             "generation_seconds": round(seconds, 4),
             "prompt_tokens": tokens,
-            "prompt_truncated": tokens > token_limit(pipe, settings),
+            "prompt_truncated": tokens > families.get(spec.family).token_limit(pipe, settings),
             "model_sha256": loaded.sha256,
             "device": device,
             "versions": library_versions(),
@@ -316,18 +309,25 @@ class Generator:
         self.progress.step()
         return {**record, "model_loaded": fresh}
 
+    def _use_loras(self, loaded: LoadedModel, settings: dict) -> None:
+        """The image's LoRAs active on the loaded model, no others (t2ibench.lora)."""
+        from t2ibench import lora
+
+        fresh = lora.apply(loaded.pipe, settings.get("loras", []), loaded.adapters)
+        if fresh:
+            self.lora_loads += fresh
+            log.info("LoRA adapters loaded in this process: %d", self.lora_loads)
+
     @staticmethod
     def _run(loaded: LoadedModel, settings: dict, device: str):
         """(image, prompt tokens, seconds) of one generation on `device`."""
         import torch
 
         pipe = loaded.pipe
-        tokens = count_tokens(pipe.tokenizer, settings["prompt"])
+        family = families.get(settings["family"])
+        tokens = family.count_tokens(pipe, settings["prompt"])
         start = time.perf_counter()
-        if settings["family"] == "zimage":
-            image = _make_zimage(pipe, settings, device)
-        else:
-            image = _make_sdxl(pipe, loaded.scheduler_config, settings)
+        image = family.make_image(pipe, loaded.scheduler_config, settings, device)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return image, tokens, time.perf_counter() - start
@@ -349,7 +349,7 @@ def load_vae(spec: ModelSpec, torch_dtype):
     )
 
 
-def place_pipeline(pipe, device: str, memory: dict) -> None:
+def place_pipeline(pipe, device: str, memory: dict, family) -> None:
     """Put the pipeline on `device` with the config's memory options.
 
     CPU offload keeps weights in CPU memory and moves each component (model) or layer
@@ -370,13 +370,15 @@ def place_pipeline(pipe, device: str, memory: dict) -> None:
     else:
         pipe.to(device)
     attention = memory.get("attention")
-    if attention and not hasattr(pipe, "transformer"):
+    if attention and not family.attention_backends:
         log.warning(
-            "memory.attention applies to transformer models (Z-Image); SDXL's UNet "
-            "uses PyTorch's scaled_dot_product_attention as it is"
+            "memory.attention applies to transformer models; %s's %s uses PyTorch's "
+            "scaled_dot_product_attention as it is",
+            family.label,
+            family.denoiser,
         )
     elif attention:
-        denoiser = pipe.transformer
+        denoiser = getattr(pipe, family.denoiser)
         try:
             denoiser.set_attention_backend(attention)
         except Exception as err:  # a missing kernel package fails in many ways
@@ -385,8 +387,8 @@ def place_pipeline(pipe, device: str, memory: dict) -> None:
                 f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
             ) from None
     encoder_device = memory.get("text_encoder_device")
-    if encoder_device and hasattr(pipe, "transformer"):  # Z-Image: encoding moves between
-        pipe.text_encoder.to(resolve_device(encoder_device))  # devices in encode_prompt
+    if encoder_device and family.text_encoder_device:  # encoding moves between devices
+        pipe.text_encoder.to(resolve_device(encoder_device))
     if memory.get("vae_tiling"):
         pipe.vae.enable_tiling()
     if memory.get("vae_slicing"):
@@ -401,65 +403,6 @@ def image_flag(image) -> str:
     """
     bands = image.convert("RGB").getextrema()  # (min, max) per channel
     return "black" if all(high == 0 for _, high in bands) else ""
-
-
-def _make_sdxl(pipe, scheduler_config: dict, settings: dict):
-    import torch
-
-    from t2ibench.samplers import make_scheduler
-
-    pipe.scheduler = make_scheduler(
-        settings["sampler"],
-        scheduler_config,
-        settings["prediction_type"],
-        seed=settings["seed"],
-        zero_snr=settings["zero_terminal_snr"],
-    )
-    return pipe(
-        prompt=settings["prompt"],
-        negative_prompt=settings["negative_prompt"] or None,
-        num_inference_steps=settings["steps"],
-        guidance_scale=settings["guidance_scale"],
-        guidance_rescale=settings["guidance_rescale"],
-        clip_skip=settings["clip_skip"],
-        width=settings["width"],
-        height=settings["height"],
-        generator=torch.Generator("cpu").manual_seed(settings["seed"]),
-    ).images[0]
-
-
-def _make_zimage(pipe, settings: dict, device: str):
-    from t2ibench.models.families import ZIMAGE_DEFAULTS
-    from t2ibench.models.zimage import ZImageEncoding, generate_zimage
-
-    encoding = ZImageEncoding(**{k: settings[k] for k in ZIMAGE_DEFAULTS if k != "shift"})
-    return generate_zimage(
-        pipe,
-        settings["prompt"],
-        settings["negative_prompt"],
-        encoding,
-        steps=settings["steps"],
-        guidance_scale=settings["guidance_scale"],
-        shift=settings["shift"],
-        width=settings["width"],
-        height=settings["height"],
-        seed=settings["seed"],
-        device=device,
-    )
-
-
-def token_limit(pipe, settings: dict) -> int:
-    """Prompt tokens the text encoder sees before truncation or compression."""
-    if settings["family"] == "zimage":
-        from t2ibench.models.zimage import ZImageEncoding
-
-        return ZImageEncoding().max_sequence_length
-    return pipe.tokenizer.model_max_length - 2  # CLIP: 77 minus start and end tokens
-
-
-def count_tokens(tokenizer, prompt: str) -> int:
-    """Prompt tokens without the start/end tokens, before any truncation."""
-    return len(tokenizer(prompt, truncation=False, add_special_tokens=False)["input_ids"])
 
 
 def library_versions() -> dict:

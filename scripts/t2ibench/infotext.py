@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from t2ibench import __version__
-from t2ibench.models.families import FAMILY_DEFAULTS
+from t2ibench.models import families
 from t2ibench.samplers import SAMPLER_LABELS
 
 KARRAS = " Karras"
@@ -37,31 +37,6 @@ def sampler_fields(sampler: str) -> list[tuple[str, str]]:
     return [("Sampler", label)]
 
 
-def _blend(blend: dict) -> str:
-    return json.dumps({str(k): v for k, v in blend.items()})
-
-
-# Family settings: (settings key, field name, value as text). Written when the value
-# differs from the family's default (t2ibench.models.families); Shift, always for Z-Image.
-FAMILY_FIELDS = {
-    "sdxl": [
-        ("clip_skip", "Clip skip", lambda v: str(v + 1)),  # A1111 counts the last layer as 1
-        ("guidance_rescale", "Guidance rescale", str),
-        ("zero_terminal_snr", "Noise Schedule", lambda v: "Zero Terminal SNR"),
-    ],
-    "zimage": [
-        ("shift", "Shift", str),
-        ("hidden_layer", "Hidden layer", str),
-        ("hidden_layer_blend", "Hidden layer blend", _blend),
-        ("system_prompt", "System prompt", str),
-        ("think_block", "Think block", str),
-        ("thinking_content", "Thinking content", str),
-        ("long_prompt_mode", "Long prompt mode", str),
-    ],
-}
-ALWAYS = {"shift"}
-
-
 def fields(settings: dict, model_sha256: str = "") -> list[tuple[str, str]]:
     """The (field, value) pairs of an image's settings, in A1111's order."""
     out = [("Steps", str(settings["steps"]))]
@@ -76,13 +51,15 @@ def fields(settings: dict, model_sha256: str = "") -> list[tuple[str, str]]:
     out.append(("Model", settings["model"]))
     if settings.get("vae"):
         out.append(("VAE", settings["vae"]))
-    family = settings.get("family", "sdxl")
-    defaults = FAMILY_DEFAULTS.get(family, {})
-    for key, name, text in FAMILY_FIELDS.get(family, []):
-        value = settings.get(key)
-        if key in settings and (key in ALWAYS or value != defaults.get(key)):
-            if value is not None:
-                out.append((name, text(value)))
+    # The family's own settings (t2ibench.models.families): each family names its fields.
+    out += families.get(settings.get("family", "sdxl")).infotext_fields(settings)
+    if settings.get("loras"):  # A1111's field: each LoRA's name and short (addnet) hash
+        from t2ibench.lora import short_hash
+
+        hashes = ", ".join(
+            f"{lo['name']}: {short_hash(lo['file'], lo['sha256'])}" for lo in settings["loras"]
+        )
+        out.append(("Lora hashes", hashes))
     if settings.get("prediction_type") == "v_prediction":
         out.append(("Prediction type", "v_prediction"))
     if settings.get("dtype", "fp32") != "fp32":
@@ -95,4 +72,6 @@ def format_infotext(settings: dict, model_sha256: str = "") -> str:
     """The whole `parameters` text: prompt, negative prompt, then the fields."""
     line = ", ".join(f"{name}: {quote(value)}" for name, value in fields(settings, model_sha256))
     negative = settings.get("negative_prompt") or ""
-    return f"{settings['prompt']}\nNegative prompt: {negative}\n{line}"
+    # A1111 users write LoRAs into the prompt as <lora:name:weight>; readers expect them.
+    tags = "".join(f" <lora:{lo['name']}:{lo['weight']:g}>" for lo in settings.get("loras", []))
+    return f"{settings['prompt']}{tags}\nNegative prompt: {negative}\n{line}"

@@ -25,13 +25,7 @@ from t2ibench.experiments import (
     load_experiments,
     select_models,
 )
-from t2ibench.models.families import (
-    DEFAULT_STEPS,
-    ZIMAGE_SAMPLER,
-    check_family_settings,
-    check_text_layers,
-    family_settings,
-)
+from t2ibench.models import families
 from t2ibench.models.registry import ModelSpec, resolve_models
 from t2ibench.prompts import Prompt, custom_prompt, load_prompts, load_reference_images
 
@@ -119,6 +113,7 @@ class Plan:
                             )
         self.by_key = {job.key: job for job in self.jobs}
         self._cells = {(e, c.name): c for e, exp in experiments.items() for c in exp.cells}
+        self._loras: dict[tuple, list[dict]] = {}
         self._prompts = {(e, p.index): p for e, exp in experiments.items() for p in exp.prompts}
 
     def path(self, job: ImageJob) -> str:
@@ -154,25 +149,45 @@ class Plan:
         """
         model = self.models[job.model]
         gen = self.cell_settings(job.experiment, job.cell)
-        family = family_settings(model.family, gen)
+        family = families.get(model.family)
+        loras = self.loras(model, gen)
         return {
-            **family,
+            **family.family_settings(gen, model.defaults),
             **({"vae": model.vae} if model.vae else {}),  # only when set: params stay stable
+            **({"loras": loras} if loras else {}),
             "model": model.name,
             "model_source": model.source,
             "family": model.family,
             "prediction_type": model.prediction_type,
             "prompt_id": self.prompt(job).id,
             "prompt": self.prompt_text(job, gen),
-            "negative_prompt": gen["negative_prompt"],
-            "sampler": ZIMAGE_SAMPLER if model.family == "zimage" else gen["sampler"],
-            "steps": gen["steps"] or DEFAULT_STEPS[model.family],
-            "guidance_scale": float(gen["guidance_scale"]),
-            "width": gen["width"],
-            "height": gen["height"],
+            # What is applied: nothing where the model's pipeline takes no negative prompt.
+            "negative_prompt": gen["negative_prompt"] if model.negative_prompt else "",
+            "sampler": family.sampler(gen),
+            **family.common_settings(gen, model.defaults),
             "seed": job.seed,
             "dtype": self.config["dtype"],
         }
+
+    def loras(self, model: ModelSpec, gen: dict, where: str = "") -> list[dict]:
+        """The LoRAs of an image: the model's own, then the cell's `lora` (t2ibench.lora),
+        each with its file's sha256."""
+        from t2ibench import lora
+        from t2ibench.models.checks import sha_cache
+
+        wanted = [(f, w, f"config key 'models' (model '{model.name}')") for f, w in model.loras]
+        if gen.get("lora"):
+            weight = 1.0 if gen.get("lora_weight") is None else gen["lora_weight"]
+            wanted.append((gen["lora"], weight, where or "config key 'generation.lora'"))
+        out = []
+        for file, weight, label in wanted:
+            key = (file, weight, model.family)
+            if key not in self._loras:
+                cache = sha_cache(self.config["resources_dir"])
+                family = families.get(model.family)
+                self._loras[key] = lora.resolve(file, weight, label, cache, family)
+            out.append(dict(self._loras[key]))
+        return out
 
     def lookup(
         self, experiment: str, model: str, cell: str, prompt: str, image: str, seed: str
@@ -197,23 +212,54 @@ def _experiment_prompts(config: dict, exp: Experiment, quick: dict | None) -> li
     return prompts
 
 
+def check_model_settings(model: ModelSpec, gen: dict, where: str, max_pixels: int | None) -> None:
+    """One model's settings in one cell, as its family fills them in: the family's own
+    checks, text-encoder layers, and the image size against max_pixels."""
+    family = families.get(model.family)
+    family.check_settings(gen, where)
+    if model.text_layers is not None:
+        family.check_layers(gen, model.text_layers, model.name, where)
+    size = family.common_settings(gen, model.defaults)
+    width, height = size["width"], size["height"]
+    if max_pixels and width * height > max_pixels:
+        raise InputError(
+            f"{where}width': {width}x{height} (model '{model.name}') is {width * height} "
+            f"pixels, above max_pixels = {max_pixels}; make the image smaller, or raise "
+            "max_pixels on purpose if the model and the GPU are made for it"
+        )
+
+
+def check_lora_support(model: ModelSpec, where: str) -> None:
+    family = families.get(model.family)
+    if not family.lora:
+        raise InputError(
+            f"{where}lora': model '{model.name}' is {family.label}, whose LoRAs t2ibench "
+            "does not load; limit the LoRAs to models of families that take them "
+            f"({', '.join(f.name for f in families.all_families() if f.lora)})"
+        )
+
+
 def build_plan(config: dict) -> Plan:
     """Build the plan of a validated config (see t2ibench.config.validate_config)."""
     models = resolve_models(config)
-    families = {m.name: m.family for m in models}
-    layers = {m.name: (m.family, m.text_layers) for m in models}
-    check_family_settings(config["generation"], families)
-    check_text_layers(config["generation"], layers)
+    by_name = {m.name: m for m in models}
+    model_families = {m.name: m.family for m in models}
+    families.check_family_settings(config["generation"], model_families)
     experiments = {}
     for name, exp in load_experiments(config["experiments"], config["quick"]).items():
-        chosen = select_models(exp, families) if name != BASELINE else list(families)
+        chosen = select_models(exp, model_families) if name != BASELINE else list(model_families)
         check_cell_settings(exp, config["generation"], config["max_pixels"])
         for cell in exp.cells:
-            check_text_layers(
-                {**exp.settings, **cell.settings},
-                {m: layers[m] for m in chosen},
-                where=f"experiment '{name}', cell '{cell.name}': key '",
+            where = (
+                "config key 'generation."
+                if name == BASELINE
+                else f"experiment '{name}', cell '{cell.name}': key '"
             )
+            merged = {**config["generation"], **exp.settings, **cell.settings}
+            for model in chosen:
+                check_model_settings(by_name[model], merged, where, config["max_pixels"])
+                if by_name[model].loras or merged.get("lora"):
+                    check_lora_support(by_name[model], where)
         quick = exp.quick if config["quick"] else None
         experiments[name] = ExperimentPlan(
             exp,
@@ -226,6 +272,13 @@ def build_plan(config: dict) -> Plan:
         digest = hashlib.sha256(config["prompt"].strip().encode()).hexdigest()[:8]
         results_dir = f"{results_dir}/prompt-{digest}"
     plan = Plan(config, models, experiments, results_dir)
+    # Every LoRA file is read (and hashed, once: the sha256 cache) before anything runs.
+    for name, exp in experiments.items():
+        for cell in exp.cells:
+            where = f"experiment '{name}', cell '{cell.name}': key 'lora'"
+            gen = plan.cell_settings(name, cell.name)
+            for model in exp.models:
+                plan.loras(plan.models[model], gen, where)
     if len(plan.jobs) > config["max_images"]:
         counts = ", ".join(
             f"{name} {sum(1 for j in plan.jobs if j.experiment == name)}" for name in experiments

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from t2ibench.freshness import Freshness
-from t2ibench.models.families import DEFAULT_STEPS
 from t2ibench.plan import Plan
 from t2ibench.timings import Estimator, format_seconds, load_rates, timings_path
 
@@ -30,26 +29,17 @@ def plan_status(
 ) -> list[CellStatus]:
     """One row per (experiment, model, cell), in plan order: images planned and done
     (t2ibench.freshness; missing and outdated images are to make)."""
-    counts: dict[tuple[str, str, str], list[int]] = {}
+    counts: dict[tuple[str, str, str], list] = {}
     for job in plan.jobs:
-        entry = counts.setdefault((job.experiment, job.model, job.cell), [0, 0])
+        entry = counts.setdefault((job.experiment, job.model, job.cell), [0, 0, job])
         entry[0] += 1
         entry[1] += fresh.state(job).done
     rows = []
-    for (experiment, model, cell), (planned, done) in counts.items():
+    for (experiment, model, cell), (planned, done, first) in counts.items():
         seconds = 0.0
         if estimator is not None and planned > done:
-            gen = plan.cell_settings(experiment, cell)
-            spec = plan.models[model]
-            per_image = estimator.seconds(
-                {
-                    "model": model,
-                    "dtype": plan.config["dtype"],
-                    "width": gen["width"],
-                    "height": gen["height"],
-                    "steps": gen["steps"] or DEFAULT_STEPS[spec.family],
-                }
-            )
+            # Steps and size as the model's family fills them in.
+            per_image = estimator.seconds(plan.settings(first))
             seconds = None if per_image is None else per_image * (planned - done)
         rows.append(CellStatus(experiment, model, cell, planned, done, seconds))
     return rows

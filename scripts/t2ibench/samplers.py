@@ -53,7 +53,8 @@ SAMPLER_LABELS = {
     "dpmpp_sde": "DPM++ SDE",
     "dpmpp_sde_karras": "DPM++ SDE Karras",
     "ddim": "DDIM",
-    "flow_match_euler": "Euler FlowMatch",  # Z-Image's only sampler
+    "flow_match_euler": "Euler FlowMatch",  # Z-Image's and FLUX's only sampler
+    "scheduler": "Default",  # a generic diffusers pipeline's own scheduler
     "unipc": "UniPC",
     "heun": "Heun",
     "lms": "LMS",

@@ -33,27 +33,16 @@ def load_libraries() -> None:
         import diffusers
         import transformers
 
+        from t2ibench.models import families
         from t2ibench.samplers import SAMPLERS
 
-        for name in [
-            "AutoencoderKL",
-            "UNet2DConditionModel",
-            "StableDiffusionXLPipeline",
-            "ZImagePipeline",
-            "ZImageTransformer2DModel",
-            "FlowMatchEulerDiscreteScheduler",
-        ]:
-            getattr(diffusers, name)
+        for family in families.all_families():
+            for name in family.diffusers_classes:
+                getattr(diffusers, name)
+            for name in family.transformers_classes:
+                getattr(transformers, name)
         for class_name, _ in SAMPLERS.values():
             getattr(diffusers, class_name)
-        for name in [
-            "CLIPTextModel",
-            "CLIPTextModelWithProjection",
-            "CLIPTokenizer",
-            "Qwen3Model",
-            "Qwen2Tokenizer",
-        ]:
-            getattr(transformers, name)
         import lpips  # noqa: F401
         import open_clip  # noqa: F401
 
@@ -70,20 +59,24 @@ def sha_cache_path(plan: Plan) -> Path:
 
 
 def materialise_builtin(builtin_id: str, checkpoint: str, config_dir: str, log_path: str) -> None:
+    """A built-in written as one original-layout file plus its config folder."""
     load_libraries()
-    from t2ibench.models.tiny import materialise_builtin as build
+    from t2ibench.models import families
 
+    builtin = families.builtins()[builtin_id]
     with logged(log_path, checkpoint), TORCH_LOCK:
-        build(builtin_id, Path(checkpoint), Path(config_dir))
+        families.get(builtin.family).build_builtin(builtin, Path(checkpoint), Path(config_dir))
         log.debug("built-in model %s written to %s", builtin_id, checkpoint)
 
 
 def materialise_builtin_folder(builtin_id: str, folder: str, log_path: str) -> None:
+    """A built-in written as a diffusers folder."""
     load_libraries()
-    from t2ibench.models.zimage import save_tiny_zimage
+    from t2ibench.models import families
 
+    builtin = families.builtins()[builtin_id]
     with logged(log_path, folder), TORCH_LOCK:
-        save_tiny_zimage(Path(folder))
+        families.get(builtin.family).build_builtin(builtin, Path(folder), None)
         log.debug("built-in model %s written to %s", builtin_id, folder)
 
 
@@ -101,13 +94,14 @@ def download_model(url: str, sha256: str, output: str, log_path: str) -> None:
         log.info("downloaded %s to %s", url, output)
 
 
-def sdxl_base_config(config_dir: str, log_path: str) -> None:
+def base_config(name: str, config_dir: str, log_path: str) -> None:
+    """A family's base config folder (shipped configs and offline tokenizers)."""
     load_libraries()
-    from t2ibench.models.sdxl_config import materialise_sdxl_config
+    from t2ibench.models import families
 
     with logged(log_path, config_dir):
-        materialise_sdxl_config(Path(config_dir))
-        log.debug("SDXL base configs and tokenizers written to %s", config_dir)
+        families.base_configs()[name].build_base_config(name, Path(config_dir))
+        log.debug("base configs %s written to %s", name, config_dir)
 
 
 def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str) -> bool:

@@ -7,28 +7,21 @@ safetensors headers and small JSON files; weights are never touched here.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from t2ibench.errors import InputError
+from t2ibench.models import families
 from t2ibench.models.checks import PICKLE_SUFFIXES, check_checkpoint, has_vpred_key
+from t2ibench.models.families.base import Resolved, read_json
 
 BUILTIN_PREFIX = "builtin:"
-# Kept in sync with t2ibench.models.tiny.BUILTIN_MODELS (tests check it); listed here so
-# that parsing a config never imports torch.
-BUILTIN_IDS = ("tiny-sdxl", "tiny-sdxl-vpred")
-# Built-ins materialised as diffusers folders rather than single files.
-BUILTIN_FOLDER_IDS = {"tiny-zimage": "zimage"}
-# The built-ins' text encoder depths (tests check they agree with t2ibench.models.tiny and
-# t2ibench.models.zimage): settings that pick a layer are checked against them.
-TINY_SDXL_TEXT_LAYERS = 4
-TINY_ZIMAGE_TEXT_LAYERS = 6
-SHIPPED_SDXL_CONFIG = Path(__file__).resolve().parents[3] / "config" / "sdxl-base"
-PIPELINE_FAMILIES = {"StableDiffusionXLPipeline": "sdxl", "ZImagePipeline": "zimage"}
+# Built-ins written as one original-layout file plus a config folder, and as diffusers
+# folders (each family lists its own; parsing a config never imports torch).
+BUILTIN_IDS = tuple(families.builtin_ids("file"))
+BUILTIN_FOLDER_IDS = tuple(families.builtin_ids("folder"))
 VPRED_NAME = re.compile(r"v[-_]?pred(iction)?", re.IGNORECASE)
-SDXL_MARKER = "conditioner.embedders.1.model."
 URL_PREFIXES = ("https://", "http://")
 HF_PREFIX = "hf:"
 
@@ -43,10 +36,14 @@ class ModelSpec:
     family: str
     prediction_type: str
     prediction_reason: str
-    shared_config: bool = False  # config_dir is the SDXL base folder a rule makes
-    # Layers of the text encoder (SDXL: the shallower of its two), when known: settings
+    shared_config: bool = False  # config_dir is a family's base config folder a rule makes
+    # Layers of the text encoder (the shallowest of several), when known: settings
     # that pick a layer (clip_skip, hidden_layer) are checked against it.
     text_layers: int | None = None
+    # Defaults of this model that differ from its family's ((key, value), ...).
+    defaults: tuple = ()
+    loras: tuple = ()  # its own LoRAs, stacked: ((file, weight), ...)
+    negative_prompt: bool = True  # its pipeline takes a negative prompt
     vae: str | None = None  # a VAE file or folder replacing the checkpoint's own
     url: str | None = None  # where a downloaded checkpoint comes from
     sha256: str | None = None  # its expected digest, when the config gives one
@@ -63,24 +60,43 @@ class ModelSpec:
         return [self.checkpoint, *([self.vae] if self.vae else [])]
 
 
-def _spec(entry: dict, kind, checkpoint, config_dir, family, prediction, **extra) -> ModelSpec:
-    """The ModelSpec of a config entry; `prediction` is (prediction type, why)."""
+def _spec(entry: dict, kind, checkpoint, family: str, resolved: Resolved, header=None, **extra):
+    """The ModelSpec of a config entry from what its family resolved."""
+    fixed = families.get(family).prediction()
+    if entry.get("prediction_type"):
+        prediction = entry["prediction_type"], "set in config"
+    elif resolved.prediction_type:
+        prediction = resolved.prediction_type, resolved.prediction_reason
+    elif fixed:
+        prediction = fixed
+    else:
+        # A folder's scheduler says; a single file's config folder does not (diffusers
+        # does not read a checkpoint's prediction type from it either).
+        scheduler = None
+        config = Path(checkpoint) / "scheduler" / "scheduler_config.json"
+        if kind == "diffusers" and config.is_file():
+            scheduler = read_json(config)
+        prediction = _prediction_type(entry, header, scheduler)
     return ModelSpec(
         name=entry["name"],
         source=entry["source"],
         kind=kind,
         checkpoint=str(checkpoint),
-        config_dir=None if config_dir is None else str(config_dir),
+        config_dir=resolved.config_dir,
         family=family,
         prediction_type=prediction[0],
         prediction_reason=prediction[1],
+        shared_config=resolved.shared_config,
+        text_layers=resolved.text_layers,
+        defaults=resolved.defaults,
+        negative_prompt=resolved.negative_prompt,
         **extra,
     )
 
 
-def sdxl_base_config_dir(resources_dir: str) -> str:
-    """The SDXL base config folder (shipped configs + offline tokenizers), made by a rule."""
-    return str(Path(resources_dir) / "configs" / "sdxl-base")
+def base_config_dir(resources_dir: str, name: str) -> str:
+    """A family's base config folder (shipped configs + offline tokenizers), made by a rule."""
+    return str(Path(resources_dir) / "configs" / name)
 
 
 # Where the built-in models are materialised, by the version of their definitions (the
@@ -99,9 +115,8 @@ def builtin_paths(resources_dir: str, builtin_id: str) -> tuple[str, str]:
 
 
 def _prediction_type(entry: dict, header: dict | None, scheduler_config: dict | None):
-    """Config first, then the name, then a `v_pred` key, then the scheduler config."""
-    if entry.get("prediction_type"):
-        return entry["prediction_type"], "set in config"
+    """The name, then a `v_pred` key, then the scheduler config (the config entry's
+    `prediction_type` comes first, in _spec)."""
     for text in (entry["name"], Path(entry["source"]).name):
         match = VPRED_NAME.search(text)
         if match:
@@ -113,51 +128,13 @@ def _prediction_type(entry: dict, header: dict | None, scheduler_config: dict | 
     return "epsilon", "default"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise InputError(f"model folder file {path}: missing or not valid JSON") from None
-
-
 def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpec:
     """Resolve one entry; `where` (an index into `models`, or a label) names it in errors."""
     where = f"models[{where}]" if isinstance(where, int) else where
     key = f"{where}.source" if where.startswith("models[") else where
     source = entry["source"]
     if source.startswith(BUILTIN_PREFIX):
-        builtin_id = source[len(BUILTIN_PREFIX) :]
-        if builtin_id in BUILTIN_FOLDER_IDS:
-            folder = str(builtin_dir(resources_dir) / builtin_id)
-            pred, why = _prediction_type(entry, None, None)
-            return _spec(
-                entry,
-                "builtin",
-                folder,
-                None,
-                BUILTIN_FOLDER_IDS[builtin_id],
-                (pred, why),
-                text_layers=TINY_ZIMAGE_TEXT_LAYERS,
-            )
-        if builtin_id not in BUILTIN_IDS:
-            valid = [*BUILTIN_IDS, *BUILTIN_FOLDER_IDS]
-            raise InputError(
-                f"config key '{key}': unknown built-in model '{builtin_id}'; "
-                f"expected one of: {', '.join(BUILTIN_PREFIX + b for b in valid)}"
-            )
-        checkpoint, config_dir = builtin_paths(resources_dir, builtin_id)
-        scheduler = {"prediction_type": "v_prediction"} if "vpred" in builtin_id else None
-        pred, why = _prediction_type(entry, None, scheduler)
-        return _spec(
-            entry,
-            "builtin",
-            checkpoint,
-            config_dir,
-            entry.get("family", "sdxl"),
-            (pred, why),
-            text_layers=TINY_SDXL_TEXT_LAYERS,
-        )
-
+        return _resolve_builtin(entry, key, resources_dir)
     if source.startswith(URL_PREFIXES):
         return _resolve_url(entry, where, resources_dir)
     path = (
@@ -173,20 +150,14 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 f"config key '{key}': folder {source} is not a diffusers model "
                 "(no model_index.json)"
             )
-        scheduler = (
-            _read_json(path / "scheduler" / "scheduler_config.json")
-            if (path / "scheduler" / "scheduler_config.json").is_file()
-            else None
+        model_index = read_json(path / "model_index.json")
+        family = (
+            families.get(entry["family"])
+            if entry.get("family")
+            else families.for_folder(path, model_index)
         )
-        pred, why = _prediction_type(entry, None, scheduler)
         return _spec(
-            entry,
-            "diffusers",
-            str(path),
-            None,
-            entry.get("family") or _folder_family(path),
-            (pred, why),
-            text_layers=_text_layers(path),
+            entry, "diffusers", path, family.name, family.resolve_folder(path, model_index)
         )
 
     if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() != ".safetensors":
@@ -194,32 +165,38 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         check_checkpoint(path)
         raise InputError(f"config key '{key}': {source} is not a .safetensors file")
     header = check_checkpoint(path)
-    family = entry.get("family") or _detect_family(header, path)
-    config_dir = entry.get("config")
-    if not config_dir:
-        pred, why = _prediction_type(entry, header, None)
-        return _spec(
-            entry,
-            "single_file",
-            str(path),
-            sdxl_base_config_dir(resources_dir),
-            family,
-            (pred, why),
-            shared_config=True,
-            text_layers=_text_layers(SHIPPED_SDXL_CONFIG),
-        )
-    if not (Path(config_dir) / "model_index.json").is_file():
-        raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
-    pred, why = _prediction_type(entry, header, None)
-    return _spec(
-        entry,
-        "single_file",
-        str(path),
-        str(config_dir),
-        family,
-        (pred, why),
-        text_layers=_text_layers(Path(config_dir)),
+    family = (
+        families.get(entry["family"]) if entry.get("family") else families.for_file(header, path)
     )
+    config_dir = entry.get("config")
+    if config_dir and not (Path(config_dir) / "model_index.json").is_file():
+        raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
+    resolved = family.resolve_file(entry, path, header, resources_dir)
+    return _spec(entry, "single_file", path, family.name, resolved, header)
+
+
+def _resolve_builtin(entry: dict, key: str, resources_dir: str) -> ModelSpec:
+    builtin_id = entry["source"][len(BUILTIN_PREFIX) :]
+    builtin = families.builtins().get(builtin_id)
+    if builtin is None:
+        valid = ", ".join(BUILTIN_PREFIX + b for b in families.builtins())
+        raise InputError(
+            f"config key '{key}': unknown built-in model '{builtin_id}'; expected one of: {valid}"
+        )
+    family = families.get(builtin.family)
+    resolved = family.resolve_builtin(builtin, resources_dir)
+    if builtin.layout == "folder":
+        return _spec(
+            entry, "builtin", builtin_dir(resources_dir) / builtin_id, family.name, resolved
+        )
+    checkpoint, config_dir = builtin_paths(resources_dir, builtin_id)
+    scheduler = {"prediction_type": builtin.prediction_type} if builtin.prediction_type else None
+    resolved = dataclasses.replace(resolved, config_dir=config_dir)
+    spec = _spec(entry, "builtin", checkpoint, family.name, resolved)
+    if not entry.get("prediction_type") and scheduler:
+        pred, why = _prediction_type(entry, None, scheduler)
+        spec = dataclasses.replace(spec, prediction_type=pred, prediction_reason=why)
+    return spec
 
 
 def hf_cached_folder(repo_id: str, key: str) -> str:
@@ -256,57 +233,16 @@ def _resolve_url(entry: dict, where: str, resources_dir: str) -> ModelSpec:
     config_dir = entry.get("config")
     if config_dir and not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
-    pred, why = _prediction_type(entry, None, None)
+    family = families.get(entry.get("family", "sdxl"))
+    resolved = family.resolve_download(entry, resources_dir)
     return _spec(
         entry,
         "single_file",
         download_path(resources_dir, entry["name"]),
-        config_dir or sdxl_base_config_dir(resources_dir),
-        entry.get("family", "sdxl"),
-        (pred, why),
-        shared_config=not config_dir,
-        text_layers=_text_layers(Path(config_dir) if config_dir else SHIPPED_SDXL_CONFIG),
+        family.name,
+        resolved,
         url=entry["source"],
         sha256=entry.get("sha256"),
-    )
-
-
-def _text_layers(path: Path) -> int | None:
-    """The text encoders' layer count from a diffusers (config) folder, without loading
-    them: the smallest over text_encoder, text_encoder_2, ... (None when none says)."""
-    counts = [
-        _read_json(config).get("num_hidden_layers")
-        for config in sorted(path.glob("text_encoder*/config.json"))
-    ]
-    counts = [n for n in counts if isinstance(n, int)]
-    return min(counts) if counts else None
-
-
-def _folder_family(path: Path) -> str:
-    pipeline = _read_json(path / "model_index.json").get("_class_name", "")
-    if pipeline not in PIPELINE_FAMILIES:
-        raise InputError(
-            f"model folder {path}: unsupported architecture '{pipeline}' in model_index.json; "
-            f"supported: {', '.join(PIPELINE_FAMILIES)}"
-        )
-    return PIPELINE_FAMILIES[pipeline]
-
-
-def _detect_family(header: dict, path: Path) -> str:
-    if any(k.startswith(SDXL_MARKER) for k in header):
-        return "sdxl"
-    if any(".context_refiner." in f".{k}" for k in header):
-        # A Z-Image transformer (its caption refiner blocks); diffusers 0.42 has no
-        # single-file loader for a whole Z-Image pipeline.
-        raise InputError(
-            f"model file {path}: a Z-Image transformer checkpoint (context_refiner keys); "
-            "single-file Z-Image is not supported, use its diffusers folder "
-            "(e.g. hf:Tongyi-MAI/Z-Image-Turbo)"
-        )
-    sample = ", ".join(sorted(k for k in header if k != "__metadata__")[:3])
-    raise InputError(
-        f"model file {path}: unsupported architecture (no SDXL text encoder keys; "
-        f"found keys such as {sample}); supported families: sdxl"
     )
 
 
@@ -376,17 +312,13 @@ def resolve_models(config: dict) -> list[ModelSpec]:
             )
         seen[entry["name"]] = where
     return [
-        _flow_matching(
+        _with_loras(
             _with_vae(resolve_model(entry, where, config["resources_dir"]), entry, where), entry
         )
         for where, entry in entries
     ]
 
 
-def _flow_matching(spec: ModelSpec, entry: dict) -> ModelSpec:
-    """Z-Image predicts a flow (velocity), not noise: say so instead of "epsilon"."""
-    if spec.family != "zimage" or entry.get("prediction_type"):
-        return spec
-    return dataclasses.replace(
-        spec, prediction_type="flow_matching", prediction_reason="Z-Image is a flow-matching model"
-    )
+def _with_loras(spec: ModelSpec, entry: dict) -> ModelSpec:
+    loras = tuple((lora["file"], lora.get("weight", 1.0)) for lora in entry.get("loras") or [])
+    return dataclasses.replace(spec, loras=loras) if loras else spec

@@ -1,10 +1,12 @@
-"""SDXL single-file checkpoints in the original (Stability / ldm) layout.
+"""Single-file checkpoints of the UNet families in the original (Stability / ldm) layout.
 
-Users bring SDXL checkpoints as one ``.safetensors`` file in the layout Stability's code
-wrote, and diffusers reads those with ``from_single_file``. The built-in tiny models are
-written in that same layout so that the tests and the workflow exercise the very code path
-a real checkpoint takes. diffusers ships only the reader, so the writer lives here: it
-inverts diffusers' ``convert_ldm_*`` functions. The key layout is derived from each
+SDXL, SD 1.x and SD 2.x share the layout of the UNet and the VAE; their text encoders sit
+under their own prefixes (`LAYOUTS`). Users bring such checkpoints as one ``.safetensors``
+file in the layout Stability's code wrote, and diffusers reads those with
+``from_single_file``. The built-in tiny models are written in that same layout so that the
+tests and the workflow exercise the very code path a real checkpoint takes. diffusers
+ships only the reader, so the writer lives here: it inverts diffusers' ``convert_ldm_*``
+functions. The key layout is derived from each
 component's config (number of blocks, layers per block, which blocks have attention), so
 one function serves a tiny model and the real SDXL alike.
 """
@@ -25,6 +27,8 @@ UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_ENCODER_PREFIX = "conditioner.embedders.0.transformer.text_model."
 TEXT_ENCODER_2_PREFIX = "conditioner.embedders.1.model."
+SD1_TEXT_ENCODER_PREFIX = "cond_stage_model.transformer.text_model."
+SD2_TEXT_ENCODER_PREFIX = "cond_stage_model.model."
 
 # Renames inside one block, applied to the module path below a mapped prefix.
 UNET_RESNET = {
@@ -164,25 +168,27 @@ def vae_to_original(vae) -> dict[str, torch.Tensor]:
     return out
 
 
-def text_encoder_to_original(text_encoder) -> dict[str, torch.Tensor]:
+def text_encoder_to_original(text_encoder, prefix: str = TEXT_ENCODER_PREFIX):
     """CLIP-L keeps transformers' names; transformers >= 5.6 drops the text_model. level."""
     return {
-        TEXT_ENCODER_PREFIX + key.removeprefix("text_model."): tensor
+        prefix + key.removeprefix("text_model."): tensor
         for key, tensor in text_encoder.state_dict().items()
     }
 
 
-def text_encoder_2_to_original(text_encoder_2) -> dict[str, torch.Tensor]:
-    """CLIP-bigG in open_clip's layout: fused q/k/v, and a text projection stored
-    as a [width, projection] matrix multiplied from the right."""
+def text_encoder_2_to_original(text_encoder_2, prefix: str = TEXT_ENCODER_2_PREFIX):
+    """An OpenCLIP text encoder (SDXL's bigG, SD 2.x's ViT-H) in open_clip's layout:
+    fused q/k/v, and a text projection (where the model has one) stored as a
+    [width, projection] matrix multiplied from the right."""
     sd = {k.removeprefix("text_model."): v for k, v in text_encoder_2.state_dict().items()}
     out = {
         "token_embedding.weight": sd.pop("embeddings.token_embedding.weight"),
         "positional_embedding": sd.pop("embeddings.position_embedding.weight"),
         "ln_final.weight": sd.pop("final_layer_norm.weight"),
         "ln_final.bias": sd.pop("final_layer_norm.bias"),
-        "text_projection": sd.pop("text_projection.weight").T.contiguous(),
     }
+    if "text_projection.weight" in sd:
+        out["text_projection"] = sd.pop("text_projection.weight").T.contiguous()
     for i in range(text_encoder_2.config.num_hidden_layers):
         layer, block = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for param in ("weight", "bias"):
@@ -192,42 +198,94 @@ def text_encoder_2_to_original(text_encoder_2) -> dict[str, torch.Tensor]:
                 out[f"{block}{ldm_name}.{param}"] = sd.pop(f"{layer}{name}.{param}")
     if sd:
         raise ValueError(f"text_encoder_2 keys without an open_clip name: {sorted(sd)}")
-    return {TEXT_ENCODER_2_PREFIX + k: v for k, v in out.items()}
+    return {prefix + k: v for k, v in out.items()}
+
+
+# The text encoders of each layout: (pipeline component, writer, original prefix).
+LAYOUTS = {
+    "sdxl": (
+        ("text_encoder", text_encoder_to_original, TEXT_ENCODER_PREFIX),
+        ("text_encoder_2", text_encoder_2_to_original, TEXT_ENCODER_2_PREFIX),
+    ),
+    "sd1": (("text_encoder", text_encoder_to_original, SD1_TEXT_ENCODER_PREFIX),),
+    "sd2": (("text_encoder", text_encoder_2_to_original, SD2_TEXT_ENCODER_PREFIX),),
+}
+
+
+def layout_of(header) -> str:
+    """The layout of a checkpoint's keys (an SDXL, SD 1.x or SD 2.x single file)."""
+    if any(k.startswith(TEXT_ENCODER_2_PREFIX) for k in header):
+        return "sdxl"
+    if any(k.startswith(SD2_TEXT_ENCODER_PREFIX) for k in header):
+        return "sd2"
+    return "sd1"
+
+
+def to_original(components: dict, layout: str) -> dict[str, torch.Tensor]:
+    """The weighted components of a pipeline under their original names."""
+    out = {**unet_to_original(components["unet"]), **vae_to_original(components["vae"])}
+    for name, writer, prefix in LAYOUTS[layout]:
+        out.update(writer(components[name], prefix))
+    return out
 
 
 def sdxl_to_original(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
     """All four weighted components of an SDXL pipeline under their original names."""
-    return {
-        **unet_to_original(unet),
-        **vae_to_original(vae),
-        **text_encoder_to_original(text_encoder),
-        **text_encoder_2_to_original(text_encoder_2),
-    }
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder}
+    return to_original({**parts, "text_encoder_2": text_encoder_2}, "sdxl")
 
 
-def build_sdxl_components(config_dir: Path, device: str | torch.device):
-    """(unet, vae, text_encoder, text_encoder_2) of a config folder's architecture, with
+def build_components(config_dir: Path, device: str | torch.device, layout: str = "sdxl"):
+    """The weighted components of a config folder's architecture (a dict by name), with
     freshly initialised weights made on `device` ("meta": no memory, no weights)."""
     config_dir = Path(config_dir)
     with torch.device(device):
-        unet = UNet2DConditionModel.from_config(
-            UNet2DConditionModel.load_config(config_dir / "unet")
-        )
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
-        text_encoder_2 = CLIPTextModelWithProjection(
-            CLIPTextConfig.from_pretrained(config_dir / "text_encoder_2")
-        )
-    return unet, vae, text_encoder, text_encoder_2
+        out = {
+            "unet": UNet2DConditionModel.from_config(
+                UNet2DConditionModel.load_config(config_dir / "unet")
+            ),
+            "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae")),
+        }
+        for name, _, _ in LAYOUTS[layout]:
+            config = CLIPTextConfig.from_pretrained(config_dir / name)
+            # SDXL's second encoder has a projection; SD 2.x's OpenCLIP is used without.
+            model = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+            out[name] = model(config)
+    return out
 
 
-def expected_original_keys(config_dir: Path) -> set[str]:
+def build_sdxl_components(config_dir: Path, device: str | torch.device):
+    """(unet, vae, text_encoder, text_encoder_2) of an SDXL config folder's architecture."""
+    parts = build_components(config_dir, device, "sdxl")
+    return parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"]
+
+
+def expected_original_keys(config_dir: Path, layout: str = "sdxl") -> set[str]:
     """Every weight name the config folder's architecture needs, in the original layout.
 
     The components are built on the meta device, so this costs no memory and no weights,
     even at full SDXL size.
     """
-    return set(sdxl_to_original(*build_sdxl_components(config_dir, "meta")))
+    return set(to_original(build_components(config_dir, "meta", layout), layout))
+
+
+def check_original_checkpoint(path: Path, config_dir: Path, layout: str, label: str) -> None:
+    """Refuse a checkpoint that is unsafe, damaged, or lacks weights the config needs
+    (see check_sdxl_checkpoint)."""
+    header = check_checkpoint(path)
+    encoders = "both text encoders" if len(LAYOUTS[layout]) == 2 else "text encoder"
+    try:
+        expected = expected_original_keys(config_dir, layout)
+    except OSError as error:  # what diffusers and transformers raise for a bad config
+        reason = next(iter(str(error).splitlines()), "unreadable")
+        raise InputError(f"{config_dir}: not a usable {label} config folder: {reason}") from None
+    missing = expected - header.keys()
+    if missing:
+        raise InputError(
+            f"{path}: lacks {len(missing)} weights that the {label} architecture in "
+            f"{config_dir} needs, e.g. {sorted(missing)[0]}; expected a complete {label} "
+            f"checkpoint (UNet, VAE and {encoders})"
+        )
 
 
 def check_sdxl_checkpoint(path: Path, config_dir: Path) -> None:
@@ -237,25 +295,14 @@ def check_sdxl_checkpoint(path: Path, config_dir: Path) -> None:
     fails with "Cannot copy out of meta tensor", and a text-encoder weight gone loads
     "fine" and fails at the first prompt. Extra keys (EMA copies, ``v_pred``) are allowed.
     """
-    header = check_checkpoint(path)
-    try:
-        expected = expected_original_keys(config_dir)
-    except OSError as error:  # what diffusers and transformers raise for a bad config
-        reason = next(iter(str(error).splitlines()), "unreadable")
-        raise InputError(f"{config_dir}: not a usable SDXL config folder: {reason}") from None
-    missing = expected - header.keys()
-    if missing:
-        raise InputError(
-            f"{path}: lacks {len(missing)} weights that the SDXL architecture in {config_dir} "
-            f"needs, e.g. {sorted(missing)[0]}; expected a complete SDXL checkpoint "
-            "(UNet, VAE and both text encoders)"
-        )
+    check_original_checkpoint(path, config_dir, "sdxl", "SDXL")
 
 
 def export_sdxl_single_file(
     pipe: StableDiffusionXLPipeline,
     path: Path,
     extra: dict[str, torch.Tensor] | None = None,
+    layout: str = "sdxl",
 ) -> None:
     """Write the pipeline as one original-layout ``.safetensors`` file.
 
@@ -264,7 +311,8 @@ def export_sdxl_single_file(
     target and renamed, so a crash never leaves a half-written checkpoint. safetensors
     orders tensors by dtype and name, so equal weights give equal bytes.
     """
-    weights = sdxl_to_original(pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2)
+    names = ["unet", "vae", *(name for name, _, _ in LAYOUTS[layout])]
+    weights = to_original({name: getattr(pipe, name) for name in names}, layout)
     tensors = {**weights, **(extra or {})}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     path = Path(path)
@@ -296,10 +344,12 @@ def write_sdxl_config_folder(pipe: StableDiffusionXLPipeline, config_dir: Path) 
     pipe.scheduler.save_config(config_dir / "scheduler")
     pipe.unet.save_config(config_dir / "unet")
     pipe.vae.save_config(config_dir / "vae")
-    pipe.text_encoder.config.save_pretrained(config_dir / "text_encoder")
-    pipe.text_encoder_2.config.save_pretrained(config_dir / "text_encoder_2")
-    pipe.tokenizer.save_pretrained(config_dir / "tokenizer")
-    pipe.tokenizer_2.save_pretrained(config_dir / "tokenizer_2")
+    for suffix in ("", "_2"):
+        if getattr(pipe, f"text_encoder{suffix}", None) is not None:
+            getattr(pipe, f"text_encoder{suffix}").config.save_pretrained(
+                config_dir / f"text_encoder{suffix}"
+            )
+            getattr(pipe, f"tokenizer{suffix}").save_pretrained(config_dir / f"tokenizer{suffix}")
 
 
 def load_sdxl_single_file(
@@ -314,7 +364,12 @@ def load_sdxl_single_file(
     checked first (``check_sdxl_checkpoint``), so a bad file fails in one clear line.
     """
     check_sdxl_checkpoint(path, config_dir)
-    return StableDiffusionXLPipeline.from_single_file(
+    return load_original_single_file(StableDiffusionXLPipeline, path, config_dir, torch_dtype)
+
+
+def load_original_single_file(pipeline, path: Path, config_dir: Path, torch_dtype):
+    """diffusers' single-file loader of `pipeline`, offline, configs from `config_dir`."""
+    return pipeline.from_single_file(
         str(path),
         config=str(config_dir),
         local_files_only=True,

@@ -23,6 +23,11 @@ td.text { text-align: left; max-width: 28em; }
 """
 
 
+def _or_default(value) -> str:
+    """A config value, or what null means: each model family's own default."""
+    return "family default" if value is None else html.escape(str(value))
+
+
 def _rel(path: str, page_dir: Path) -> str:
     return html.escape(os.path.relpath(Path(path).resolve(), page_dir.resolve()))
 
@@ -183,9 +188,9 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
 <p>{links}</p>
 <p class=note>Generated {html.escape(meta["timestamp"])} on {html.escape(system["device_name"])}
 ({html.escape(system["device"])}), torch {html.escape(system["torch"])},
-diffusers {html.escape(system["diffusers"])}. Sampler {html.escape(gen["sampler"])},
-{gen["steps"] or "family-default"} steps, CFG {gen["guidance_scale"]},
-{gen["width"]}x{gen["height"]},
+diffusers {html.escape(system["diffusers"])}. Sampler {_or_default(gen["sampler"])},
+{_or_default(gen["steps"])} steps, CFG {_or_default(gen["guidance_scale"])},
+size {_or_default(gen["width"])}x{_or_default(gen["height"])},
 base seed {gen["seed"]} (image i uses seed + i).</p>
 <h2>Models</h2><ul>{models}</ul>
 <h2>Summary</h2>

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 from t2ibench.metrics import registry
-from t2ibench.models.families import FAMILY_DEFAULTS
+from t2ibench.models import families
 from t2ibench.plan import Plan
 
 SETTING_COLUMNS = [
@@ -61,9 +61,7 @@ def results_frame(plan: Plan, experiment: str, jobs, metric_tables: dict[str, st
             "seed": job.seed,
             **{key: settings[key] for key in SETTING_COLUMNS},
             # The family's own settings (SDXL: clip skip; Z-Image: shift, ...), as applied.
-            **{
-                key: settings[key] for d in FAMILY_DEFAULTS.values() for key in d if key in settings
-            },
+            **{key: settings[key] for key in families.settings() if key in settings},
             "generation_seconds": record.get("generation_seconds"),
             "prompt_tokens": record.get("prompt_tokens"),
             "prompt_truncated": record.get("prompt_truncated"),
@@ -242,6 +240,14 @@ def system_info(device: str) -> dict:
     }
 
 
+def _cell_loras(plan: Plan, experiment: str, cell: str, models: list[str]) -> dict:
+    """A cell's LoRA as applied (name, file, sha256, weight), when it sets one."""
+    gen = plan.cell_settings(experiment, cell)
+    if not gen.get("lora"):
+        return {}
+    return {"lora": plan.loras(plan.models[models[0]], gen)[-1]}  # the cell's comes last
+
+
 def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
     from t2ibench.models.checks import sha256_file
 
@@ -264,6 +270,8 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
                 "vae_sha256": sha256_file(Path(spec.vae), sha_cache)
                 if spec.vae and Path(spec.vae).is_file()
                 else None,
+                # Its own LoRAs (name, file, sha256, weight); a cell's are in "cells".
+                "loras": plan.loras(spec, {}),
             }
         )
     return {
@@ -283,6 +291,7 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
                 "values": cell.values,
                 "settings": cell.settings,
                 "reference": cell.name == exp.reference,
+                **_cell_loras(plan, experiment, cell.name, exp_plan.models),
             }
             for cell in exp.cells
         },

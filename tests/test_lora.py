@@ -1,0 +1,300 @@
+"""LoRAs on the built-in tiny models, in kohya and diffusers / PEFT formats: switched on a
+model loaded once, strength 0 is the base image bit for bit, cell order changes nothing,
+and the images equal diffusers' own load_lora_weights + set_adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from t2ibench import lora
+from t2ibench.errors import InputError
+from t2ibench.models import families
+from t2ibench.models.registry import builtin_dir, builtin_paths, resolve_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+MODELS = ["tiny-sdxl", "tiny-sd15", "tiny-flux-dev", "tiny-sd3", "tiny-zimage"]
+# Z-Image's prompts are encoded by t2ibench, not by its pipeline: no plain-call twin.
+PLAIN = [m for m in MODELS if m != "tiny-zimage"]
+PEFT_ONLY = ("sd3", "zimage")  # diffusers reads their LoRAs in diffusers / PEFT keys only
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("resources"))
+
+
+def built(builtin_id: str, resources: str):
+    builtin = families.builtins()[builtin_id]
+    family = families.get(builtin.family)
+    checkpoint, config_dir = builtin_paths(resources, builtin_id)
+    if builtin.layout == "folder":
+        folder = builtin_dir(resources) / builtin_id
+        if not folder.exists():
+            family.build_builtin(builtin, folder, None)
+    elif not Path(checkpoint).exists():
+        family.build_builtin(builtin, Path(checkpoint), Path(config_dir))
+    spec = resolve_model({"name": builtin_id, "source": f"builtin:{builtin_id}"}, 0, resources)
+    return family, spec
+
+
+def loaded(builtin_id: str, resources: str):
+    import torch
+
+    family, spec = built(builtin_id, resources)
+    pipe = family.load(spec, torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return family, spec, pipe
+
+
+def lora_files(builtin_id: str, resources: str, folder: Path) -> dict[str, str]:
+    """Two LoRAs (seeds 1 and 2) in both formats for the model."""
+    from t2ibench.models.tiny_flux import write_flux_lora
+    from t2ibench.models.tiny_lora import write_tiny_lora
+
+    _, _, pipe = loaded(builtin_id, resources)
+    write = write_flux_lora if "flux" in builtin_id else write_tiny_lora
+    files = {}
+    for seed in (1, 2):
+        for fmt in ("peft", "kohya"):
+            path = folder / f"{builtin_id}-{fmt}-{seed}.safetensors"
+            if fmt == "kohya" and any(f in builtin_id for f in PEFT_ONLY):
+                files[f"{fmt}-{seed}"] = files[f"peft-{seed}"]
+                continue
+            # Z-Image's LoRAs adapt its transformer only (diffusers' loader reads no more).
+            extra = {"text_encoder": False} if "zimage" in builtin_id else {}
+            write(pipe, path, fmt, seed=seed, **extra)
+            files[f"{fmt}-{seed}"] = str(path)
+    return files
+
+
+def entry(file: str, weight: float) -> dict:
+    return lora.resolve(file, weight, "test", None)
+
+
+def settings(family, spec, loras=()) -> dict:
+    cfg = 1.0 if family.name == "flux" else 4.0  # FLUX: distilled guidance, no CFG
+    gen = {"steps": 2, "width": 64, "height": 64, "guidance_scale": cfg, "sampler": "euler"}
+    return {
+        **family.family_settings(gen),
+        **family.common_settings(gen),
+        "sampler": "euler",
+        "prediction_type": spec.prediction_type,
+        "prompt": "a red cube on a table",
+        "negative_prompt": "",
+        "seed": 5,
+        "family": family.name,
+        "loras": list(loras),
+    }
+
+
+def make(family, pipe, adapters, s) -> np.ndarray:
+    lora.apply(pipe, s["loras"], adapters)
+    return np.asarray(family.make_image(pipe, dict(pipe.scheduler.config), s, "cpu"))
+
+
+@pytest.mark.parametrize("builtin_id", MODELS)
+def test_switching_strength_zero_order_and_both_formats(builtin_id, resources, tmp_path):
+    family, spec, pipe = loaded(builtin_id, resources)
+    files = lora_files(builtin_id, resources, tmp_path)
+    adapters: dict = {}
+    base = make(family, pipe, adapters, settings(family, spec))
+    a = make(family, pipe, adapters, settings(family, spec, [entry(files["kohya-1"], 0.8)]))
+    b = make(family, pipe, adapters, settings(family, spec, [entry(files["peft-2"], 0.8)]))
+    zero = make(family, pipe, adapters, settings(family, spec, [entry(files["kohya-1"], 0.0)]))
+    again = make(family, pipe, adapters, settings(family, spec, [entry(files["kohya-1"], 0.8)]))
+    stacked = settings(family, spec, [entry(files["kohya-1"], 0.8), entry(files["peft-2"], 0.5)])
+    both = make(family, pipe, adapters, stacked)
+    after = make(family, pipe, adapters, settings(family, spec))
+    assert (a != base).mean() > 0.5 and (b != a).mean() > 0.5 and (both != a).mean() > 0.5
+    assert (zero == base).all() and (after == base).all()  # strength 0, none: the base
+    assert (again == a).all()  # A, then B, then A again: A's image
+    assert len(adapters) == 2  # each file loaded once
+    # The same weights in kohya's and in PEFT's keys make the same image.
+    assert (
+        make(family, pipe, adapters, settings(family, spec, [entry(files["peft-1"], 0.8)])) == a
+    ).all()
+
+
+@pytest.mark.parametrize("builtin_id", PLAIN)
+def test_images_equal_diffusers_own_lora_loading(builtin_id, resources, tmp_path):
+    """A fresh pipeline, diffusers' load_lora_weights + set_adapters and a plain call."""
+    import torch
+    from diffusers import EulerDiscreteScheduler
+
+    family, spec, pipe = loaded(builtin_id, resources)
+    files = lora_files(builtin_id, resources, tmp_path)
+    stack = [entry(files["kohya-1"], 0.7), entry(files["peft-2"], 0.4)]
+    ours = make(family, pipe, {}, settings(family, spec, stack))
+
+    _, _, plain = loaded(builtin_id, resources)
+    plain.load_lora_weights(files["kohya-1"], adapter_name="one")
+    plain.load_lora_weights(files["peft-2"], adapter_name="two")
+    plain.set_adapters(["one", "two"], [0.7, 0.4])
+    if family.name == "flux":  # its own scheduler and distilled guidance
+        extra = {"guidance_scale": 3.5}
+    elif family.name == "sd3":  # its own scheduler
+        extra = {"guidance_scale": 4.0}
+    else:
+        plain.scheduler = EulerDiscreteScheduler.from_config(plain.scheduler.config)
+        extra = {"guidance_scale": 4.0}
+    theirs = plain(
+        prompt="a red cube on a table",
+        num_inference_steps=2,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(5),
+        **extra,
+    ).images[0]
+    assert (ours == np.asarray(theirs)).all()
+
+
+def test_a_lora_of_another_base_is_refused(resources, tmp_path):
+    """An SDXL LoRA on an SD 1.x model: its layers do not land; one line, no adapter left."""
+    family, spec, pipe = loaded("tiny-sd15", resources)
+    sdxl_lora = lora_files("tiny-sdxl", resources, tmp_path)["kohya-1"]
+    adapters: dict = {}
+    with pytest.raises(
+        InputError,
+        match=r"LoRA file .*tiny-sdxl-kohya-1.safetensors: .*(another model family or base)",
+    ):
+        make(family, pipe, adapters, settings(family, spec, [entry(sdxl_lora, 1.0)]))
+    assert adapters == {}
+
+
+def test_lora_files_and_folders_are_checked(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    pickle = tmp_path / "old.pt"
+    torch.save({"lora_unet_x.lora_down.weight": torch.zeros(1)}, pickle)
+    with pytest.raises(InputError, match="old.pt.*pickle"):
+        lora.check_file(str(pickle), "where")
+    plain = tmp_path / "model.safetensors"
+    save_file({"encoder.weight": torch.zeros(2)}, plain)
+    with pytest.raises(InputError, match="model.safetensors holds no LoRA weights"):
+        lora.check_file(str(plain), "where")
+    with pytest.raises(InputError, match="not a number"):
+        lora.resolve(str(plain), "strong", "where", None)
+    empty = tmp_path / "epochs"
+    empty.mkdir()
+    (empty / "e1.ckpt").write_bytes(b"x")
+    with pytest.raises(InputError, match="has no .safetensors files"):
+        lora.folder_files(str(empty), "where")
+    for name in ["e10", "e2", "e1"]:
+        save_file({"lora_unet_a.lora_down.weight": torch.zeros(1)}, empty / f"{name}.safetensors")
+    assert [p.stem for p in lora.folder_files(str(empty), "where")] == ["e1", "e2", "e10"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-flux-dev"])
+def test_lora_epochs_by_strengths_sweep_end_to_end(model, tmp_path, resources):
+    """A folder of three LoRA epochs x three strengths on one model: the base loads once,
+    each LoRA once; strength 0 is the baseline's image; provenance in PNG and tables."""
+    from PIL import Image
+
+    from t2ibench.models.tiny_flux import write_flux_lora
+    from t2ibench.models.tiny_lora import write_tiny_lora
+
+    from workflow_helpers import make_workdir, metrics_only, output, snakemake, write_config
+
+    work = make_workdir(tmp_path)
+    _, _, pipe = loaded(model, resources)
+    write = write_flux_lora if "flux" in model else write_tiny_lora
+    epochs = work / "loras"
+    for i, fmt in [(1, "kohya"), (2, "peft"), (10, "kohya")]:
+        write(pipe, epochs / f"epoch-{i}.safetensors", fmt, seed=i)
+    (work / "lora_sweep.yaml").write_text(
+        "name: lora_sweep\ndescription: epochs x strengths\n"
+        "variables:\n  lora: loras\n  lora_weight: [0.0, 0.5, 1.0]\n"
+    )
+    (work / "prompts" / "t.json").write_text(json.dumps({"a": {"text": "a red cube"}}))
+    write_config(
+        work,
+        {
+            "models": [{"name": model, "source": f"builtin:{model}"}],
+            "experiments": ["baseline", "lora_sweep.yaml"],
+            "prompts": {"sources": ["prompts/t.json"]},
+            "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 1},
+            "metrics": metrics_only("clip"),
+            "report": {"grid_cell_size": 64},
+            "torch_threads": 1,
+        },
+    )
+    proc = snakemake(work, "--configfile", "test-config.yaml")
+    text = output(proc)
+    assert text.count(f"Loading model {model}") == 1
+    assert "LoRA adapters loaded in this process: 3" in text
+    exp = work / "results" / "lora_sweep" / model
+    cells = sorted(p.name for p in exp.iterdir() if p.is_dir())
+    assert cells == sorted(
+        f"lora-epoch-{e}__lora_weight-{w}" for e in (1, 2, 10) for w in ("0.0", "0.5", "1.0")
+    )
+    name = "p000_i00_s218.png"
+    base = (work / "results" / "baseline" / model / "default" / name).read_bytes()
+    base_pixels = np.asarray(Image.open(work / "results" / "baseline" / model / "default" / name))
+    for e in (1, 2, 10):
+        zero = np.asarray(Image.open(exp / f"lora-epoch-{e}__lora_weight-0.0" / name))
+        assert (zero == base_pixels).all()
+        full = np.asarray(Image.open(exp / f"lora-epoch-{e}__lora_weight-1.0" / name))
+        assert (full != base_pixels).mean() > 0.5
+    assert base  # the baseline image exists
+    png = Image.open(exp / "lora-epoch-2__lora_weight-0.5" / name)
+    meta = json.loads(png.text["t2ibench"])
+    [used] = meta["loras"]
+    assert used["name"] == "epoch-2" and used["weight"] == 0.5
+    assert (
+        used["sha256"] == lora.resolve(str(epochs / "epoch-2.safetensors"), 1, "", None)["sha256"]
+    )
+    params = png.text["parameters"]
+    assert params.splitlines()[0] == "a red cube <lora:epoch-2:0.5>"
+    short = lora.addnet_hash(str(epochs / "epoch-2.safetensors"))[:12]
+    assert f'Lora hashes: "epoch-2: {short}"' in params
+    # The workflow's PNG equals a plain diffusers call with diffusers' own LoRA loading.
+    import torch
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    _, _, plain = loaded(model, resources)
+    plain.load_lora_weights(str(epochs / "epoch-2.safetensors"), adapter_name="e2")
+    plain.set_adapters(["e2"], [0.5])
+    if "flux" in model:
+        extra = {"guidance_scale": 3.5, "max_sequence_length": 512}
+    else:
+        plain.scheduler = EulerAncestralDiscreteScheduler.from_config(plain.scheduler.config)
+        extra = {"guidance_scale": 5.0}
+    direct = plain(
+        prompt="a red cube",
+        num_inference_steps=2,
+        width=64,
+        height=64,
+        generator=torch.Generator("cpu").manual_seed(218),
+        **extra,
+    ).images[0]
+    assert (np.asarray(png.convert("RGB")) == np.asarray(direct)).all()
+
+    import pandas as pd
+
+    rows = pd.read_csv(work / "results" / "lora_sweep" / "results.csv")
+    assert {"lora", "lora_weight"} <= set(rows.columns) and len(rows) == 9
+    assert sorted(set(rows["lora"])) == ["epoch-1", "epoch-10", "epoch-2"]
+    meta = json.loads((work / "results" / "lora_sweep" / "metadata.json").read_text())
+    cell = meta["cells"]["lora-epoch-10__lora_weight-0.5"]["lora"]
+    assert (cell["name"], cell["weight"]) == ("epoch-10", 0.5) and len(cell["sha256"]) == 64
+
+
+def test_a_lora_of_another_family_is_refused_before_the_run(tmp_path, resources):
+    """A FLUX LoRA on an SDXL model and an SDXL LoRA on a FLUX model: their keys name
+    none of the model's blocks, which the plan says in one line."""
+    flux_lora = lora_files("tiny-flux-dev", resources, tmp_path)["kohya-1"]
+    sdxl_lora = lora_files("tiny-sdxl", resources, tmp_path)["peft-1"]
+    for model, file, label in [
+        ("tiny-sdxl", flux_lora, "SDXL"),
+        ("tiny-flux-dev", sdxl_lora, "FLUX.1"),
+    ]:
+        family = families.get(families.builtins()[model].family)
+        with pytest.raises(InputError, match=f"is not a LoRA of {label} models"):
+            lora.resolve(file, 1.0, "config key 'generation.lora'", None, family)
+        assert lora.resolve(file, 1.0, "x", None)["weight"] == 1.0  # fine on its own
