@@ -450,6 +450,34 @@ def test_sd3_equals_a_plain_diffusers_call_and_loads_a_single_transformer_file(t
     assert (image(family, again, settings) == ours).all()
 
 
+def test_sd3_without_t5_in_any_cell_loads_without_t5(resources, base_config):
+    """Where every cell of a model sets t5: false the plan leaves T5 out of its loading
+    (memory), and the images are those made with T5 loaded and set aside per call."""
+    import dataclasses
+
+    import torch
+
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    family, spec = build("tiny-sd3", resources)
+    config = dict(base_config, resources_dir=resources)
+    config["models"] = [{"name": "s", "source": "builtin:tiny-sd3"}]
+    with_t5 = build_plan(validate_config(config))
+    assert with_t5.models["s"].unused == ()
+    config["generation"] = {**config["generation"], "t5": False}
+    without = build_plan(validate_config(config))
+    assert without.models["s"].unused == ("text_encoder_3", "tokenizer_3")
+    settings = settings_for(family, spec, t5=False)
+    lean = family.load(dataclasses.replace(spec, unused=without.models["s"].unused), torch.float32)
+    assert lean.text_encoder_3 is None and lean.tokenizer_3 is None
+    full = family.load(spec, torch.float32)
+    for pipe in (lean, full):
+        pipe.set_progress_bar_config(disable=True)
+    assert (image(family, lean, settings) == image(family, full, settings)).all()
+    assert family.token_limit(lean, settings) == family.token_limit(full, settings)
+
+
 def test_a_pipeline_without_a_negative_prompt_records_none(tmp_path, base_config):
     """FLUX.2's pipeline takes no negative prompt: the plan records "" for its images
     (what is applied), and the pipeline's own defaults."""

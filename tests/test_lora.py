@@ -16,10 +16,11 @@ from t2ibench.models import families
 from t2ibench.models.registry import builtin_dir, builtin_paths, resolve_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-MODELS = ["tiny-sdxl", "tiny-sd15", "tiny-flux-dev", "tiny-sd3", "tiny-zimage"]
+MODELS = ["tiny-sdxl", "tiny-sd15", "tiny-flux-dev", "tiny-sd3", "tiny-zimage", "tiny-chroma"]
 # Z-Image's prompts are encoded by t2ibench, not by its pipeline: no plain-call twin.
 PLAIN = [m for m in MODELS if m != "tiny-zimage"]
-PEFT_ONLY = ("sd3", "zimage")  # diffusers reads their LoRAs in diffusers / PEFT keys only
+# diffusers reads their LoRAs in diffusers / PEFT keys only (our writer: Chroma's too)
+PEFT_ONLY = ("sd3", "zimage", "chroma")
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,9 @@ def lora_files(builtin_id: str, resources: str, folder: Path) -> dict[str, str]:
             if fmt == "kohya" and any(f in builtin_id for f in PEFT_ONLY):
                 files[f"{fmt}-{seed}"] = files[f"peft-{seed}"]
                 continue
-            # Z-Image's LoRAs adapt its transformer only (diffusers' loader reads no more).
-            extra = {"text_encoder": False} if "zimage" in builtin_id else {}
+            # Z-Image's LoRAs adapt its transformer only (diffusers' loader reads no more);
+            # Chroma's text encoder is a T5 (the writer adapts CLIP's).
+            extra = {"text_encoder": False} if builtin_id in ("tiny-zimage", "tiny-chroma") else {}
             write(pipe, path, fmt, seed=seed, **extra)
             files[f"{fmt}-{seed}"] = str(path)
     return files
@@ -136,7 +138,7 @@ def test_images_equal_diffusers_own_lora_loading(builtin_id, resources, tmp_path
     plain.set_adapters(["one", "two"], [0.7, 0.4])
     if family.name == "flux":  # its own scheduler and distilled guidance
         extra = {"guidance_scale": 3.5}
-    elif family.name == "sd3":  # its own scheduler
+    elif family.name in ("sd3", "diffusers"):  # its own scheduler
         extra = {"guidance_scale": 4.0}
     else:
         plain.scheduler = EulerDiscreteScheduler.from_config(plain.scheduler.config)
@@ -163,6 +165,141 @@ def test_a_lora_of_another_base_is_refused(resources, tmp_path):
     ):
         make(family, pipe, adapters, settings(family, spec, [entry(sdxl_lora, 1.0)]))
     assert adapters == {}
+
+
+def _folder(builtin_id: str, resources: str) -> Path:
+    from t2ibench import lora_fit
+
+    _, spec = built(builtin_id, resources)
+    return lora_fit.config_folder(spec)
+
+
+def test_whether_a_lora_fits_is_known_without_loading_weights(resources, tmp_path):
+    """diffusers' loader on the model's components built on the meta device tells a LoRA
+    of another base of the same family (SD 1.x on SD 2.x: the right blocks, other sizes),
+    of another family, or matching only part, from one that fits, in both formats."""
+    from safetensors.torch import load_file, save_file
+
+    from t2ibench.lora_fit import misfit
+
+    sd15 = lora_files("tiny-sd15", resources, tmp_path)
+    sdxl = lora_files("tiny-sdxl", resources, tmp_path)
+    flux = lora_files("tiny-flux-dev", resources, tmp_path)
+    chroma = lora_files("tiny-chroma", resources, tmp_path)
+    assert misfit(_folder("tiny-chroma", resources), chroma["peft-1"]) is None  # generic
+    for fmt in ("kohya-1", "peft-1"):
+        assert misfit(_folder("tiny-sd15", resources), sd15[fmt]) is None
+        assert misfit(_folder("tiny-sdxl", resources), sdxl[fmt]) is None
+        # FLUX.1 dev's LoRA on schnell: the same transformer; it fits.
+        assert misfit(_folder("tiny-flux-schnell", resources), flux[fmt]) is None
+        reason = misfit(_folder("tiny-sd2-vpred", resources), sd15[fmt])
+        assert reason and "shape" in reason and "attn2.to_k" in reason, reason
+        assert misfit(_folder("tiny-sd15", resources), sdxl[fmt])
+    # Part of its layers in blocks the model lacks (a deeper model's LoRA).
+    tensors = load_file(sd15["peft-1"])
+    extra = {
+        k.replace("down_blocks.0.", "down_blocks.7."): v.clone()
+        for k, v in tensors.items()
+        if k.startswith("unet.down_blocks.0.")
+    }
+    partial = tmp_path / "partial.safetensors"
+    save_file({**tensors, **extra}, partial)
+    reason = misfit(_folder("tiny-sd15", resources), str(partial))
+    assert reason and reason.startswith("only ") and "layers match the model" in reason
+
+
+def test_config_folder_of_a_single_file_before_its_base_config_is_made(tmp_path, resources):
+    """A user's single file whose base config a rule of the run makes: the shipped one."""
+    from t2ibench import lora_fit
+
+    _, spec = built("tiny-sd15", resources)
+    file = tmp_path / "mine.safetensors"
+    file.symlink_to(spec.checkpoint)
+    mine = resolve_model({"name": "mine", "source": str(file)}, 0, str(tmp_path / "empty"))
+    assert mine.shared_config and not Path(mine.config_dir).exists()
+    assert lora_fit.config_folder(mine) == lora_fit.REPO_CONFIGS / Path(mine.config_dir).name
+
+
+def test_the_plan_check_remembers_loras_that_fit(base_config, resources, tmp_path):
+    """check_plan loads each (model config, LoRA) pair once; pairs that fit are kept in
+    the resources cache and not loaded again; a model's own LoRA that does not fit is
+    named by its config key."""
+    from t2ibench import lora_fit
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    sd15 = lora_files("tiny-sd15", resources, tmp_path)
+
+    def plan_of(model: str):
+        config = dict(base_config, resources_dir=resources)
+        config["models"] = [
+            {"name": model, "source": f"builtin:{model}", "loras": [{"file": sd15["peft-1"]}]}
+        ]
+        return build_plan(validate_config(config))
+
+    cache = Path(resources) / "cache" / "lora-fit.json"
+    cache.unlink(missing_ok=True)
+    assert lora_fit.check_plan(plan_of("tiny-sd15")) == 1
+    assert len(json.loads(cache.read_text())["fit"]) == 1
+    assert lora_fit.check_plan(plan_of("tiny-sd15")) == 0  # remembered
+    with pytest.raises(InputError, match=r"^config key 'models' \(model 'tiny-sd2-vpred'\): "):
+        lora_fit.check_plan(plan_of("tiny-sd2-vpred"))
+    assert len(json.loads(cache.read_text())["fit"]) == 1
+
+
+def test_a_lora_of_another_base_stops_the_run_before_the_first_job(tmp_path, resources):
+    """An SD 1.x LoRA swept on an SD 2.x model (same family, other sizes) beside a model
+    it fits: one line naming the file, the model and the cell; no image is made."""
+    from workflow_helpers import make_workdir, metrics_only, output, snakemake, write_config
+
+    work = make_workdir(tmp_path)
+    sd15 = lora_files("tiny-sd15", resources, work / "loras")
+    (work / "lora_sweep.yaml").write_text(
+        f"name: lora_sweep\ndescription: x\nvariables:\n  lora: [{sd15['kohya-1']}]\n"
+    )
+    (work / "prompts" / "t.json").write_text(json.dumps({"a": {"text": "a red cube"}}))
+    write_config(
+        work,
+        {
+            "models": [
+                {"name": "tiny-sd15", "source": "builtin:tiny-sd15"},
+                {"name": "tiny-sd2-vpred", "source": "builtin:tiny-sd2-vpred"},
+            ],
+            "experiments": ["baseline", "lora_sweep.yaml"],
+            "prompts": {"sources": ["prompts/t.json"]},
+            "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 1},
+            "metrics": metrics_only("clip"),
+        },
+    )
+    proc = snakemake(work, "--configfile", "test-config.yaml", check=False)
+    text = output(proc)
+    assert proc.returncode != 0
+    errors = [line for line in text.splitlines() if "error" in line.lower()]
+    assert errors == [
+        "t2ibench: error: experiment 'lora_sweep', cell 'lora-tiny-sd15-kohya-1': key 'lora': "
+        f"LoRA file {sd15['kohya-1']} does not fit model 'tiny-sd2-vpred' (layer "
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k has LoRA weights of shape "
+        "[4, 32], the model's take [4, 48]); a LoRA of another base or model family?"
+    ], text[-3000:]
+    assert "Traceback" not in text and "size mismatch" not in text
+    assert not (work / "results").exists() or not list((work / "results").rglob("*.png"))
+
+
+def test_a_lora_on_a_pipeline_without_a_lora_loader_is_refused_by_the_plan(base_config):
+    """A generic diffusers pipeline takes LoRAs where diffusers has a loader for it
+    (Chroma: yes; PixArt-Sigma: no), said when the plan is made."""
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    config = dict(base_config, models=[{"name": "px", "source": "builtin:tiny-pixart-sigma"}])
+    config["generation"] = {**config["generation"], "lora": "missing.safetensors"}
+    with pytest.raises(
+        InputError,
+        match=r"^config key 'generation.lora': model 'px' \(diffusers pipeline\) takes no LoRAs",
+    ):
+        build_plan(validate_config(config))
+    chroma = resolve_model({"name": "c", "source": "builtin:tiny-chroma"}, 0, "resources")
+    assert chroma.lora and chroma.family == "diffusers"
 
 
 def test_lora_files_and_folders_are_checked(tmp_path):

@@ -146,7 +146,7 @@ def apply(pipe, loras: list[dict], loaded: dict[str, str]) -> int:
 def load(pipe, lora: dict, name: str) -> None:
     """Load one LoRA file as adapter `name`, and refuse one whose layers do not all land on
     the model: a LoRA of another family or another base matches nothing, or only part."""
-    wanted = _lora_modules(read_safetensors_header(Path(lora["file"])))
+    wanted = lora_modules(read_safetensors_header(Path(lora["file"])))
     try:
         pipe.load_lora_weights(lora["file"], adapter_name=name)
     except (ValueError, KeyError, RuntimeError) as err:
@@ -155,7 +155,7 @@ def load(pipe, lora: dict, name: str) -> None:
             f"LoRA file {lora['file']}: does not fit this model ({reason}); is it a LoRA of "
             "another model family or base?"
         ) from None
-    landed = _adapter_layers(pipe, name)
+    landed = adapter_layers(pipe, name)
     if wanted and landed < wanted:
         pipe.delete_adapters(name)
         raise InputError(
@@ -164,14 +164,14 @@ def load(pipe, lora: dict, name: str) -> None:
         )
 
 
-def _lora_modules(header: dict) -> int:
+def lora_modules(header: dict) -> int:
     """The layers a LoRA file adapts (one down / A matrix each)."""
     return sum(
         1 for k in header if re.search(r"(lora_A|lora_down|lora\.down)(\.[^.]+)?\.weight$", k)
     )
 
 
-def _adapter_layers(pipe, name: str) -> int:
+def adapter_layers(pipe, name: str) -> int:
     count = 0
     for component in ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3"):
         module = getattr(pipe, component, None)

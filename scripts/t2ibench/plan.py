@@ -11,6 +11,7 @@ paired.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -133,6 +134,17 @@ class Plan:
         exp = self.experiments[experiment].experiment
         return {**self.config["generation"], **exp.settings, **self.cell(experiment, cell).settings}
 
+    def model_settings(self, model: str) -> list[dict]:
+        """The family settings of each cell a model runs in, as applied."""
+        spec = self.models[model]
+        family = families.get(spec.family)
+        return [
+            family.family_settings(self.cell_settings(name, cell.name), spec.defaults)
+            for name, exp in self.experiments.items()
+            if model in exp.models
+            for cell in exp.cells
+        ]
+
     def prompt_text(self, job: ImageJob, gen: dict | None = None) -> str:
         """The prompt as the image was made with it (after a cell's prompt search/replace);
         `gen` is the cell's settings when the caller has them already."""
@@ -230,12 +242,11 @@ def check_model_settings(model: ModelSpec, gen: dict, where: str, max_pixels: in
 
 
 def check_lora_support(model: ModelSpec, where: str) -> None:
-    family = families.get(model.family)
-    if not family.lora:
+    if not model.lora:
+        label = families.get(model.family).label
         raise InputError(
-            f"{where}lora': model '{model.name}' is {family.label}, whose LoRAs t2ibench "
-            "does not load; limit the LoRAs to models of families that take them "
-            f"({', '.join(f.name for f in families.all_families() if f.lora)})"
+            f"{where}lora': model '{model.name}' ({label}) takes no LoRAs: diffusers has no "
+            "LoRA loader for its pipeline; limit the LoRAs to models that take them"
         )
 
 
@@ -272,6 +283,10 @@ def build_plan(config: dict) -> Plan:
         digest = hashlib.sha256(config["prompt"].strip().encode()).hexdigest()[:8]
         results_dir = f"{results_dir}/prompt-{digest}"
     plan = Plan(config, models, experiments, results_dir)
+    for name, model in plan.models.items():
+        unused = families.get(model.family).unused_components(plan.model_settings(name))
+        if unused:
+            plan.models[name] = dataclasses.replace(model, unused=unused)
     # Every LoRA file is read (and hashed, once: the sha256 cache) before anything runs.
     for name, exp in experiments.items():
         for cell in exp.cells:

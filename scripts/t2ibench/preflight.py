@@ -3,9 +3,10 @@
 The config and the plan are checked when the Snakefile is read (t2ibench.config,
 t2ibench.plan), for dry runs too. Two checks wait for the start of a run that executes
 jobs: the devices the jobs will use (a login node has no GPU while the cluster's nodes
-do, so they are checked only for jobs that run on this machine), and the results
-folder's run lock (t2ibench.runlock). Either failing stops the run before Snakemake
-removes or writes anything.
+do, so they are checked only for jobs that run on this machine), and whether each LoRA
+fits its model (loaded onto the model's components built without weights,
+t2ibench.lora_fit); then the results folder's run lock (t2ibench.runlock). A failure
+stops the run before Snakemake removes or writes anything.
 """
 
 from __future__ import annotations
@@ -49,12 +50,18 @@ def check_devices(config: dict) -> None:
         resolve_device(device, key)
 
 
-def before_first_job(config: dict, results_dir: str, workdir: str, local_jobs: bool):
+def before_first_job(
+    config: dict, results_dir: str, workdir: str, local_jobs: bool, plan: Plan | None = None
+):
     """The checks, then the run lock (returned; release it when the run ends)."""
     from t2ibench import runlock
 
     if local_jobs:
         check_devices(config)
+    if plan is not None and any(job_loras(plan)):
+        from t2ibench import lora_fit
+
+        lora_fit.check_plan(plan)
     lock = runlock.acquire(results_dir, workdir)
     try:
         clear_stale_backups(results_dir, workdir)
@@ -62,6 +69,13 @@ def before_first_job(config: dict, results_dir: str, workdir: str, local_jobs: b
         runlock.release(lock)
         raise
     return lock
+
+
+def job_loras(plan: Plan):
+    """Whether any model or cell of the plan has LoRAs (without resolving them)."""
+    yield from (bool(m.loras) for m in plan.models.values())
+    for name, exp in plan.experiments.items():
+        yield from (bool(plan.cell_settings(name, c.name).get("lora")) for c in exp.cells)
 
 
 def backups_of(results_dir: str, workdir: str):
@@ -109,7 +123,7 @@ def start_run(plan: Plan, local_jobs: bool) -> None:
     from t2ibench import runlock
 
     try:
-        lock = before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs)
+        lock = before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs, plan)
     except InputError as err:
         sys.exit(f"t2ibench: error: {err}")
     except OSError as err:  # the lock cannot be written: a full or read-only disk

@@ -44,6 +44,10 @@ class ModelSpec:
     defaults: tuple = ()
     loras: tuple = ()  # its own LoRAs, stacked: ((file, weight), ...)
     negative_prompt: bool = True  # its pipeline takes a negative prompt
+    lora: bool = False  # diffusers' LoRA loaders serve its pipeline
+    # Pipeline components left out when it loads: no planned image uses them (SD3's T5
+    # where every cell sets t5: false; t2ibench.plan).
+    unused: tuple[str, ...] = ()
     vae: str | None = None  # a VAE file or folder replacing the checkpoint's own
     url: str | None = None  # where a downloaded checkpoint comes from
     sha256: str | None = None  # its expected digest, when the config gives one
@@ -90,6 +94,7 @@ def _spec(entry: dict, kind, checkpoint, family: str, resolved: Resolved, header
         text_layers=resolved.text_layers,
         defaults=resolved.defaults,
         negative_prompt=resolved.negative_prompt,
+        lora=families.get(family).lora if resolved.lora is None else resolved.lora,
         **extra,
     )
 

@@ -77,6 +77,7 @@ class Resolved:
     # Defaults of this model that differ from its family's (an SD 2.x file: 768 px).
     defaults: tuple[tuple[str, object], ...] = ()
     negative_prompt: bool = True  # whether its pipeline takes one (else "" is recorded)
+    lora: bool | None = None  # whether it takes LoRAs, where its pipeline says (else the family)
 
 
 class Family:
@@ -133,6 +134,11 @@ class Family:
             else defaults.get(s.key, s.default)
             for s in self.settings
         }
+
+    def unused_components(self, settings: list[dict]) -> tuple[str, ...]:
+        """Pipeline components none of these images (their family settings) uses, left
+        out when the model loads (memory); leaving them out changes no pixel."""
+        return ()
 
     def sampler(self, generation: dict) -> str:
         if len(self.samplers) == 1:
@@ -267,9 +273,10 @@ class TransformerFileFamily(Family):
         import diffusers
 
         pipeline = getattr(diffusers, self.pipeline_class)
+        left_out = dict.fromkeys(spec.unused)  # e.g. text_encoder_3=None
         if spec.kind != "single_file":
             return pipeline.from_pretrained(
-                spec.checkpoint, dtype=torch_dtype, local_files_only=True
+                spec.checkpoint, dtype=torch_dtype, local_files_only=True, **left_out
             )
         from t2ibench.models.checks import check_checkpoint
 
@@ -282,7 +289,11 @@ class TransformerFileFamily(Family):
             local_files_only=True,
         )
         return pipeline.from_pretrained(
-            spec.config_dir, transformer=transformer, dtype=torch_dtype, local_files_only=True
+            spec.config_dir,
+            transformer=transformer,
+            dtype=torch_dtype,
+            local_files_only=True,
+            **left_out,
         )
 
 

@@ -2,7 +2,7 @@
 own AutoPipelineForText2Image (PixArt, Sana, Lumina 2, Chroma, AuraFlow, Qwen-Image, ...).
 
 Such a model takes the settings every text-to-image pipeline takes (steps, guidance,
-size, seed, and a negative prompt where the pipeline has one) and the pipeline's own
+size, seed, a negative prompt and LoRAs where the pipeline has them) and the pipeline's own
 defaults: steps and guidance from its `__call__` signature, the size from its configs
 (the denoiser's `sample_size` times the VAE's scale factor, as the pipelines compute
 it), its own scheduler. All of that is read from diffusers' source and the folder's JSON
@@ -46,8 +46,8 @@ def text_to_image_pipelines() -> frozenset[str]:
 
 
 @functools.cache
-def _call_defaults(class_name: str) -> dict:
-    """The literal defaults of a pipeline class's __call__, from its source file."""
+def _class_node(class_name: str) -> ast.ClassDef | None:
+    """A pipeline class's definition in diffusers' source."""
     pattern = re.compile(rf"^class {class_name}\(", re.MULTILINE)
     for path in sorted(_pipelines_dir().rglob("pipeline_*.py")):
         text = path.read_text(encoding="utf-8")
@@ -55,10 +55,27 @@ def _call_defaults(class_name: str) -> dict:
             continue
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ClassDef) and node.name == class_name:
-                for item in node.body:
-                    if isinstance(item, ast.FunctionDef) and item.name == "__call__":
-                        return _defaults(item.args)
+                return node
+    return None
+
+
+@functools.cache
+def _call_defaults(class_name: str) -> dict:
+    """The literal defaults of a pipeline class's __call__, from its source file."""
+    for item in getattr(_class_node(class_name), "body", []):
+        if isinstance(item, ast.FunctionDef) and item.name == "__call__":
+            return _defaults(item.args)
     return {}
+
+
+@functools.cache
+def takes_lora(class_name: str) -> bool:
+    """Whether a pipeline class has one of diffusers' LoRA loaders (`...LoraLoaderMixin`),
+    its own or a base pipeline's."""
+    bases = [getattr(b, "id", "") for b in getattr(_class_node(class_name), "bases", [])]
+    return any(
+        b.endswith("LoraLoaderMixin") or (b.endswith("Pipeline") and takes_lora(b)) for b in bases
+    )
 
 
 def _defaults(args: ast.arguments) -> dict:
@@ -139,6 +156,7 @@ class Diffusers(Family):
             prediction_type=prediction[0],
             prediction_reason=prediction[1],
             negative_prompt="negative_prompt" in call,
+            lora=takes_lora(pipeline),
         )
 
     def resolve_builtin(self, builtin: Builtin, resources_dir: str) -> Resolved:
@@ -155,6 +173,7 @@ class Diffusers(Family):
         flow = builtin.id == "tiny-chroma"
         return Resolved(
             defaults=defaults,
+            lora=takes_lora(pipeline[builtin.id]),
             prediction_type="flow_matching" if flow else "epsilon",
             prediction_reason="the pipeline's scheduler" if flow else "default",
         )

@@ -2,7 +2,8 @@
 
 Defaults are SD3.5 Large's model card (28 steps, guidance 3.5, 1024 x 1024, 256 T5
 tokens). `t5: false` leaves T5 out of the prompt encoding (diffusers' zeros in its place,
-what SD3's pipeline does without its third encoder); `shift` sets a static shift of the
+what SD3's pipeline does without its third encoder), and out of memory when no image of
+the run uses it; `shift` sets a static shift of the
 sigmas instead of the model's scheduler (3.0 in SD3's).
 
 Models load from a diffusers folder, or as a single transformer file (the original MMDiT
@@ -67,6 +68,12 @@ class SD3(TransformerFileFamily):
 
     def recognise_file(self, header: dict) -> bool:
         return MMDIT_MARKER in header or "model.diffusion_model." + MMDIT_MARKER in header
+
+    def unused_components(self, settings: list[dict]) -> tuple[str, ...]:
+        """T5 (about 9 GB in 16 bits) is not loaded when no image uses it."""
+        if settings and not any(s["t5"] for s in settings):
+            return ("text_encoder_3", "tokenizer_3")
+        return ()
 
     def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
         from diffusers import FlowMatchEulerDiscreteScheduler
