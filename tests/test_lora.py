@@ -121,6 +121,31 @@ def test_switching_strength_zero_order_and_both_formats(builtin_id, resources, t
     ).all()
 
 
+@pytest.mark.parametrize("builtin_id", ["tiny-sdxl", "tiny-flux-dev"])
+def test_adapters_past_the_limit_are_unloaded_and_reloaded_to_the_same_image(
+    builtin_id, resources, tmp_path
+):
+    """memory.max_loras = 1: A, B, A loads three times and keeps one adapter; A's image
+    after reloading is A's first image bit for bit; a stack of two keeps both."""
+    family, spec, pipe = loaded(builtin_id, resources)
+    files = lora_files(builtin_id, resources, tmp_path)
+    adapters: dict = {}
+
+    def run(*stack):
+        lora.apply(pipe, [entry(f, w) for f, w in stack], adapters, keep=1)
+        s = settings(family, spec, [entry(f, w) for f, w in stack])
+        return np.asarray(family.make_image(pipe, dict(pipe.scheduler.config), s, "cpu"))
+
+    first = run((files["kohya-1"], 0.8))
+    other = run((files["peft-2"], 0.8))
+    assert len(adapters) == 1 and len(pipe.get_list_adapters().get(family.denoiser, [])) == 1
+    again = run((files["kohya-1"], 0.8))
+    assert (again == first).all() and (other != first).mean() > 0.5
+    both = run((files["kohya-1"], 0.8), (files["peft-2"], 0.5))
+    assert len(adapters) == 2 and (both != first).mean() > 0.5
+    assert (run((files["kohya-1"], 0.8)) == first).all() and len(adapters) == 1
+
+
 @pytest.mark.parametrize("builtin_id", PLAIN)
 def test_images_equal_diffusers_own_lora_loading(builtin_id, resources, tmp_path):
     """A fresh pipeline, diffusers' load_lora_weights + set_adapters and a plain call."""

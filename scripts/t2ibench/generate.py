@@ -286,7 +286,7 @@ class Generator:
                 loaded, fresh = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
             # One device: hold the lock while making the image too (one model at a time).
             with self._lock if len(candidates) == 1 else contextlib.nullcontext():
-                self._use_loras(loaded, settings)
+                self._use_loras(loaded, settings, (memory or {}).get("max_loras", 8))
                 image, tokens, seconds = self._run(loaded, settings, device)
         pipe = loaded.pipe
         record = {
@@ -309,11 +309,12 @@ class Generator:
         self.progress.step()
         return {**record, "model_loaded": fresh}
 
-    def _use_loras(self, loaded: LoadedModel, settings: dict) -> None:
-        """The image's LoRAs active on the loaded model, no others (t2ibench.lora)."""
+    def _use_loras(self, loaded: LoadedModel, settings: dict, keep: int) -> None:
+        """The image's LoRAs active on the loaded model, no others (t2ibench.lora); at most
+        `keep` (memory.max_loras) stay loaded."""
         from t2ibench import lora
 
-        fresh = lora.apply(loaded.pipe, settings.get("loras", []), loaded.adapters)
+        fresh = lora.apply(loaded.pipe, settings.get("loras", []), loaded.adapters, keep)
         if fresh:
             self.lora_loads += fresh
             log.info("LoRA adapters loaded in this process: %d", self.lora_loads)

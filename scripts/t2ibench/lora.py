@@ -116,17 +116,25 @@ def adapter_name(lora: dict) -> str:
     return f"lora_{lora['sha256'][:16]}"
 
 
-def apply(pipe, loras: list[dict], loaded: dict[str, str]) -> int:
+def apply(pipe, loras: list[dict], loaded: dict[str, str], keep: int = 8) -> int:
     """Make `loras` (weights != 0) the pipeline's active adapters; others off. Adapters are
-    loaded once (`loaded`: adapter name -> file, updated); returns how many were loaded."""
+    loaded once (`loaded`: adapter name -> file, least recently used first, updated) and
+    at most `keep` stay loaded (or as many as this image stacks); returns how many were
+    loaded."""
     active = [lora for lora in loras if lora["weight"] != 0]
     fresh = 0
     for lora in active:
         name = adapter_name(lora)
-        if name not in loaded:
-            load(pipe, lora, name)
-            loaded[name] = lora["file"]
-            fresh += 1
+        if name in loaded:
+            loaded[name] = loaded.pop(name)  # most recently used last
+            continue
+        load(pipe, lora, name)
+        loaded[name] = lora["file"]
+        fresh += 1
+    wanted = {adapter_name(lora) for lora in active}
+    for name in [n for n in loaded if n not in wanted][: max(0, len(loaded) - keep)]:
+        pipe.delete_adapters(name)
+        del loaded[name]
     if not loaded:
         return fresh
     if not active:
