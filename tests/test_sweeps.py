@@ -103,7 +103,7 @@ def test_per_cell_results_metadata_and_cell_records(quick_run):
     ref_mean = summary.set_index("cell").loc["shift-3.0", "clip_score_mean"]
     assert comparisons["reference_mean"].round(6).eq(round(ref_mean, 6)).all()
     assert (comparisons["difference"] == comparisons["mean"] - comparisons["reference_mean"]).all()
-    assert comparisons["method"].str.contains("sign-flip permutation").all()
+    assert comparisons["method"].str.contains("skewness-corrected t").all()
     meta = json.loads((tables / "metadata.json").read_text())
     assert meta["variables"] == {"shift": ["1.0", "2.0", "3.0", "4.0", "5.0", "6.0"]}
     assert meta["reference_cell"] == "shift-3.0" and meta["quick"] is True

@@ -160,7 +160,7 @@ def test_snakemake_report_zip(finished_run):
         assert wanted in files, wanted
     for category in ["Tables", "Metric tables", "Plots", "Grids", "Pages"]:
         assert category in page, category
-    assert "95% bootstrap CI over prompts" in page  # a caption
+    assert "95% CI over prompts" in page  # a caption
     # The run's description names the metrics that ran, and only those.
     assert "ImageReward (per image)" in page and "FID and KID per image set" in page
 

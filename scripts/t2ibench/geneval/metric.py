@@ -159,12 +159,12 @@ def image_table(plan, experiment: str, jobs, cache_path):
 
 def task_table(plan, experiment: str, jobs, cache_path):
     """metrics/geneval_tasks.csv: per model, cell and task the share of correct images
-    (mean over images; 95% bootstrap CI over prompts), then `overall`: the mean over
-    tasks (its CI from the same bootstrap, prompts resampled within each task)."""
+    (mean over images; 95% t-interval over prompts, t2ibench.stats), then `overall`: the
+    mean over tasks (its CI a bootstrap with prompts resampled within each task)."""
     import numpy as np
     import pandas as pd
 
-    from t2ibench.stats import bootstrap_ci
+    from t2ibench.stats import mean_ci
 
     columns = ["model", "cell", "task", "images", "prompts", "accuracy", "ci_low", "ci_high"]
     rows = []
@@ -176,7 +176,7 @@ def task_table(plan, experiment: str, jobs, cache_path):
         tasks = list(dict.fromkeys(frame["task"]))
         for task in tasks:
             part = frame[frame["task"] == task]
-            low, high = bootstrap_ci(part["ok"].to_numpy(float), part["prompt"].to_numpy())
+            low, high = mean_ci(part["ok"].to_numpy(float), part["prompt"].to_numpy())
             rows.append((model, cell, task, len(part), part["prompt"].nunique(),
                          part["ok"].mean(), low, high))  # fmt: skip
         low, high = overall_ci(frame)
@@ -191,9 +191,7 @@ def overall_ci(frame, level: float = 0.95, draws: int = 2000) -> tuple[float, fl
     within each task (seeded: the same numbers on every run)."""
     import numpy as np
 
-    from t2ibench.stats import SEED
-
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(0)
     per_task = []
     for task in dict.fromkeys(frame["task"]):
         part = frame[frame["task"] == task]

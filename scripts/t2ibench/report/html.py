@@ -145,8 +145,8 @@ def _metric_notes(described: dict) -> str:
         if isinstance(m, dict)
     )
     return (
-        f"<ul class=note>{items}</ul><p class=note>Intervals are 95% bootstrap CIs over "
-        "prompts.</p>"
+        f"<ul class=note>{items}</ul><p class=note>Intervals are 95% CIs over prompts "
+        "(t2ibench.stats).</p>"
     )
 
 

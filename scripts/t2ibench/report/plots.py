@@ -1,6 +1,6 @@
 """Plots of one experiment's summary: metric against each variable, bars, CLIP vs diversity.
 
-Every plot shows each metric's mean with its 95% bootstrap CI over prompts (the
+Every plot shows each metric's mean with its 95% CI over prompts (the
 `M_ci_low` / `M_ci_high` columns of `summary.csv`) and is written as PNG and SVG:
 
 - `<metric>_vs_<axis>`: the mean against the axis's value, the CI as a shaded band.
@@ -568,7 +568,7 @@ def experiment_plots(
 ) -> list[Path]:
     """Write an experiment's plots (PNG and SVG) to `out_dir`; return their paths.
 
-    Everything plotted comes from `summary_csv` (means and bootstrap CIs) and
+    Everything plotted comes from `summary_csv` (means and CIs) and
     `metadata_json` (axes, their order, cells, reference cell, models); `results_csv` is
     taken so the caller can declare it as an input, and is not read. An experiment with
     no rows in its summary writes nothing and returns [].

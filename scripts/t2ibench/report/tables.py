@@ -9,6 +9,7 @@ from pathlib import Path
 from t2ibench.metrics import registry
 from t2ibench.models import families
 from t2ibench.plan import Plan
+from t2ibench.stats import FEW_PROMPTS
 
 SETTING_COLUMNS = [
     "family",
@@ -87,7 +88,8 @@ def results_frame(plan: Plan, experiment: str, jobs, metric_tables: dict[str, st
 
 
 def summary_frame(results, plan: Plan | None = None, experiment: str | None = None):
-    """Per model and cell: mean, std, n and 95% bootstrap CI (over prompts) of each metric.
+    """Per model and cell: mean, std, n and 95% CI (t over prompts, t2ibench.stats) of each
+    metric; `few_prompts` where the prompts are too few for the CI to hold its level.
 
     Per-image metrics are summarised over images; per-prompt metrics (LPIPS diversity)
     over prompts, since each prompt contributes one value.
@@ -106,6 +108,7 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
             "prompts": group["prompt_index"].nunique(),
             # Black / NaN images: kept, flagged, and left out of every metric.
             "flagged_images": int((group["image_flag"].fillna("") != "").sum()),
+            "few_prompts": bool(group["prompt_index"].nunique() < FEW_PROMPTS),
         }
         for metric in registry.columns("image"):
             if metric in group:
@@ -121,7 +124,7 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
 
 
 def _describe(row: dict, metric: str, values, prompts=None) -> None:
-    from t2ibench.stats import bootstrap_ci
+    from t2ibench.stats import mean_ci
 
     present = values.notna()
     values = values[present].astype(float)
@@ -129,7 +132,7 @@ def _describe(row: dict, metric: str, values, prompts=None) -> None:
     row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
     row[f"{metric}_n"] = len(values)
     if prompts is not None:
-        low, high = bootstrap_ci(values.to_numpy(), prompts[present].to_numpy())
+        low, high = mean_ci(values.to_numpy(), prompts[present].to_numpy())
         row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
 
 
@@ -147,6 +150,8 @@ COMPARISON_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "sd",
+    "few_prompts",
     "method",
 ]
 
@@ -211,6 +216,8 @@ def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: st
         "ci_low": stats["ci_low"],
         "ci_high": stats["ci_high"],
         "p_value": stats["p_value"],
+        "sd": stats["sd"],  # of the per-prompt differences (power planning reads it)
+        "few_prompts": stats["few_prompts"],
         "method": METHOD,
     }
 
