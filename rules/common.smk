@@ -137,6 +137,8 @@ def analysis_outputs(experiment):
         f"{ANALYSIS}/{experiment}/summary.csv",
         f"{ANALYSIS}/{experiment}/comparisons.csv",
         f"{ANALYSIS}/{experiment}/metadata.json",
+        f"{ANALYSIS}/{experiment}/findings.md",
+        f"{ANALYSIS}/{experiment}/findings.json",
         f"{ANALYSIS}/{experiment}/grids",
         f"{ANALYSIS}/{experiment}/plots",
         f"{ANALYSIS}/{experiment}/index.html",

@@ -31,6 +31,27 @@ rule results_table:
         steps.results_table(PLAN, wildcards.experiment, dict(input), output, log[0])
 
 
+rule findings:
+    input:
+        comparisons=f"{ANALYSIS}/{{experiment}}/comparisons.csv",
+        metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
+    output:
+        md=report(
+            update(f"{ANALYSIS}/{{experiment}}/findings.md"),
+            caption="../report/findings.rst",
+            category="Findings",
+            labels={"experiment": "{experiment}", "table": "findings"},
+        ),
+        json=update(f"{ANALYSIS}/{{experiment}}/findings.json"),
+    log:
+        f"{ANALYSIS}/{{experiment}}/logs/findings.log",
+    localrule: True
+    params:
+        findings=config["findings"],
+    run:
+        steps.findings(PLAN, wildcards.experiment, dict(input), output, log[0])
+
+
 rule metadata:
     input:
         f"{ANALYSIS}/{{experiment}}/results.csv",
@@ -93,6 +114,7 @@ rule report_page:
         results=f"{ANALYSIS}/{{experiment}}/results.csv",
         summary=f"{ANALYSIS}/{{experiment}}/summary.csv",
         metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
+        findings=f"{ANALYSIS}/{{experiment}}/findings.json",
         grids=f"{ANALYSIS}/{{experiment}}/grids",
     output:
         report(

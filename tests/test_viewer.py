@@ -121,6 +121,18 @@ def write_experiment(results: Path, name: str, models: dict, cells: dict, variab
         "seeds": SEEDS,
     }
     (exp / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    found = {
+        "experiment": name,
+        "warning": "",
+        "method": {"adjustment": "Holm", "alpha": 0.05, "comparisons": 2},
+        "few_prompts": True,
+        "findings": [
+            {"verdict": "better", "sentence": f"x-3 raises clip_score {HOSTILE}"},
+            {"verdict": "no difference detected", "sentence": "No difference in hps."},
+        ],
+        "disagreements": [],
+    }
+    (exp / "findings.json").write_text(json.dumps(found), encoding="utf-8")
 
 
 def make_results(root: Path) -> Path:

@@ -193,6 +193,10 @@ def test_hostile_text_renders_as_text(viewer):
     page.keyboard.press("Escape")
     page.click("#tab-overview")
     assert page.locator("#plots img").count() == 1
+    # The findings come first in the overview, their sentences as text.
+    assert "1 of 2 comparisons show a difference" in page.locator("#findings").text_content()
+    assert HOSTILE in page.locator("#findings li").first.text_content()
+    assert page.locator("#findings b, #findings img").count() == 0
     page.locator("#metadata-box summary").click()
     assert HOSTILE.split('"')[0] in page.locator("#metadata").text_content()  # JSON-quoted
 

@@ -399,3 +399,22 @@ def test_zimage_beside_sdxl_and_a_shift_change(tmp_path):
     snakemake(work, "--configfile", "test-config.yaml")
     assert all(p.stat().st_mtime_ns != before[p][0] for p in z_images)
     assert all(p.read_bytes() != before[p][1] for p in z_images)  # another shift, new image
+
+
+def test_findings_are_written_and_shown_first(finished_run):
+    """findings.md / findings.json: one verdict per comparison, the demo warning, and the
+    experiment page opens with them."""
+    work, _, _ = finished_run
+    out = work / "results" / "baseline"
+    found = json.loads((out / "findings.json").read_text())
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert len(found["findings"]) == len(comparisons) > 0
+    assert found["method"]["adjustment"] == "Holm" and found["warning"].startswith("Demo")
+    verdicts = {f["verdict"] for f in found["findings"]}
+    assert verdicts <= {"better", "worse", "equivalent", "no difference detected"}
+    text = (out / "findings.md").read_text()
+    assert text.startswith("# Findings: baseline") and "> **Demo: random weights" in text
+    assert all(f["sentence"] in text for f in found["findings"])
+    page = (out / "index.html").read_text()
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Models</h2>")
+    print(text)

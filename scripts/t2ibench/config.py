@@ -314,6 +314,25 @@ def check_finite(instance: Any, key: str = "") -> None:
             check_finite(v, f"{key}[{i}]")
 
 
+def check_margins(config: dict) -> None:
+    """findings.margins names metric columns that have comparisons in this run."""
+    from t2ibench.metrics import registry
+
+    on = set(registry.enabled(config["metrics"]))
+    compared = [
+        c.name
+        for name in on
+        for c in registry.get(name).columns
+        if c.summarised and registry.get(name).granularity in ("image", "prompt")
+    ]
+    for key in config["findings"]["margins"]:
+        if key not in compared:
+            raise InputError(
+                f"config key 'findings.margins.{key}': {key} is not a compared metric "
+                f"column of this run; expected one of: {', '.join(sorted(compared)) or 'none'}"
+            )
+
+
 def _check_semantics(config: dict) -> None:
     check_finite(config)
     seen: dict[str, int] = {}
@@ -326,6 +345,7 @@ def _check_semantics(config: dict) -> None:
             )
         seen[name] = i
     _check_metric_files(config["metrics"])
+    check_margins(config)
     check_generation(config["generation"], "config key 'generation.", config["max_pixels"])
     seeds = config["generation"]["seeds"] or []
     if len(set(seeds)) != len(seeds):

@@ -26,6 +26,7 @@ the sample is small (`few_prompts`): skewed scores there may cover a point or tw
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -167,17 +168,21 @@ def adjust(p_values, method: str = "holm") -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _detectable_effect(prompts: int, alpha: float, power: float) -> float:
+    from statsmodels.stats.power import TTestPower
+
+    return float(TTestPower().solve_power(nobs=prompts, alpha=alpha, power=power))
+
+
 def detectable_difference(sd: float, prompts: int, alpha: float, power: float = POWER) -> float:
     """The smallest paired difference a two-sided t-test over `prompts` detects with
     `power` at level `alpha`, for per-prompt differences of this sd."""
-    from statsmodels.stats.power import TTestPower
-
     if prompts < 2 or math.isnan(sd):
         return float("nan")
     if sd == 0:
         return 0.0
-    effect = TTestPower().solve_power(nobs=prompts, alpha=alpha, power=power)
-    return float(effect) * sd
+    return _detectable_effect(int(prompts), float(alpha), float(power)) * sd
 
 
 def prompts_needed(sd: float, difference: float, alpha: float, power: float = POWER) -> int:

@@ -6,6 +6,7 @@ only when it runs, and writes its outputs atomically.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -347,6 +348,34 @@ def viewer(results_dir: str, thumb_size: int, output: str, log_path: str) -> Non
         log.debug("viewer: %s", page)
 
 
+def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) -> None:
+    """findings.md and findings.json from comparisons.csv (t2ibench.report.findings)."""
+    import pandas as pd
+
+    from t2ibench.io import write_json, write_text
+    from t2ibench.metrics import registry
+    from t2ibench.report import findings as words
+    from t2ibench.report.html import demo_reasons
+
+    with logged(log_path, outputs.md):
+        comparisons = pd.read_csv(inputs["comparisons"])
+        meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
+        directions = {k: v["higher_is_better"] for k, v in registry.column_facts().items()}
+        reasons = demo_reasons(meta["config"])
+        warning = (
+            "Demo: random weights (" + "; ".join(reasons) + "). These findings show how "
+            "t2ibench reports, not what any model does."
+            if reasons
+            else ""
+        )
+        found = words.build(comparisons, meta, plan.config["findings"], directions, warning)
+        write_json(outputs.json, found)
+        write_text(outputs.md, words.markdown(found))
+        decided = sum(f["verdict"] in ("better", "worse") for f in found["findings"])
+        log.info("%s: %d finding(s) of %d comparisons: %s", experiment, decided,
+                 found["method"]["comparisons"], outputs.md)  # fmt: skip
+
+
 def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path: str) -> None:
     from t2ibench.report.html import write_experiment_page
 
@@ -378,7 +407,13 @@ def metric_references(plan: Plan, experiment: str, metric: str) -> dict:
     return facts
 
 
-VIEWED_FILES = ("metadata.json", "results.csv", "summary.csv", "comparisons.csv")
+VIEWED_FILES = (
+    "metadata.json",
+    "results.csv",
+    "summary.csv",
+    "comparisons.csv",
+    "findings.json",
+)
 
 
 def other_experiments(plan: Plan, analysis_dir: str) -> dict:

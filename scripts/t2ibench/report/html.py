@@ -150,6 +150,46 @@ def _metric_notes(described: dict) -> str:
     )
 
 
+def findings_section(found: dict) -> str:
+    """The findings (findings.json) as the page's first section: the verdicts in
+    sentences; what was not detected folded."""
+    rows = found.get("findings") or []
+    method = found.get("method") or {}
+    decided = [r for r in rows if r["verdict"] in ("better", "worse")]
+
+    def items(chosen) -> str:
+        return "".join(f"<li>{html.escape(r['sentence'])}</li>" for r in chosen)
+
+    parts = [
+        f"<h2>Findings</h2><p>{len(decided)} of {method.get('comparisons', 0)} comparisons "
+        f"show a difference ({html.escape(str(method.get('adjustment', '')))}-adjusted "
+        f"p &lt; {html.escape(str(method.get('alpha', '')))}).</p>"
+    ]
+    if found.get("few_prompts"):
+        parts.append(
+            "<p class=note>Few prompts: intervals and p-values may be off by a point or "
+            "two for skewed scores.</p>"
+        )
+    if decided:
+        parts.append(f"<ul>{items(decided)}</ul>")
+    equivalent = [r for r in rows if r["verdict"] == "equivalent"]
+    if equivalent:
+        parts.append(f"<h3>Equivalent within the margin</h3><ul>{items(equivalent)}</ul>")
+    if found.get("disagreements"):
+        parts.append(
+            "<h3>Metrics that disagree</h3><ul>"
+            + "".join(f"<li>{html.escape(d['sentence'])}</li>" for d in found["disagreements"])
+            + "</ul>"
+        )
+    rest = [r for r in rows if r["verdict"] == "no difference detected"]
+    if rest:
+        parts.append(
+            f"<details><summary>No difference detected ({len(rest)})</summary>"
+            f"<ul>{items(rest)}</ul></details>"
+        )
+    return "".join(parts)
+
+
 def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str) -> None:
     import pandas as pd
 
@@ -159,12 +199,14 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
     results = pd.read_csv(inputs["results"])
     summary = pd.read_csv(inputs["summary"])
     meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
+    found = json.loads(Path(inputs["findings"]).read_text(encoding="utf-8"))
     links = " · ".join(
         f"<a href='{_rel(inputs[key], page_dir)}'>{name}</a>"
         for key, name in [
             ("results", "results.csv"),
             ("summary", "summary.csv"),
             ("metadata", "metadata.json"),
+            ("findings", "findings.json"),
         ]
     )
     system = meta["system"]
@@ -185,6 +227,7 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
 <h1>t2ibench: {html.escape(experiment)}</h1>
 {demo_warning(meta["config"])}
 <p>{html.escape(meta.get("description", ""))}</p>
+{findings_section(found)}
 <p>{links}</p>
 <p class=note>Generated {html.escape(meta["timestamp"])} on {html.escape(system["device_name"])}
 ({html.escape(system["device"])}), torch {html.escape(system["torch"])},

@@ -151,6 +151,7 @@ COMPARISON_COLUMNS = [
     "ci_high",
     "p_value",
     "sd",
+    "skewness",
     "few_prompts",
     "method",
 ]
@@ -216,7 +217,8 @@ def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: st
         "ci_low": stats["ci_low"],
         "ci_high": stats["ci_high"],
         "p_value": stats["p_value"],
-        "sd": stats["sd"],  # of the per-prompt differences (power planning reads it)
+        "sd": stats["sd"],  # of the per-prompt differences (findings and planning)
+        "skewness": stats["skewness"],
         "few_prompts": stats["few_prompts"],
         "method": METHOD,
     }

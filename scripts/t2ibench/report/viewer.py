@@ -294,16 +294,49 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         "images": images,
         "summary": summary,
         "comparisons": read_table(exp_dir / "comparisons.csv"),
+        "findings": findings_payload(exp_dir / "findings.json"),
         "facts": {name: facts[name] for name in metrics if name in facts},
         "sets": set_tables(exp_dir, meta),
         "plots": plot_list(exp_dir, build.out_dir),
         "files": {
             file: url(exp_dir / file, build.out_dir)
-            for file in ("results.csv", "summary.csv", "comparisons.csv", "metadata.json")
+            for file in (
+                "findings.md",
+                "results.csv",
+                "summary.csv",
+                "comparisons.csv",
+                "metadata.json",
+            )
             if (exp_dir / file).is_file()
         },
         "warnings": warnings,
         "metadata": json_safe(meta),
+    }
+
+
+def findings_payload(path: Path) -> dict | None:
+    """The findings' sentences by verdict (findings.json; None when there is none, e.g.
+    an experiment made before findings existed)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        rows = found["findings"]
+        method = found["method"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+    def said(*verdicts):
+        return [str(r.get("sentence", "")) for r in rows if r.get("verdict") in verdicts]
+
+    decided = said("better", "worse")
+    return {
+        "headline": f"{len(decided)} of {method.get('comparisons', 0)} comparisons show a "
+        f"difference ({method.get('adjustment', '')}-adjusted p < {method.get('alpha', '')})",
+        "warning": str(found.get("warning") or ""),
+        "few_prompts": bool(found.get("few_prompts")),
+        "decided": decided,
+        "equivalent": said("equivalent"),
+        "disagreements": [str(d.get("sentence", "")) for d in found.get("disagreements", [])],
+        "undetected": said("no difference detected"),
     }
 
 

@@ -206,7 +206,39 @@
     if (state.tab === "compare") renderCompare();
   }
 
+  // The findings first: sentences by verdict, every text inserted as text.
+  function renderFindings(found) {
+    var box = $("findings");
+    box.replaceChildren();
+    if (!found) return;
+    box.appendChild(el("h2", null, "Findings"));
+    if (found.warning) box.appendChild(el("p", { class: "warn" }, found.warning));
+    box.appendChild(el("p", null, found.headline + "."));
+    if (found.few_prompts) {
+      box.appendChild(el("p", { class: "note" },
+        "Few prompts: intervals and p-values may be off by a point or two for skewed scores."));
+    }
+    function list(items) {
+      return el("ul", null, items.map(function (text) { return el("li", null, text); }));
+    }
+    if (found.decided.length) box.appendChild(list(found.decided));
+    [["Equivalent within the margin", found.equivalent],
+     ["Metrics that disagree", found.disagreements]].forEach(function (part) {
+      if (part[1].length) {
+        box.appendChild(el("h3", null, part[0]));
+        box.appendChild(list(part[1]));
+      }
+    });
+    if (found.undetected.length) {
+      box.appendChild(el("details", null, [
+        el("summary", null, "No difference detected (" + found.undetected.length + ")"),
+        list(found.undetected),
+      ]));
+    }
+  }
+
   function renderOverview(exp) {
+    renderFindings(exp.findings);
     var files = $("files");
     files.replaceChildren();
     Object.keys(exp.files || {}).forEach(function (name) {

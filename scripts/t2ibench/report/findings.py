@@ -1,0 +1,223 @@
+"""findings.md and findings.json: what an experiment's comparisons say, in words.
+
+Every row of comparisons.csv (a cell against the reference cell per model, a model
+against the first model per cell, per metric) becomes a verdict:
+
+- better / worse: its p-value, adjusted for the number of comparisons in the
+  experiment (Holm by default, Benjamini-Hochberg on request), is below `alpha`; the
+  direction is the metric's (lower is better for distances);
+- equivalent: the metric has a `margin` and the two one-sided tests say the difference
+  lies within it (their p adjusted the same way);
+- no difference detected: neither; the sentence then gives the smallest difference the
+  run could have detected (80% power at the adjusted level, t2ibench.stats).
+
+A cell better by one metric and worse by another is said as a disagreement. The
+statistics are t2ibench.stats'; this module only decides and words them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from t2ibench import stats
+
+NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def _label(metadata: dict, cell: str) -> str:
+    """A cell as its variables: "shift=4.0, steps=8" (its name where it has none)."""
+    values = metadata.get("cells", {}).get(cell, {}).get("values") or {}
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or cell
+
+
+def _number(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"= {value:.3f}".rstrip("0").rstrip(".")
+
+
+def classify(comparisons, directions: dict, margins: dict, alpha: float, method: str):
+    """comparisons.csv with verdict, adjusted p-values and the detectable difference."""
+    frame = comparisons.copy()
+    if frame.empty:
+        for column in ("p_adjusted", "p_equivalence", "p_equivalence_adjusted", "detectable"):
+            frame[column] = []
+        frame["verdict"] = []
+        return frame
+    frame["p_adjusted"] = stats.adjust(frame["p_value"].to_numpy(float), method)
+    equivalence = []
+    for _, row in frame.iterrows():
+        margin = margins.get(row["metric"])
+        skew = row["skewness"] if "skewness" in row and not math.isnan(row["skewness"]) else 0.0
+        equivalence.append(
+            stats.tost_p(row["difference"], row["sd"], int(row["prompts"]), margin, skew)
+            if margin
+            else float("nan")
+        )
+    frame["p_equivalence"] = equivalence
+    frame["p_equivalence_adjusted"] = stats.adjust(equivalence, method)
+    tests = int(frame["p_value"].notna().sum())
+    level = alpha / max(tests, 1)  # what the first rejection needs (Holm, BH alike)
+    frame["detectable"] = [
+        stats.detectable_difference(sd, int(n), level) if n >= 2 else float("nan")
+        for sd, n in zip(frame["sd"], frame["prompts"], strict=True)
+    ]
+    verdicts = []
+    for _, row in frame.iterrows():
+        if row["p_adjusted"] < alpha:
+            up = row["difference"] > 0
+            verdicts.append("better" if up == directions.get(row["metric"], True) else "worse")
+        elif row["p_equivalence_adjusted"] < alpha:
+            verdicts.append("equivalent")
+        else:
+            verdicts.append("no difference detected")
+    frame["verdict"] = verdicts
+    return frame
+
+
+def _subject(row, metadata: dict) -> tuple[str, str, str]:
+    """(what is compared, against what, where) in words."""
+    if row["comparison"] == "cell vs reference cell":
+        return (
+            _label(metadata, row["cell"]),
+            _label(metadata, row["reference"]),
+            (f" on {row['model']}"),
+        )
+    place = f" at {_label(metadata, row['cell'])}" if len(metadata.get("cells", {})) > 1 else ""
+    return row["model"], row["reference"], place
+
+
+def sentence(row, metadata: dict, method: str, seeds: int) -> str:
+    this, other, place = _subject(row, metadata)
+    sample = f"{int(row['prompts'])} prompts x {seeds} seeds"
+    metric, name = row["metric"], NAMES[method]
+    interval = f"[{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
+    if row["verdict"] in ("better", "worse"):
+        verb = "raises" if row["difference"] > 0 else "lowers"
+        return (
+            f"{this} {verb} {metric} by {_number(abs(row['difference']))} {interval} over "
+            f"{other}{place} ({row['verdict']}; {name} p {_p(row['p_adjusted'])}; {sample})."
+        )
+    if row["verdict"] == "equivalent":
+        return (
+            f"{this} and {other} are equivalent in {metric}{place} within "
+            f"+-{_number(row['margin'])}: difference {_number(row['difference'])} {interval} "
+            f"({name} TOST p {_p(row['p_equivalence_adjusted'])}; {sample})."
+        )
+    return (
+        f"No difference in {metric} detected between {this} and {other}{place}: "
+        f"{_number(row['difference'])} {interval}; the run could have detected "
+        f"{_number(row['detectable'])} ({sample})."
+    )
+
+
+def build(comparisons, metadata: dict, settings: dict, directions: dict, warning: str) -> dict:
+    """The findings of one experiment (findings.json's content)."""
+    method, alpha = settings["adjust"], settings["alpha"]
+    margins = settings.get("margins") or {}
+    frame = classify(comparisons, directions, margins, alpha, method)
+    frame["margin"] = [margins.get(m, float("nan")) for m in frame["metric"]]
+    seeds = len(metadata.get("seeds") or []) or 1
+    rows = []
+    for _, row in frame.iterrows():
+        rows.append(
+            {
+                **{k: _plain(row[k]) for k in frame.columns if k != "method"},
+                "seeds": seeds,
+                "sentence": sentence(row, metadata, method, seeds),
+            }
+        )
+    return {
+        "experiment": metadata.get("experiment", ""),
+        "warning": warning,
+        "method": {
+            "adjustment": NAMES[method],
+            "alpha": alpha,
+            "comparisons": int(frame["p_value"].notna().sum()) if len(frame) else 0,
+            "tests": stats.METHOD,
+            "margins": margins,
+        },
+        "few_prompts": bool(frame["few_prompts"].any()) if len(frame) else False,
+        "findings": rows,
+        "disagreements": disagreements(rows, metadata),
+    }
+
+
+def disagreements(rows: list[dict], metadata: dict) -> list[dict]:
+    """Comparisons better by one metric and worse by another."""
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        if row["verdict"] in ("better", "worse"):
+            key = (row["comparison"], row["model"], row["cell"], row["reference"])
+            groups.setdefault(key, {"better": [], "worse": []})[row["verdict"]].append(
+                row["metric"]
+            )
+    out = []
+    for (kind, model, cell, reference), verdicts in groups.items():
+        if verdicts["better"] and verdicts["worse"]:
+            fake = {"comparison": kind, "model": model, "cell": cell, "reference": reference}
+            this, other, place = _subject(fake, metadata)
+            out.append(
+                {
+                    "comparison": kind,
+                    "model": model,
+                    "cell": cell,
+                    "reference": reference,
+                    **verdicts,
+                    "sentence": f"{this} against {other}{place}: better by "
+                    f"{', '.join(verdicts['better'])} but worse by "
+                    f"{', '.join(verdicts['worse'])}.",
+                }
+            )
+    return out
+
+
+def _plain(value):
+    """A JSON value: NaN as null, numpy scalars as Python's."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def markdown(found: dict) -> str:
+    """findings.md: the warning, the verdicts in sentences, then what was not detected."""
+    method = found["method"]
+    lines = [f"# Findings: {found['experiment']}", ""]
+    if found["warning"]:
+        lines += [f"> **{found['warning']}**", ""]
+    rows = found["findings"]
+    decided = [r for r in rows if r["verdict"] in ("better", "worse")]
+    lines += [
+        f"{len(decided)} of {method['comparisons']} comparisons show a difference "
+        f"({method['adjustment']}-adjusted p < {method['alpha']}; {method['tests']}).",
+        "",
+    ]
+    if found["few_prompts"]:
+        lines += [
+            f"Fewer than {stats.FEW_PROMPTS} prompts: intervals and p-values may be off by "
+            "a point or two for skewed scores; add prompts before trusting a close call.",
+            "",
+        ]
+    for title, verdicts in [
+        ("Differences", ("better", "worse")),
+        ("Equivalent within the margin", ("equivalent",)),
+    ]:
+        chosen = [r for r in rows if r["verdict"] in verdicts]
+        if chosen:
+            lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in chosen], ""]
+    if found["disagreements"]:
+        lines += ["## Metrics that disagree", ""]
+        lines += [f"- {d['sentence']}" for d in found["disagreements"]] + [""]
+    rest = [r for r in rows if r["verdict"] == "no difference detected"]
+    if rest:
+        lines += ["## No difference detected", ""]
+        lines += [f"- {r['sentence']}" for r in rest] + [""]
+    if not rows:
+        lines += ["No comparisons: the experiment has one cell and one model, or no scores.", ""]
+    return "\n".join(lines)

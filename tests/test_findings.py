@@ -1,0 +1,148 @@
+"""Findings (t2ibench.report.findings): verdicts under multiple comparisons, checked on
+simulated experiments, and their wording."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from t2ibench import stats
+from t2ibench.report import findings
+
+CELLS, METRICS, PROMPTS, SEEDS = 20, 5, 20, 2
+
+
+def simulated_comparisons(rng, planted: float = 0.0) -> pd.DataFrame:
+    """One experiment: 20 cells x 5 correlated metrics on one model, paired over 20
+    prompts x 2 seeds with prompt effects; cell 1 of metric 0 raised by `planted`."""
+    labels = np.repeat(np.arange(PROMPTS), SEEDS)
+    prompt = rng.normal(0, 1, (METRICS, PROMPTS))  # a prompt's difficulty, per metric
+    rows = []
+    scores = {}
+    for cell in range(CELLS):
+        shared = rng.normal(0, 1, PROMPTS * SEEDS)  # the image: all metrics see it
+        for metric in range(METRICS):
+            own = rng.normal(0, 1, PROMPTS * SEEDS)
+            value = np.repeat(prompt[metric], SEEDS) + 0.7 * shared + 0.7 * own
+            if cell == 1 and metric == 0:
+                value = value + planted
+            scores[cell, metric] = value
+    for metric in range(METRICS):
+        for cell in range(1, CELLS):
+            result = stats.paired_difference(scores[cell, metric], scores[0, metric], labels)
+            kind = "cell vs reference cell"
+            where = {"model": "a", "cell": f"c{cell}", "reference": "c0"}
+            rows.append({"metric": f"m{metric}", "comparison": kind, **where, **result})
+    return pd.DataFrame(rows)
+
+
+def decided(frame) -> pd.DataFrame:
+    verdicts = findings.classify(frame, {}, {}, 0.05, "holm")
+    return verdicts[verdicts["verdict"].isin(["better", "worse"])]
+
+
+@pytest.mark.slow
+def test_null_experiments_rarely_have_any_finding():
+    """200 experiments with no difference anywhere (95 comparisons each): the share with
+    any "better" or "worse" is the family-wise error Holm controls, at most 5%."""
+    rng = np.random.default_rng(17)
+    with_any = sum(len(decided(simulated_comparisons(rng))) > 0 for _ in range(200))
+    assert 0.01 <= with_any / 200 <= 0.07, with_any
+    # Unadjusted, about 5% of the 95 comparisons of each would be "significant".
+    frame = simulated_comparisons(rng)
+    assert (frame["p_value"] < 0.05).sum() >= 1
+
+
+@pytest.mark.slow
+def test_an_effect_of_the_detectable_size_is_found_80_percent_of_the_time():
+    """The difference the findings say the run could detect (80% power at the adjusted
+    level), planted in one comparison, is found in 70-90% of 200 experiments."""
+    rng = np.random.default_rng(23)
+    frame = simulated_comparisons(rng)
+    detectable = float(findings.classify(frame, {}, {}, 0.05, "holm")["detectable"].median())
+    found = 0
+    for _ in range(200):
+        hits = decided(simulated_comparisons(rng, planted=detectable))
+        found += ((hits["metric"] == "m0") & (hits["cell"] == "c1")).any()
+    assert 0.70 <= found / 200 <= 0.90, found
+
+
+def row(**changes) -> dict:
+    base = {"metric": "clip_score", "comparison": "cell vs reference cell", "model": "m",
+            "cell": "shift-4.0", "reference": "shift-3.0", "pairs": 100, "prompts": 50,
+            "difference": 0.12, "ci_low": 0.05, "ci_high": 0.19, "p_value": 0.001,
+            "sd": 0.2, "skewness": 0.0, "few_prompts": False}  # fmt: skip
+    return {**base, **changes}
+
+
+META = {
+    "experiment": "shift",
+    "seeds": [1, 2],
+    "cells": {"shift-3.0": {"values": {"shift": 3.0}}, "shift-4.0": {"values": {"shift": 4.0}}},
+}
+SETTINGS = {"adjust": "holm", "alpha": 0.05, "margins": {"hps": 0.5}}
+
+
+def test_verdicts_and_their_sentences():
+    frame = pd.DataFrame(
+        [
+            row(),
+            row(metric="lpips_ref", difference=0.1, p_value=0.0001),  # lower is better
+            row(metric="hps", difference=0.01, ci_low=-0.05, ci_high=0.07, p_value=0.7),
+            row(metric="pickscore", difference=0.02, ci_low=-0.1, ci_high=0.14, p_value=0.6),
+        ]
+    )
+    found = findings.build(frame, META, SETTINGS, {"lpips_ref": False}, "")
+    by = {f["metric"]: f for f in found["findings"]}
+    assert by["clip_score"]["verdict"] == "better" and by["lpips_ref"]["verdict"] == "worse"
+    assert by["hps"]["verdict"] == "equivalent"  # within the margin of 0.5
+    assert by["pickscore"]["verdict"] == "no difference detected"  # no margin given
+    assert by["clip_score"]["sentence"] == (
+        "shift=4.0 raises clip_score by 0.12 [0.05, 0.19] over shift=3.0 on m "
+        "(better; Holm p = 0.003; 50 prompts x 2 seeds)."
+    )
+    assert by["clip_score"]["p_adjusted"] == pytest.approx(0.003)  # Holm: 0.001 x 3
+    assert "could have detected" in by["pickscore"]["sentence"]
+    assert by["pickscore"]["detectable"] == pytest.approx(
+        stats.detectable_difference(0.2, 50, 0.05 / 4)
+    )
+    [disagreement] = found["disagreements"]
+    assert disagreement["better"] == ["clip_score"] and disagreement["worse"] == ["lpips_ref"]
+    text = findings.markdown(found)
+    assert "## Metrics that disagree" in text and "## Equivalent within the margin" in text
+
+
+def test_benjamini_hochberg_is_named_and_used():
+    frame = pd.DataFrame([row(p_value=0.02), row(metric="hps", p_value=0.04)])
+    found = findings.build(frame, META, {**SETTINGS, "adjust": "bh"}, {}, "")
+    assert found["method"]["adjustment"] == "Benjamini-Hochberg"
+    assert [f["p_adjusted"] for f in found["findings"]] == pytest.approx([0.04, 0.04])
+    assert "Benjamini-Hochberg p = 0.04" in found["findings"][0]["sentence"]
+
+
+def test_one_checkpoint_under_two_names_gives_no_finding(tmp_path):
+    """The same built-in model twice: every comparison is "no difference detected"."""
+    import json
+
+    from workflow_helpers import make_workdir, metrics_only, snakemake, write_config
+
+    work = make_workdir(tmp_path)
+    write_config(
+        work,
+        {
+            "models": [
+                {"name": "one", "source": "builtin:tiny-sdxl"},
+                {"name": "two", "source": "builtin:tiny-sdxl"},
+            ],
+            "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 2},
+            "prompts": {"sources": ["prompts/simple.json"], "num_prompts": 4},
+            "metrics": metrics_only("clip", "image_reward"),
+            "torch_threads": 1,
+        },
+    )
+    snakemake(work, "--configfile", "test-config.yaml")
+    found = json.loads((work / "results" / "baseline" / "findings.json").read_text())
+    assert len(found["findings"]) == 2  # clip_score and image_reward, two vs one
+    assert {f["verdict"] for f in found["findings"]} == {"no difference detected"}
+    assert all(f["difference"] == 0 and f["p_value"] == 1 for f in found["findings"])
