@@ -2,7 +2,8 @@
 
     experiments   the catalogue: descriptions, variables, values and cell counts
     models        each configured model: source, family, prediction type, images done
-    plan          images per experiment, model and cell: done, to make, estimated time
+    plan          images per experiment, model and cell: done, to make, estimated time;
+                  --power: what the planned run can detect, from earlier scores
     compare       an experiment's images on disk: --list, --info, or a grid,
                   side-by-side or diff image (see t2ibench.report.compare)
 
@@ -43,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
         "--verify",
         action="store_true",
         help="also check each finished PNG's sha256 against its record (reads every image)",
+    )
+    plan.add_argument(
+        "--power",
+        action="store_true",
+        help="per experiment and metric, the smallest difference the planned run can detect "
+        "(80%% power, adjusted level), from the scores of an earlier or quick run",
+    )
+    plan.add_argument(
+        "--difference",
+        action="append",
+        metavar="METRIC=VALUE",
+        help="with --power: the prompts needed to detect this difference (repeatable)",
     )
     _compare_args(sub.add_parser("compare", help="compare an experiment's images on disk"))
     return parser
@@ -206,6 +219,15 @@ def show_plan(plan, out, verify: bool = False) -> None:
         )
 
 
+def show_power(plan, out, differences: list[str] | None) -> None:
+    from t2ibench import planning
+
+    wanted = planning.parse_differences(differences)
+    for experiment in plan.experiments:
+        for line in planning.report_lines(planning.power(plan, experiment, wanted)):
+            print(line, file=out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -215,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             compare(args, sys.stdout)
         elif args.command == "models":
             list_models(_plan(args), sys.stdout)
+        elif args.power:
+            show_power(_plan(args), sys.stdout, args.difference)
         else:
             show_plan(_plan(args), sys.stdout, verify=args.verify)
     except InputError as error:

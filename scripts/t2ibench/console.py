@@ -152,6 +152,13 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
         f" ({describe(states.values())})" if todo else "",
         total_estimate(rows, estimator),
     )
+    if todo:  # what the images to make can tell, from an earlier or quick run's scores
+        from t2ibench.planning import startup_line
+
+        for experiment in plan.experiments:
+            line = startup_line(plan, experiment)
+            if line:
+                log.info("%s", line)
     outdated = [job for job, state in states.items() if state.state == OUTDATED]
     if outdated:
         first = outdated[0]

@@ -157,17 +157,16 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def comparisons_frame(results, plan: Plan, experiment: str):
-    """Each cell against the reference cell (per model), and each model against the
-    experiment's first model (per cell): paired differences with CI and p-value."""
-    import pandas as pd
-
+def comparison_pairs(results, plan: Plan, experiment: str):
+    """Each comparison of an experiment's results: (metric, keys, this, reference, kind,
+    model, cell, reference name), the rows of the compared and the reference images of
+    the metric, to be matched on `keys`: each cell against the reference cell (per
+    model), each model against the first model (per cell)."""
     exp = plan.experiments[experiment]
     reference_cell = exp.experiment.reference
     first_model = exp.models[0]
-    rows = []
     if results.empty:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+        return
     clean = results[results["image_flag"].fillna("") == ""]
     image_columns = registry.columns("image")
     for metric in image_columns + registry.columns("prompt"):
@@ -177,32 +176,52 @@ def comparisons_frame(results, plan: Plan, experiment: str):
         data = clean.dropna(subset=[metric]).drop_duplicates(["model", "cell", *keys])
         if data.empty:  # e.g. LPIPS diversity with one image per prompt
             continue
-
         for model in exp.models:
             ref = data[(data.model == model) & (data.cell == reference_cell)]
             for cell in exp.experiment.cell_names:
                 if cell != reference_cell:
                     this = data[(data.model == model) & (data.cell == cell)]
-                    rows.append(
-                        _compare(metric, keys, this, ref, "cell vs reference cell", model, cell)
-                        | {"reference": reference_cell}
+                    yield (
+                        metric,
+                        keys,
+                        this,
+                        ref,
+                        "cell vs reference cell",
+                        model,
+                        cell,
+                        (reference_cell),
                     )
         for cell in exp.experiment.cell_names:
             ref = data[(data.model == first_model) & (data.cell == cell)]
             for model in exp.models[1:]:
                 this = data[(data.model == model) & (data.cell == cell)]
-                rows.append(
-                    _compare(metric, keys, this, ref, "model vs first model", model, cell)
-                    | {"reference": first_model}
-                )
+                yield metric, keys, this, ref, "model vs first model", model, cell, first_model
+
+
+def comparisons_frame(results, plan: Plan, experiment: str):
+    """Each cell against the reference cell (per model), and each model against the
+    experiment's first model (per cell): paired differences with CI and p-value."""
+    import pandas as pd
+
+    rows = [
+        _compare(metric, keys, this, ref, kind, model, cell) | {"reference": reference}
+        for metric, keys, this, ref, kind, model, cell, reference in comparison_pairs(
+            results, plan, experiment
+        )
+    ]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def paired(metric: str, keys: list[str], a, b):
+    """The rows of `a` and `b` matched on `keys`: the metric and `<metric>_r`."""
+    return a[[*keys, metric]].merge(b[[*keys, metric]], on=keys, suffixes=("", "_r"))
 
 
 def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: str) -> dict:
     """One comparisons.csv row: `a` against `b`, matched on `keys`."""
     from t2ibench.stats import METHOD, paired_difference
 
-    merged = a[[*keys, metric]].merge(b[[*keys, metric]], on=keys, suffixes=("", "_r"))
+    merged = paired(metric, keys, a, b)
     stats = paired_difference(merged[metric], merged[f"{metric}_r"], merged.prompt_index)
     return {
         "metric": metric,
