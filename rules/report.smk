@@ -34,6 +34,8 @@ rule results_table:
 rule findings:
     input:
         comparisons=f"{ANALYSIS}/{{experiment}}/comparisons.csv",
+        results=f"{ANALYSIS}/{{experiment}}/results.csv",
+        summary=f"{ANALYSIS}/{{experiment}}/summary.csv",
         metadata=f"{ANALYSIS}/{{experiment}}/metadata.json",
     output:
         md=report(

@@ -121,6 +121,7 @@ def test_benjamini_hochberg_is_named_and_used():
     assert "Benjamini-Hochberg p = 0.04" in found["findings"][0]["sentence"]
 
 
+@pytest.mark.slow
 def test_one_checkpoint_under_two_names_gives_no_finding(tmp_path):
     """The same built-in model twice: every comparison is "no difference detected"."""
     import json

@@ -154,6 +154,21 @@ def tost_p(difference: float, sd: float, prompts: int, margin: float, skew: floa
     return max(p_above, p_below)
 
 
+def noninferiority_p(differences, prompts, margin: float) -> float:
+    """p of "a - b is not below -margin" from paired differences a - b (H0: the mean
+    difference <= -margin; one-sided, the larger p of the t-test and its
+    skewness-corrected form)."""
+    from scipy import stats
+
+    means = prompt_means(differences, prompts)
+    n, mean, sd, skew = _moments(means) if len(means) else (0, 0.0, 0.0, 0.0)
+    if n < 2:
+        return float("nan")
+    if sd == 0:
+        return 0.0 if mean > -margin else 1.0
+    return max(float(stats.t.sf(s, n - 1)) for s in _statistics(mean, -margin, sd, skew, n))
+
+
 def adjust(p_values, method: str = "holm") -> np.ndarray:
     """p-values adjusted for multiple comparisons: "holm" (family-wise error) or "bh"
     (Benjamini-Hochberg false discovery rate); NaN stays NaN and is not counted."""

@@ -358,7 +358,10 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
     from t2ibench.report.html import demo_reasons
 
     with logged(log_path, outputs.md):
+        from t2ibench.report import cost
+
         comparisons = pd.read_csv(inputs["comparisons"])
+        results, summary = pd.read_csv(inputs["results"]), pd.read_csv(inputs["summary"])
         meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
         directions = {k: v["higher_is_better"] for k, v in registry.column_facts().items()}
         reasons = demo_reasons(meta["config"])
@@ -368,7 +371,9 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
             if reasons
             else ""
         )
-        found = words.build(comparisons, meta, plan.config["findings"], directions, warning)
+        settings = plan.config["findings"]
+        spent = cost.section(results, summary, meta, settings, directions)
+        found = words.build(comparisons, meta, settings, directions, warning, spent)
         write_json(outputs.json, found)
         write_text(outputs.md, words.markdown(found))
         decided = sum(f["verdict"] in ("better", "worse") for f in found["findings"])

@@ -115,7 +115,9 @@ def sentence(row, metadata: dict, method: str, seeds: int) -> str:
     )
 
 
-def build(comparisons, metadata: dict, settings: dict, directions: dict, warning: str) -> dict:
+def build(
+    comparisons, metadata: dict, settings: dict, directions: dict, warning: str, cost=None
+) -> dict:
     """The findings of one experiment (findings.json's content)."""
     method, alpha = settings["adjust"], settings["alpha"]
     margins = settings.get("margins") or {}
@@ -144,7 +146,28 @@ def build(comparisons, metadata: dict, settings: dict, directions: dict, warning
         "few_prompts": bool(frame["few_prompts"].any()) if len(frame) else False,
         "findings": rows,
         "disagreements": disagreements(rows, metadata),
+        "cost": _cost_words(cost, metadata, method) if cost else None,
     }
+
+
+def _cost_words(cost: dict, metadata: dict, method: str) -> dict:
+    """The cost section with a sentence per cheapest-not-worse finding."""
+    for item in cost["cheapest"]:
+        best, cheapest = _label(metadata, item["best"]), _label(metadata, item["cheapest"])
+        spend = f"{_number(item['cheapest_seconds'])} s per image"
+        if item["cheapest"] == item["best"]:
+            item["sentence"] = (
+                f"On {item['model']}, no cell cheaper than the best by {item['metric']}, "
+                f"{best} ({spend}), is shown to be within {_number(item['margin'])} of it."
+            )
+        else:
+            item["sentence"] = (
+                f"On {item['model']}, {cheapest} ({spend}) is the cheapest cell not worse "
+                f"than the best by {item['metric']}, {best} "
+                f"({_number(item['best_seconds'])} s per image), by more than "
+                f"{_number(item['margin'])} ({NAMES[method]} p {_p(item['p_adjusted'])})."
+            )
+    return cost
 
 
 def disagreements(rows: list[dict], metadata: dict) -> list[dict]:
@@ -214,6 +237,15 @@ def markdown(found: dict) -> str:
     if found["disagreements"]:
         lines += ["## Metrics that disagree", ""]
         lines += [f"- {d['sentence']}" for d in found["disagreements"]] + [""]
+    cost = found.get("cost")
+    if cost and cost["per_cell"]:
+        lines += ["## Cost", "", *[f"- {c['sentence']}" for c in cost["cheapest"]]]
+        lines += ["", "| model | cell | images | s per image | s in all |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {c['model']} | {c['cell']} | {c['images']} | {_number(c['seconds_per_image'])} "
+            f"| {_number(c['seconds'])} |"
+            for c in cost["per_cell"]
+        ] + [""]
     rest = [r for r in rows if r["verdict"] == "no difference detected"]
     if rest:
         lines += ["## No difference detected", ""]

@@ -554,6 +554,25 @@ def plan_figures(summary, metadata: dict, experiment: str) -> list[tuple[str, ob
         if bars is not None:
             bars.label = label
             figures.append((f"{metric}_bars", lambda d=bars: draw_bar_plot(d, experiment)))
+    from t2ibench.report import cost
+
+    if cost.varies_cost(metadata) and "generation_seconds_mean" in summary:
+        cells = metadata.get("cells") or {}
+
+        def label_of(cell):
+            values = (cells.get(cell) or {}).get("values") or {}
+            return ", ".join(f"{k}={v}" for k, v in values.items()) or cell
+
+        for metric in metrics:
+            higher = (facts.get(metric) or {}).get("higher_is_better", True)
+            figures.append(
+                (
+                    f"{metric}_vs_seconds",
+                    lambda m=metric, h=higher: cost.draw_pareto(
+                        summary, metadata, m, h, label_of, experiment
+                    ),
+                )
+            )
     if "clip_score" in metrics:
         diversity = registry.columns("prompt")  # per-prompt columns: the diversities
         panels = {m: scatter_data(summary, metadata, m) for m in diversity if m in metrics}

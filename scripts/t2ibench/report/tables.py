@@ -115,6 +115,8 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
                 _describe(row, metric, group[metric], group["prompt_index"])
         if "generation_seconds" in group:
             _describe(row, "generation_seconds", group["generation_seconds"])
+            # GPU time in all: the cost of the cell (the records' generation times).
+            row["generation_seconds_total"] = float(group["generation_seconds"].sum())
         for metric in registry.columns("prompt"):
             if metric in group:
                 once = group.drop_duplicates("prompt_index")
