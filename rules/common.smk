@@ -16,6 +16,7 @@ from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.metrics import registry
 from t2ibench.models.families import base_configs
+from t2ibench.report.tables import FORMAT as TABLES_FORMAT
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
 
 BASE_CONFIGS = list(base_configs())
@@ -285,7 +286,11 @@ def get_experiment_facts(wildcards):
     """What an experiment's tables and metadata say besides the images: its reference
     cell (comparisons are against it) and its description; a change remakes them."""
     exp = PLAN.experiments[wildcards.experiment].experiment
-    return {"reference": exp.reference, "description": exp.description}
+    return {
+        "reference": exp.reference,
+        "description": exp.description,
+        "tables": TABLES_FORMAT,  # a new column set remakes tables written before it
+    }
 
 
 def get_enabled_metrics(wildcards):

@@ -147,3 +147,23 @@ def test_one_checkpoint_under_two_names_gives_no_finding(tmp_path):
     assert len(found["findings"]) == 2  # clip_score and image_reward, two vs one
     assert {f["verdict"] for f in found["findings"]} == {"no difference detected"}
     assert all(f["difference"] == 0 and f["p_value"] == 1 for f in found["findings"])
+
+
+def test_one_prompt_is_not_tested_and_old_tables_are_refused(tmp_path):
+    frame = pd.DataFrame([row(prompts=1, p_value=float("nan"), ci_low=float("nan"),
+                              ci_high=float("nan"), sd=float("nan"))])  # fmt: skip
+    found = findings.build(frame, META, SETTINGS, {}, "")
+    [only] = found["findings"]
+    assert only["verdict"] == "not tested" and "fewer than 2 prompts" in only["sentence"]
+    assert "## Not tested" in findings.markdown(found)
+
+
+def test_cost_varies_by_the_cells_settings():
+    from t2ibench.report import cost
+
+    size = {"cells": {"sd": {"settings": {"width": 512, "height": 512}},
+                      "hd": {"settings": {"width": 1024, "height": 1024}}}}  # fmt: skip
+    assert cost.varies_cost(size)
+    assert not cost.varies_cost(
+        {"cells": {"a": {"settings": {"shift": 3}}, "b": {"settings": {"shift": 4}}}}
+    )

@@ -87,7 +87,7 @@ def test_equivalence_is_two_one_sided_tests():
     upper = scipy_stats.ttest_1samp(per_prompt, 0.5, alternative="less").pvalue
     assert p == pytest.approx(max(lower, upper), rel=1e-6)
     assert p < 0.01 and stats.tost_p(mean, sd, n, margin=0.05) > 0.1
-    assert stats.tost_p(0.0, 0.0, 10, margin=0.1) == 0.0
+    assert stats.tost_p(0.0, 0.0, 10, margin=0.1) == 0.5**10  # the exact sign test's
 
 
 def test_adjusted_p_values_are_holm_and_benjamini_hochberg():
@@ -123,3 +123,42 @@ def test_seed_variance_splits_prompt_and_seed_noise():
     values = np.repeat(rng.normal(0, 2.0, 400), 4) + rng.normal(0, 1.0, len(labels))
     between, within = stats.seed_variance(values, labels)
     assert between == pytest.approx(4.0, rel=0.15) and within == pytest.approx(1.0, rel=0.1)
+
+
+def test_power_is_exact_at_few_prompts_and_strict_levels():
+    """The detectable difference has 80% power by simulation where a root-finder on
+    scipy's noncentral t gave wrong answers (3 prompts at 0.001, 5 at 0.05 / 40), and
+    prompts_needed is the fewest prompts with 80%."""
+    rng = np.random.default_rng(8)
+    for prompts, alpha in [(3, 0.001), (5, 0.05 / 40), (12, 0.01)]:
+        effect = stats.detectable_difference(1.0, prompts, alpha)
+        x = rng.normal(effect, 1.0, (200_000, prompts))
+        t = x.mean(1) / (x.std(1, ddof=1) / np.sqrt(prompts))
+        critical = scipy_stats.t.ppf(1 - alpha / 2, prompts - 1)
+        assert np.mean(np.abs(t) > critical) == pytest.approx(0.8, abs=0.01), prompts
+    for difference in (0.1, 0.5, 3.0, 6.0, 10.0, 20.0):
+        n = stats.prompts_needed(1.0, difference, 0.05 / 40)
+        assert stats.t_power(difference, n, 0.05 / 40) >= 0.8
+        assert n == 2 or stats.t_power(difference, n - 1, 0.05 / 40) < 0.8
+
+
+def test_identical_differences_give_the_sign_tests_p():
+    """Every prompt +1: not p = 0 from two prompts, but the exact sign test's p."""
+    two = stats.paired_difference(np.ones(2), np.zeros(2), [0, 1])
+    assert two["p_value"] == 0.5
+    ten = stats.paired_difference(np.ones(10), np.zeros(10), range(10))
+    assert ten["p_value"] == pytest.approx(2 * 0.5**10)
+
+
+def test_adjustment_and_power_agree_with_statsmodels():
+    """An independent implementation: statsmodels' multipletests and TTestPower."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.power import TTestPower
+
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0, 0.2, 40)
+    for ours, theirs in [("holm", "holm"), ("bh", "fdr_bh")]:
+        np.testing.assert_allclose(stats.adjust(p, ours), multipletests(p, method=theirs)[1])
+    for prompts, alpha in [(10, 0.05), (30, 0.01), (50, 0.001)]:
+        effect = stats.detectable_difference(1.0, prompts, alpha)
+        assert TTestPower().power(effect, prompts, alpha) == pytest.approx(0.8, abs=1e-6)

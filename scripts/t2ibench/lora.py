@@ -122,6 +122,13 @@ def apply(pipe, loras: list[dict], loaded: dict[str, str], keep: int = 8) -> int
     at most `keep` stay loaded (or as many as this image stacks); returns how many were
     loaded."""
     active = [lora for lora in loras if lora["weight"] != 0]
+    wanted = {adapter_name(lora) for lora in active}
+    # Unload first (least recently used), so that at most `keep` are ever loaded.
+    new = len({n for n in wanted if n not in loaded})
+    idle = [n for n in loaded if n not in wanted]
+    for name in idle[: max(0, len(loaded) + new - max(keep, len(wanted)))]:
+        pipe.delete_adapters(name)
+        del loaded[name]
     fresh = 0
     for lora in active:
         name = adapter_name(lora)
@@ -131,10 +138,6 @@ def apply(pipe, loras: list[dict], loaded: dict[str, str], keep: int = 8) -> int
         load(pipe, lora, name)
         loaded[name] = lora["file"]
         fresh += 1
-    wanted = {adapter_name(lora) for lora in active}
-    for name in [n for n in loaded if n not in wanted][: max(0, len(loaded) - keep)]:
-        pipe.delete_adapters(name)
-        del loaded[name]
     if not loaded:
         return fresh
     if not active:

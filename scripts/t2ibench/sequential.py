@@ -49,6 +49,8 @@ def look_levels(prompts_at_looks: list[int], maximum: int, alpha: float) -> list
 
 def rounds(prompts: int, size: int, maximum: int | None = None) -> list[int]:
     """Prompts seen at each look: size, 2 size, ..., up to the maximum (or all)."""
+    if size < 1 or prompts < 1 or (maximum is not None and maximum < 1):
+        raise ValueError("rounds need at least one prompt each")
     top = min(prompts, maximum or prompts)
     looks = list(range(size, top, size))
     return [*looks, top]

@@ -358,9 +358,17 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
     from t2ibench.report.html import demo_reasons
 
     with logged(log_path, outputs.md):
+        from t2ibench.errors import InputError
         from t2ibench.report import cost
 
         comparisons = pd.read_csv(inputs["comparisons"])
+        missing = {"sd", "few_prompts"} - set(comparisons.columns)
+        if missing:
+            raise InputError(
+                f"{inputs['comparisons']}: written by an older t2ibench (no "
+                f"{', '.join(sorted(missing))} column); remake it with "
+                "`snakemake --forcerun results_table`"
+            )
         results, summary = pd.read_csv(inputs["results"]), pd.read_csv(inputs["summary"])
         meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
         directions = {k: v["higher_is_better"] for k, v in registry.column_facts().items()}
@@ -418,6 +426,7 @@ VIEWED_FILES = (
     "summary.csv",
     "comparisons.csv",
     "findings.json",
+    "findings.md",
 )
 
 

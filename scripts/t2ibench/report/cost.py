@@ -20,12 +20,18 @@ import numpy as np
 
 from t2ibench import stats
 
-COST_AXES = ("steps", "width", "height", "sampler")
+COST_AXES = ("steps", "width", "height", "sampler")  # settings that change the cost
 
 
 def varies_cost(metadata: dict) -> bool:
-    variables = metadata.get("variables") or {}
-    return any(len(variables.get(axis) or []) > 1 for axis in COST_AXES)
+    """Whether the cells differ in a setting that changes the time an image takes (by
+    their settings: a `size` axis of width/height pairs counts too)."""
+    cells = [c for c in (metadata.get("cells") or {}).values() if isinstance(c, dict)]
+    for key in COST_AXES:
+        seen = {repr((c.get("settings") or {}).get(key)) for c in cells}
+        if len(seen) > 1:
+            return True
+    return False
 
 
 def per_cell(summary) -> list[dict]:

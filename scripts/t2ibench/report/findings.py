@@ -68,7 +68,9 @@ def classify(comparisons, directions: dict, margins: dict, alpha: float, method:
     ]
     verdicts = []
     for _, row in frame.iterrows():
-        if row["p_adjusted"] < alpha:
+        if math.isnan(row["p_value"]):
+            verdicts.append("not tested")
+        elif row["p_adjusted"] < alpha:
             up = row["difference"] > 0
             verdicts.append("better" if up == directions.get(row["metric"], True) else "worse")
         elif row["p_equivalence_adjusted"] < alpha:
@@ -108,6 +110,11 @@ def sentence(row, metadata: dict, method: str, seeds: int) -> str:
             f"+-{_number(row['margin'])}: difference {_number(row['difference'])} {interval} "
             f"({name} TOST p {_p(row['p_equivalence_adjusted'])}; {sample})."
         )
+    if row["verdict"] == "not tested":
+        return (
+            f"{metric} of {this} and {other}{place} not tested: fewer than 2 prompts with "
+            f"paired scores ({sample})."
+        )
     return (
         f"No difference in {metric} detected between {this} and {other}{place}: "
         f"{_number(row['difference'])} {interval}; the run could have detected "
@@ -145,6 +152,7 @@ def build(
         },
         "few_prompts": bool(frame["few_prompts"].any()) if len(frame) else False,
         "findings": rows,
+        "cells": metadata.get("cells") or {},  # their values label them in findings.md
         "disagreements": disagreements(rows, metadata),
         "cost": _cost_words(cost, metadata, method) if cost else None,
     }
@@ -199,6 +207,11 @@ def disagreements(rows: list[dict], metadata: dict) -> list[dict]:
     return out
 
 
+def _cell_text(text: str) -> str:
+    """Text for a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _plain(value):
     """A JSON value: NaN as null, numpy scalars as Python's."""
     if hasattr(value, "item"):
@@ -241,15 +254,19 @@ def markdown(found: dict) -> str:
     if cost and cost["per_cell"]:
         lines += ["## Cost", "", *[f"- {c['sentence']}" for c in cost["cheapest"]]]
         lines += ["", "| model | cell | images | s per image | s in all |", "|---|---|---|---|---|"]
+        cells = {"cells": found["cells"]}
         lines += [
-            f"| {c['model']} | {c['cell']} | {c['images']} | {_number(c['seconds_per_image'])} "
-            f"| {_number(c['seconds'])} |"
+            f"| {_cell_text(c['model'])} | {_cell_text(_label(cells, c['cell']))} | "
+            f"{c['images']} | {_number(c['seconds_per_image'])} | {_number(c['seconds'])} |"
             for c in cost["per_cell"]
         ] + [""]
-    rest = [r for r in rows if r["verdict"] == "no difference detected"]
-    if rest:
-        lines += ["## No difference detected", ""]
-        lines += [f"- {r['sentence']}" for r in rest] + [""]
+    for title, verdict in [
+        ("No difference detected", "no difference detected"),
+        ("Not tested", "not tested"),
+    ]:
+        rest = [r for r in rows if r["verdict"] == verdict]
+        if rest:
+            lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in rest], ""]
     if not rows:
         lines += ["No comparisons: the experiment has one cell and one model, or no scores.", ""]
     return "\n".join(lines)

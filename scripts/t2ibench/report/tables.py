@@ -11,6 +11,9 @@ from t2ibench.models import families
 from t2ibench.plan import Plan
 from t2ibench.stats import FEW_PROMPTS
 
+# The tables' format: raised when their columns change, so older tables are remade.
+FORMAT = 2
+
 SETTING_COLUMNS = [
     "family",
     "sampler",
