@@ -154,11 +154,11 @@ def test_snakemake_report_zip(finished_run):
         names = archive.namelist()
         page = archive.read("report/report.html").decode()
     files = {name.rsplit("/", 1)[-1] for name in names}
-    for wanted in ["results.csv", "summary.csv", "comparisons.csv", "grid-p1.png",
+    for wanted in ["results.csv", "summary.csv", "comparisons.csv", "findings.md", "grid-p1.png",
                    "clip_score.csv", "image_reward.csv", "fid.csv",
                    "clip_score_bars.png", "clip_score_vs_diversity.png", "index.html"]:  # fmt: skip
         assert wanted in files, wanted
-    for category in ["Tables", "Metric tables", "Plots", "Grids", "Pages"]:
+    for category in ["Tables", "Findings", "Metric tables", "Plots", "Grids", "Pages"]:
         assert category in page, category
     assert "95% CI over prompts" in page  # a caption
     # The run's description names the metrics that ran, and only those.
