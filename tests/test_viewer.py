@@ -125,7 +125,9 @@ def write_experiment(results: Path, name: str, models: dict, cells: dict, variab
         "experiment": name,
         "warning": "",
         "method": {"adjustment": "Holm", "alpha": 0.05, "comparisons": 2},
+        "headline": "1 of 2 comparisons show a difference (Holm-adjusted p < 0.05)",
         "few_prompts": True,
+        "note": "Fewer than 20 prompts: ...",
         "findings": [
             {"verdict": "better", "sentence": f"x-3 raises clip_score {HOSTILE}"},
             {"verdict": "no difference detected", "sentence": "No difference in hps."},

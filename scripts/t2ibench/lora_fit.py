@@ -23,13 +23,14 @@ import logging
 import re
 from pathlib import Path
 
+from t2ibench.config import REPO_ROOT
 from t2ibench.errors import InputError
 
 log = logging.getLogger("t2ibench")
 
 # The pipeline components diffusers' LoRA loaders adapt.
 TARGETS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "config"
+REPO_CONFIGS = REPO_ROOT / "config"  # the shipped base configs
 
 
 def config_folder(spec) -> Path | None:

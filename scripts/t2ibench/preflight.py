@@ -58,8 +58,8 @@ def before_first_job(
 
     if local_jobs:
         check_devices(config)
-    if plan is not None and any(job_loras(plan)):
-        from t2ibench import lora_fit
+    if plan is not None:
+        from t2ibench import lora_fit  # light: torch only when a LoRA is to be checked
 
         lora_fit.check_plan(plan)
     lock = runlock.acquire(results_dir, workdir)
@@ -69,13 +69,6 @@ def before_first_job(
         runlock.release(lock)
         raise
     return lock
-
-
-def job_loras(plan: Plan):
-    """Whether any model or cell of the plan has LoRAs (without resolving them)."""
-    yield from (bool(m.loras) for m in plan.models.values())
-    for name, exp in plan.experiments.items():
-        yield from (bool(plan.cell_settings(name, c.name).get("lora")) for c in exp.cells)
 
 
 def backups_of(results_dir: str, workdir: str):

@@ -22,9 +22,13 @@ import math
 from t2ibench import stats
 
 NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+FEW_NOTE = (
+    f"Fewer than {stats.FEW_PROMPTS} prompts: intervals and p-values may be off by a point "
+    "or two for skewed scores; add prompts before trusting a close call."
+)
 
 
-def _label(metadata: dict, cell: str) -> str:
+def cell_label(metadata: dict, cell: str) -> str:
     """A cell as its variables: "shift=4.0, steps=8" (its name where it has none)."""
     values = metadata.get("cells", {}).get(cell, {}).get("values") or {}
     return ", ".join(f"{k}={v}" for k, v in values.items()) or cell
@@ -85,11 +89,11 @@ def _subject(row, metadata: dict) -> tuple[str, str, str]:
     """(what is compared, against what, where) in words."""
     if row["comparison"] == "cell vs reference cell":
         return (
-            _label(metadata, row["cell"]),
-            _label(metadata, row["reference"]),
+            cell_label(metadata, row["cell"]),
+            cell_label(metadata, row["reference"]),
             (f" on {row['model']}"),
         )
-    place = f" at {_label(metadata, row['cell'])}" if len(metadata.get("cells", {})) > 1 else ""
+    place = f" at {cell_label(metadata, row['cell'])}" if len(metadata.get("cells", {})) > 1 else ""
     return row["model"], row["reference"], place
 
 
@@ -131,6 +135,9 @@ def build(
     frame = classify(comparisons, directions, margins, alpha, method)
     frame["margin"] = [margins.get(m, float("nan")) for m in frame["metric"]]
     seeds = len(metadata.get("seeds") or []) or 1
+    decided = int(frame["verdict"].isin(["better", "worse"]).sum()) if len(frame) else 0
+    tests = int(frame["p_value"].notna().sum()) if len(frame) else 0
+    few = bool(frame["few_prompts"].any()) if len(frame) else False
     rows = []
     for _, row in frame.iterrows():
         rows.append(
@@ -146,11 +153,15 @@ def build(
         "method": {
             "adjustment": NAMES[method],
             "alpha": alpha,
-            "comparisons": int(frame["p_value"].notna().sum()) if len(frame) else 0,
+            "comparisons": tests,
             "tests": stats.METHOD,
             "margins": margins,
         },
-        "few_prompts": bool(frame["few_prompts"].any()) if len(frame) else False,
+        # What every rendering (findings.md, the page, the viewer) opens with.
+        "headline": f"{decided} of {tests} comparisons show a difference "
+        f"({NAMES[method]}-adjusted p < {alpha})",
+        "few_prompts": few,
+        "note": FEW_NOTE if few else "",
         "findings": rows,
         "cells": metadata.get("cells") or {},  # their values label them in findings.md
         "disagreements": disagreements(rows, metadata),
@@ -161,7 +172,7 @@ def build(
 def _cost_words(cost: dict, metadata: dict, method: str) -> dict:
     """The cost section with a sentence per cheapest-not-worse finding."""
     for item in cost["cheapest"]:
-        best, cheapest = _label(metadata, item["best"]), _label(metadata, item["cheapest"])
+        best, cheapest = cell_label(metadata, item["best"]), cell_label(metadata, item["cheapest"])
         spend = f"{_number(item['cheapest_seconds'])} s per image"
         if item["cheapest"] == item["best"]:
             item["sentence"] = (
@@ -228,18 +239,9 @@ def markdown(found: dict) -> str:
     if found["warning"]:
         lines += [f"> **{found['warning']}**", ""]
     rows = found["findings"]
-    decided = [r for r in rows if r["verdict"] in ("better", "worse")]
-    lines += [
-        f"{len(decided)} of {method['comparisons']} comparisons show a difference "
-        f"({method['adjustment']}-adjusted p < {method['alpha']}; {method['tests']}).",
-        "",
-    ]
-    if found["few_prompts"]:
-        lines += [
-            f"Fewer than {stats.FEW_PROMPTS} prompts: intervals and p-values may be off by "
-            "a point or two for skewed scores; add prompts before trusting a close call.",
-            "",
-        ]
+    lines += [f"{found['headline']}; {method['tests']}.", ""]
+    if found["note"]:
+        lines += [found["note"], ""]
     for title, verdicts in [
         ("Differences", ("better", "worse")),
         ("Equivalent within the margin", ("equivalent",)),
@@ -256,7 +258,7 @@ def markdown(found: dict) -> str:
         lines += ["", "| model | cell | images | s per image | s in all |", "|---|---|---|---|---|"]
         cells = {"cells": found["cells"]}
         lines += [
-            f"| {_cell_text(c['model'])} | {_cell_text(_label(cells, c['cell']))} | "
+            f"| {_cell_text(c['model'])} | {_cell_text(cell_label(cells, c['cell']))} | "
             f"{c['images']} | {_number(c['seconds_per_image'])} | {_number(c['seconds'])} |"
             for c in cost["per_cell"]
         ] + [""]

@@ -154,22 +154,14 @@ def findings_section(found: dict) -> str:
     """The findings (findings.json) as the page's first section: the verdicts in
     sentences; what was not detected folded."""
     rows = found.get("findings") or []
-    method = found.get("method") or {}
     decided = [r for r in rows if r["verdict"] in ("better", "worse")]
 
     def items(chosen) -> str:
         return "".join(f"<li>{html.escape(r['sentence'])}</li>" for r in chosen)
 
-    parts = [
-        f"<h2>Findings</h2><p>{len(decided)} of {method.get('comparisons', 0)} comparisons "
-        f"show a difference ({html.escape(str(method.get('adjustment', '')))}-adjusted "
-        f"p &lt; {html.escape(str(method.get('alpha', '')))}).</p>"
-    ]
-    if found.get("few_prompts"):
-        parts.append(
-            "<p class=note>Few prompts: intervals and p-values may be off by a point or "
-            "two for skewed scores.</p>"
-        )
+    parts = [f"<h2>Findings</h2><p>{html.escape(found.get('headline', ''))}.</p>"]
+    if found.get("note"):
+        parts.append(f"<p class=note>{html.escape(found['note'])}</p>")
     if decided:
         parts.append(f"<ul>{items(decided)}</ul>")
     equivalent = [r for r in rows if r["verdict"] == "equivalent"]

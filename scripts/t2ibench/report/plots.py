@@ -24,6 +24,7 @@ user's matplotlibrc says). Figures are made without pyplot, so none is kept aliv
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import textwrap
@@ -555,14 +556,10 @@ def plan_figures(summary, metadata: dict, experiment: str) -> list[tuple[str, ob
             bars.label = label
             figures.append((f"{metric}_bars", lambda d=bars: draw_bar_plot(d, experiment)))
     from t2ibench.report import cost
+    from t2ibench.report.findings import cell_label
 
     if cost.varies_cost(metadata) and "generation_seconds_mean" in summary:
-        cells = metadata.get("cells") or {}
-
-        def label_of(cell):
-            values = (cells.get(cell) or {}).get("values") or {}
-            return ", ".join(f"{k}={v}" for k, v in values.items()) or cell
-
+        label_of = functools.partial(cell_label, metadata)
         for metric in metrics:
             higher = (facts.get(metric) or {}).get("higher_is_better", True)
             figures.append(

@@ -320,20 +320,18 @@ def findings_payload(path: Path) -> dict | None:
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
         rows = found["findings"]
-        method = found["method"]
+        headline = str(found["headline"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
     def said(*verdicts):
         return [str(r.get("sentence", "")) for r in rows if r.get("verdict") in verdicts]
 
-    decided = said("better", "worse")
     return {
-        "headline": f"{len(decided)} of {method.get('comparisons', 0)} comparisons show a "
-        f"difference ({method.get('adjustment', '')}-adjusted p < {method.get('alpha', '')})",
+        "headline": headline,
         "warning": str(found.get("warning") or ""),
-        "few_prompts": bool(found.get("few_prompts")),
-        "decided": decided,
+        "note": str(found.get("note") or ""),
+        "decided": said("better", "worse"),
         "equivalent": said("equivalent"),
         "disagreements": [str(d.get("sentence", "")) for d in found.get("disagreements", [])],
         "undetected": said("no difference detected"),

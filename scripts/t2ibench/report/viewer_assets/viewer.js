@@ -214,10 +214,7 @@
     box.appendChild(el("h2", null, "Findings"));
     if (found.warning) box.appendChild(el("p", { class: "warn" }, found.warning));
     box.appendChild(el("p", null, found.headline + "."));
-    if (found.few_prompts) {
-      box.appendChild(el("p", { class: "note" },
-        "Few prompts: intervals and p-values may be off by a point or two for skewed scores."));
-    }
+    if (found.note) box.appendChild(el("p", { class: "note" }, found.note));
     function list(items) {
       return el("ul", null, items.map(function (text) { return el("li", null, text); }));
     }
