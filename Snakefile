@@ -12,6 +12,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/generate.smk"
+include: "rules/sequential.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from t2ibench import console, preflight, steps
+from t2ibench import console, preflight, rounds, steps
 from t2ibench.chunks import CHUNK_WILDCARD, chunk_jobs, chunk_record_path
 from t2ibench.chunks import experiment_chunks, parse_chunk_name
 from t2ibench.config import load_yaml, validate_config
@@ -105,9 +105,18 @@ def experiment_jobs(experiment):
     return [job for job in PLAN.jobs if job.experiment == experiment]
 
 
+@functools.cache
+def design_of(experiment):
+    """The experiment's early-stopping design (t2ibench.rounds); None: fixed design."""
+    return PLAN.sequential(experiment)
+
+
 def to_make(experiment):
     """What the experiment's image list waits for: the images to make (t2ibench.freshness)
-    or, chunked, the records of the chunks that hold them."""
+    or, chunked, the records of the chunks that hold them; for a sequential experiment,
+    its last look's summary (the looks' inputs are the rounds' images)."""
+    if design_of(experiment) is not None:
+        return [rounds.end_path(ANALYSIS, experiment)]
     if chunked():
         return [
             chunk_record_path(RESULTS, experiment, c.model, c.name)
@@ -232,6 +241,78 @@ def get_chunk_inputs(wildcards):
     return PLAN.models[wildcards.model].input_files
 
 
+def look_content(experiment, k):
+    """Look k's content, through its checkpoint: until the look has run, this raises
+    Snakemake's IncompleteCheckpointException, which makes the look a dependency and
+    asks again once it is there."""
+    path = checkpoints.sequential_look.get(experiment=experiment, look=str(k)).output[0]
+    return rounds.read(path)
+
+
+def look_number(wildcards):
+    """The look's number, checked against the experiment's design."""
+    design, k = design_of(wildcards.experiment), int(wildcards.look)
+    if design is None or not 1 <= k <= len(design.looks):
+        raise InputError(
+            f"{rounds.look_path(ANALYSIS, wildcards.experiment, k)}: no such look "
+            f"(experiment '{wildcards.experiment}' has "
+            f"{len(design.looks) if design else 'no sequential'} looks)"
+        )
+    return k
+
+
+def get_look_inputs(wildcards):
+    """Look k waits for look k-1 and the images of round k of the arms it left open."""
+    experiment, k = wildcards.experiment, look_number(wildcards)
+    previous, inputs = None, []
+    if k > 1:
+        previous = look_content(experiment, k - 1)
+        inputs.append(rounds.look_path(ANALYSIS, experiment, k - 1))
+    if analyze_only():  # `analyze` makes no image
+        return inputs
+    arms = rounds.open_arms(previous, PLAN.experiments[experiment])
+    jobs = rounds.round_jobs(PLAN, experiment, design_of(experiment), k, arms)
+    return inputs + [PLAN.path(j) for j in jobs if fresh().state(j).todo]
+
+
+def get_previous_look(wildcards):
+    k = look_number(wildcards)
+    return rounds.look_path(ANALYSIS, wildcards.experiment, k - 1) if k > 1 else ""
+
+
+def get_design(wildcards):
+    """What a look decides with: a change (another margin, round, metric, arm) remakes
+    the looks."""
+    design = design_of(wildcards.experiment)
+    return {
+        **design.as_dict(),
+        "arms": [list(a) for a in rounds.arms(PLAN.experiments[wildcards.experiment])],
+    }
+
+
+def get_rounds_summary(wildcards):
+    """A sequential experiment's findings say what its looks decided (with `analyze`,
+    which makes no image, where its looks have run)."""
+    path = rounds.end_path(ANALYSIS, wildcards.experiment)
+    if design_of(wildcards.experiment) is None or (
+        analyze_only() and not Path(path).exists()
+    ):
+        return {}
+    return {"rounds": path}
+
+
+def get_last_look(wildcards):
+    """The look after which nothing is open (or the last of the design)."""
+    experiment = wildcards.experiment
+    design = design_of(experiment)
+    if design is None:
+        raise InputError(f"experiment '{experiment}' is not sequential in this run")
+    for k in range(1, len(design.looks) + 1):
+        if look_content(experiment, k)["finished"]:
+            return [rounds.look_path(ANALYSIS, experiment, k)]
+    return [rounds.look_path(ANALYSIS, experiment, len(design.looks))]
+
+
 def get_download_url(wildcards):
     return PLAN.models[wildcards.download].url
 
@@ -346,3 +427,4 @@ wildcard_constraints:
     seed=r"\d+",
     metric=_alternatives(registry.names()),
     chunk=CHUNK_WILDCARD,
+    look=r"\d+",

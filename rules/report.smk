@@ -33,6 +33,7 @@ rule results_table:
 
 rule findings:
     input:
+        unpack(get_rounds_summary),
         comparisons=f"{ANALYSIS}/{{experiment}}/comparisons.csv",
         results=f"{ANALYSIS}/{{experiment}}/results.csv",
         summary=f"{ANALYSIS}/{{experiment}}/summary.csv",

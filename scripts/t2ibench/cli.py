@@ -207,6 +207,11 @@ def show_plan(plan, out, verify: bool = False) -> None:
         print(f"\n{len(outdated)} finished image(s) will be made again:", file=out)
         for job, state in outdated:
             print(f"  {plan.path(job)}: {state.reason}", file=out)
+    for experiment in plan.experiments:
+        if plan.sequential(experiment) is not None:
+            from t2ibench.rounds import announce
+
+            print(announce(plan, experiment, fresh), file=out)
     size = plan.config["images_per_job"]
     if size > 1:
         from t2ibench.chunks import experiment_chunks

@@ -314,17 +314,28 @@ def check_finite(instance: Any, key: str = "") -> None:
             check_finite(v, f"{key}[{i}]")
 
 
-def check_margins(config: dict) -> None:
-    """findings.margins names metric columns that have comparisons in this run."""
+def compared_columns(config: dict) -> list[str]:
+    """The metric columns of this run that have comparisons (per image or per prompt)."""
     from t2ibench.metrics import registry
 
-    on = set(registry.enabled(config["metrics"]))
-    compared = [
+    return [
         c.name
-        for name in on
+        for name in registry.enabled(config["metrics"])
         for c in registry.get(name).columns
         if c.summarised and registry.get(name).granularity in ("image", "prompt")
     ]
+
+
+def column_metric(column: str) -> str:
+    """The metric (registry name) whose table has `column`."""
+    from t2ibench.metrics import registry
+
+    return next(n for n in registry.names() if column in registry.get(n).column_names)
+
+
+def check_margins(config: dict) -> None:
+    """findings.margins names metric columns that have comparisons in this run."""
+    compared = compared_columns(config)
     for key in config["findings"]["margins"]:
         if key not in compared:
             raise InputError(

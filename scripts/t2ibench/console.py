@@ -159,6 +159,11 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
             line = startup_line(plan, experiment)
             if line:
                 log.info("%s", line)
+    for experiment in plan.experiments:
+        if plan.sequential(experiment) is not None:
+            from t2ibench.rounds import announce
+
+            log.info("%s", announce(plan, experiment, fresh))
     outdated = [job for job, state in states.items() if state.state == OUTDATED]
     if outdated:
         first = outdated[0]

@@ -118,6 +118,7 @@ class Experiment:
     prompts: dict | None = None  # a prompts config replacing the config's
     quick: dict = field(default_factory=dict)
     reference: str = DEFAULT_CELL
+    sequential: dict | None = None  # early stopping (t2ibench.rounds), as written
     source: str = "built in"
 
     @property
@@ -221,6 +222,7 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         prompts=prompts,
         quick={k: v for k, v in quick_data.items() if k != "variables"},
         source=str(path),
+        sequential=copy.deepcopy(data.get("sequential")),
     )
     exp.reference = _reference_cell(where, exp, data.get("reference"))
     return exp

@@ -16,6 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from t2ibench import rounds
 from t2ibench.errors import InputError
 from t2ibench.experiments import (
     BASELINE,
@@ -122,6 +123,13 @@ class Plan:
 
     def paths(self, experiment: str | None = None) -> list[str]:
         return [self.path(j) for j in self.jobs if experiment in (None, j.experiment)]
+
+    def sequential(self, experiment: str) -> rounds.Design | None:
+        """The experiment's early-stopping design (t2ibench.rounds); None: fixed design."""
+        exp = self.experiments[experiment]
+        if not rounds.active(self.config, exp.experiment):
+            return None
+        return rounds.design(self.config, exp.experiment, len(exp.prompts))
 
     def cell(self, experiment: str, cell: str) -> Cell:
         return self._cells[(experiment, cell)]
@@ -272,11 +280,13 @@ def build_plan(config: dict) -> Plan:
                 if by_name[model].loras or merged.get("lora"):
                     check_lora_support(by_name[model], where)
         quick = exp.quick if config["quick"] else None
+        prompts = _experiment_prompts(config, exp, quick)
+        if rounds.active(config, exp):
+            full = prompts if quick is None else _experiment_prompts(config, exp, None)
+            rounds.check(config, name, exp, len(full), len(chosen) * len(exp.cells))
+            prompts = prompts[: exp.sequential.get("max_prompts") or len(prompts)]
         experiments[name] = ExperimentPlan(
-            exp,
-            chosen,
-            _experiment_prompts(config, exp, quick),
-            experiment_seeds(config["generation"], quick),
+            exp, chosen, prompts, experiment_seeds(config["generation"], quick)
         )
     results_dir = config["results_dir"]
     if config["prompt"] is not None:

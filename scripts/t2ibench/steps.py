@@ -381,7 +381,9 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
         )
         settings = plan.config["findings"]
         spent = cost.section(results, summary, meta, settings, directions)
-        found = words.build(comparisons, meta, settings, directions, warning, spent)
+        rounds = inputs.get("rounds")
+        sequential = json.loads(Path(rounds).read_text(encoding="utf-8")) if rounds else None
+        found = words.build(comparisons, meta, settings, directions, warning, spent, sequential)
         write_json(outputs.json, found)
         write_text(outputs.md, words.markdown(found))
         decided = sum(f["verdict"] in ("better", "worse") for f in found["findings"])
@@ -481,3 +483,39 @@ def cell_record(content: dict, output: str, log_path: str) -> None:
     with logged(log_path, output):
         write_json(output, content)
         log.debug("%s: %s", output, content["values"])
+
+
+def sequential_look(plan: Plan, experiment: str, k: int, previous, output: str, log_path: str):
+    """sequential/look<k>.json: look k of a sequential experiment (t2ibench.rounds)."""
+    from t2ibench import looks
+    from t2ibench.generate import configure_torch
+    from t2ibench.io import write_json
+
+    load_libraries()
+    configure_torch(plan.config["torch_threads"])
+    with logged(log_path, output), TORCH_LOCK:
+        content = looks.look(plan, experiment, k, previous, score_cache_path(plan))
+        write_json(output, content)
+        stopped = [a for a in content["arms"].values() if a.get("stopped_at") == k]
+        log.info(
+            "%s: look %d of %d (%d prompts): %d arm(s) stopped, %d open%s",
+            experiment, k, len(content["design"]["looks"]), content["prompts"],
+            len(stopped), len(content["open"]),
+            "" if content["open"] else "; no further rounds",
+        )  # fmt: skip
+
+
+def sequential_end(plan: Plan, experiment: str, last: str, output: str, log_path: str) -> None:
+    """sequential/rounds.json: the last look, with the images made and saved per arm."""
+    from t2ibench import looks, rounds
+    from t2ibench.io import write_json
+
+    with logged(log_path, output):
+        exp = plan.experiments[experiment]
+        content = looks.summary(rounds.read(last), exp, len(exp.seeds))
+        write_json(output, content)
+        images = content["images"]
+        log.info(
+            "%s: sequential run made %d of the fixed design's %d images (%.0f%% saved)",
+            experiment, images["made"], images["fixed"], 100 * images["share_saved"],
+        )  # fmt: skip

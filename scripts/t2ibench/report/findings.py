@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from t2ibench import stats
+from t2ibench.report import stopping
 
 NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
 FEW_NOTE = (
@@ -97,22 +98,32 @@ def _subject(row, metadata: dict) -> tuple[str, str, str]:
     return row["model"], row["reference"], place
 
 
-def sentence(row, metadata: dict, method: str, seeds: int) -> str:
+def sentence(row, metadata: dict, method: str, seeds: int, sequential=None) -> str:
     this, other, place = _subject(row, metadata)
-    sample = f"{int(row['prompts'])} prompts x {seeds} seeds"
+    sample = f"{int(row['prompts'])} prompts x {seeds} seed{'s' if seeds != 1 else ''}"
     metric, name = row["metric"], NAMES[method]
     interval = f"[{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
+    record = row.get("sequential") if sequential else None
+    looks = stopping.words(record, sequential) if record else ""
     if row["verdict"] in ("better", "worse"):
         verb = "raises" if row["difference"] > 0 else "lowers"
+        how = looks or f"{name} p {_p(row['p_adjusted'])}"
         return (
             f"{this} {verb} {metric} by {_number(abs(row['difference']))} {interval} over "
-            f"{other}{place} ({row['verdict']}; {name} p {_p(row['p_adjusted'])}; {sample})."
+            f"{other}{place} ({row['verdict']}; {how}; {sample})."
         )
     if row["verdict"] == "equivalent":
+        margin = record and sequential["design"]["margins"].get(metric) or row["margin"]
+        how = looks or f"{name} TOST p {_p(row['p_equivalence_adjusted'])}"
         return (
             f"{this} and {other} are equivalent in {metric}{place} within "
-            f"+-{_number(row['margin'])}: difference {_number(row['difference'])} {interval} "
-            f"({name} TOST p {_p(row['p_equivalence_adjusted'])}; {sample})."
+            f"+-{_number(margin)}: difference {_number(row['difference'])} {interval} "
+            f"({how}; {sample})."
+        )
+    if looks:
+        return (
+            f"No difference in {metric} detected between {this} and {other}{place}: "
+            f"{_number(row['difference'])} {interval}; {looks} ({sample})."
         )
     if row["verdict"] == "not tested":
         return (
@@ -127,12 +138,19 @@ def sentence(row, metadata: dict, method: str, seeds: int) -> str:
 
 
 def build(
-    comparisons, metadata: dict, settings: dict, directions: dict, warning: str, cost=None
+    comparisons,
+    metadata: dict,
+    settings: dict,
+    directions: dict,
+    warning: str,
+    cost=None,
+    sequential=None,
 ) -> dict:
-    """The findings of one experiment (findings.json's content)."""
+    """The findings of one experiment (findings.json's content); `sequential` is a
+    sequential experiment's rounds.json (t2ibench.report.stopping)."""
     method, alpha = settings["adjust"], settings["alpha"]
     margins = settings.get("margins") or {}
-    frame = classify(comparisons, directions, margins, alpha, method)
+    frame = stopping.apply(classify(comparisons, directions, margins, alpha, method), sequential)
     frame["margin"] = [margins.get(m, float("nan")) for m in frame["metric"]]
     seeds = len(metadata.get("seeds") or []) or 1
     decided = int(frame["verdict"].isin(["better", "worse"]).sum()) if len(frame) else 0
@@ -144,7 +162,7 @@ def build(
             {
                 **{k: _plain(row[k]) for k in frame.columns if k != "method"},
                 "seeds": seeds,
-                "sentence": sentence(row, metadata, method, seeds),
+                "sentence": sentence(row, metadata, method, seeds, sequential),
             }
         )
     return {
@@ -159,13 +177,19 @@ def build(
         },
         # What every rendering (findings.md, the page, the viewer) opens with.
         "headline": f"{decided} of {tests} comparisons show a difference "
-        f"({NAMES[method]}-adjusted p < {alpha})",
+        f"({NAMES[method]}-adjusted p < {alpha}"
+        + (", the deciding metrics' by the sequential looks)" if sequential else ")"),
         "few_prompts": few,
         "note": FEW_NOTE if few else "",
         "findings": rows,
         "cells": metadata.get("cells") or {},  # their values label them in findings.md
         "disagreements": disagreements(rows, metadata),
         "cost": _cost_words(cost, metadata, method) if cost else None,
+        "sequential": (
+            stopping.section(sequential, lambda cell: cell_label(metadata, cell))
+            if sequential
+            else None
+        ),
     }
 
 
@@ -249,6 +273,8 @@ def markdown(found: dict) -> str:
         chosen = [r for r in rows if r["verdict"] in verdicts]
         if chosen:
             lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in chosen], ""]
+    if found.get("sequential"):
+        lines += stopping.markdown(found["sequential"])
     if found["disagreements"]:
         lines += ["## Metrics that disagree", ""]
         lines += [f"- {d['sentence']}" for d in found["disagreements"]] + [""]

@@ -167,6 +167,13 @@ def findings_section(found: dict) -> str:
     equivalent = [r for r in rows if r["verdict"] == "equivalent"]
     if equivalent:
         parts.append(f"<h3>Equivalent within the margin</h3><ul>{items(equivalent)}</ul>")
+    stopping = found.get("sequential")
+    if stopping:
+        parts.append(
+            f"<h3>Early stopping</h3><p>{html.escape(stopping['sentence'])}</p><ul>"
+            + "".join(f"<li>{html.escape(a['sentence'])}</li>" for a in stopping["arms"])
+            + "</ul>"
+        )
     if found.get("disagreements"):
         parts.append(
             "<h3>Metrics that disagree</h3><ul>"

@@ -335,7 +335,16 @@ def findings_payload(path: Path) -> dict | None:
         "equivalent": said("equivalent"),
         "disagreements": [str(d.get("sentence", "")) for d in found.get("disagreements", [])],
         "undetected": said("no difference detected"),
+        "stopping": _stopping(found.get("sequential")),
     }
+
+
+def _stopping(part) -> list[str]:
+    """A sequential experiment's early stopping: the total, then each arm."""
+    if not isinstance(part, dict):
+        return []
+    arms = part.get("arms") if isinstance(part.get("arms"), list) else []
+    return [str(part.get("sentence", ""))] + [str(a.get("sentence", "")) for a in arms]
 
 
 def json_safe(value):

@@ -220,6 +220,7 @@
     }
     if (found.decided.length) box.appendChild(list(found.decided));
     [["Equivalent within the margin", found.equivalent],
+     ["Early stopping", found.stopping || []],
      ["Metrics that disagree", found.disagreements]].forEach(function (part) {
       if (part[1].length) {
         box.appendChild(el("h3", null, part[0]));
