@@ -336,6 +336,17 @@ def get_list_inputs(wildcards):
     experiment = wildcards.experiment
     inputs = [] if analyze_only() else to_make(experiment)
     path = Path(f"{ANALYSIS}/{experiment}/images.txt")
+    sequential = design_of(experiment) is not None
+    if sequential and analyze_only():
+        # The inputs stay those of the run that made the rounds (a changed set of
+        # inputs would remake the list); the list is remade when what `analyze` can
+        # score is not what it holds.
+        end = rounds.end_path(ANALYSIS, experiment)
+        inputs = [end] if Path(end).exists() else []
+        if path.exists():
+            held = set(path.read_text(encoding="utf-8").splitlines())
+            if held != {PLAN.path(j) for j in listed_jobs(experiment)}:
+                force(str(path))
     if path.exists():
         made = path.stat().st_mtime
         if any(fresh().mtime.get(j, 0.0) > made for j in listed_jobs(experiment)):
@@ -345,8 +356,14 @@ def get_list_inputs(wildcards):
 
 def get_list_digest(wildcards):
     """The paths the list will hold: a change (an image added to or gone from what
-    `analyze` can score, a prompt or seed added) remakes the list and the tables."""
-    paths = "\n".join(PLAN.path(j) for j in listed_jobs(wildcards.experiment))
+    `analyze` can score, a prompt or seed added) remakes the list and the tables. A
+    sequential experiment's list holds the images its rounds made, known only after its
+    looks: its digest is of the planned paths (the list waits for the last look)."""
+    experiment = wildcards.experiment
+    jobs = experiment_jobs(experiment)
+    if design_of(experiment) is None:
+        jobs = listed_jobs(experiment)
+    paths = "\n".join(PLAN.path(j) for j in jobs)
     return hashlib.sha256(paths.encode()).hexdigest()
 
 

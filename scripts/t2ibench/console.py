@@ -133,23 +133,26 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
 
     states = fresh.states()
     estimator = make_estimator(plan)
-    rows = plan_status(plan, fresh, estimator)
+    waiting, later = _sequential_waiting(plan, fresh)
+    rows = plan_status(plan, fresh, estimator, skip=waiting)
+    states = {job: state for job, state in states.items() if job not in waiting}
     todo = sum(r.todo for r in rows)
-    GENERATOR.progress.total = todo
+    GENERATOR.progress.total = todo + later
     prompts = {p.id for e in plan.experiments.values() for p in e.prompts}
     models = {m for e in plan.experiments.values() for m in e.models}
     log.info(
         "plan: %d images over %d model(s) and %d prompt(s) in %d experiment(s) (%s) in "
-        "%s/; %d done, %d to make%s; %s",
+        "%s/; %d done, %d to make%s%s; %s",
         len(plan.jobs),
         len(models),
         len(prompts),
         len(plan.experiments),
         ", ".join(plan.experiments),
         plan.results_dir,
-        len(plan.jobs) - todo,
+        sum(r.done for r in rows) + sum(1 for j in waiting if fresh.state(j).done),
         todo,
         f" ({describe(states.values())})" if todo else "",
+        f", at most {later} more in later rounds" if later else "",
         total_estimate(rows, estimator),
     )
     if todo:  # what the images to make can tell, from an earlier or quick run's scores
@@ -187,6 +190,21 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
             len(chunks),
             sum(len(c.todo) for c in chunks),
         )
+
+
+def _sequential_waiting(plan: Plan, fresh) -> tuple[set, int]:
+    """The images of sequential experiments that no round asks for yet (not counted as
+    to make), and how many later rounds may still make."""
+    from t2ibench.rounds import progress
+
+    waiting, later = set(), 0
+    for experiment in plan.experiments:
+        if plan.sequential(experiment) is not None:
+            state = progress(plan, experiment, fresh)
+            asked = set(state["next_jobs"])
+            waiting |= {j for j in plan.jobs if j.experiment == experiment and j not in asked}
+            later += state["later_todo"]
+    return waiting, later
 
 
 def closing_summary(analysis_dir: str) -> None:

@@ -25,12 +25,15 @@ class CellStatus:
 
 
 def plan_status(
-    plan: Plan, fresh: Freshness, estimator: Estimator | None = None
+    plan: Plan, fresh: Freshness, estimator: Estimator | None = None, skip=frozenset()
 ) -> list[CellStatus]:
     """One row per (experiment, model, cell), in plan order: images planned and done
-    (t2ibench.freshness; missing and outdated images are to make)."""
+    (t2ibench.freshness; missing and outdated images are to make), leaving out `skip`
+    (the images of sequential experiments that no round asks for yet)."""
     counts: dict[tuple[str, str, str], list] = {}
     for job in plan.jobs:
+        if job in skip:
+            continue
         entry = counts.setdefault((job.experiment, job.model, job.cell), [0, 0, job])
         entry[0] += 1
         entry[1] += fresh.state(job).done

@@ -270,6 +270,7 @@ def progress(plan, experiment: str, fresh) -> dict:
         "done": done,
         "finished": finished,
         "next": done + 1,
+        "next_jobs": fresh.todo(following),
         "next_todo": len(fresh.todo(following)),
         "later_todo": len(fresh.todo(later)),
     }
