@@ -247,6 +247,7 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     first = {p: Path(work, p).stat().st_mtime_ns for p in made}
 
     assert nothing_to_do(snakemake(work, *args))
+    assert nothing_to_do(snakemake(work, "analyze", *args))
     again = subprocess.run(
         [sys.executable, "scripts/cli.py", "plan", *args], cwd=work, capture_output=True, text=True
     )
@@ -259,3 +260,49 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     assert len((out / "images.txt").read_text().splitlines()) == 72
     assert "## Early stopping" not in (out / "findings.md").read_text()
     assert nothing_to_do(snakemake(work, *args, "--config", "sequential=false"))
+
+
+@pytest.mark.slow
+def test_an_interrupted_round_is_finished_by_the_next_run(tmp_path):
+    """Ctrl-C in the second round of three: the next `snakemake` makes the rest of the
+    round, looks again and stops; the images listed are those the looks say were made,
+    and then neither `snakemake` nor `analyze` has anything to do."""
+    from workflow_helpers import (
+        interrupt_run,
+        make_workdir,
+        metrics_only,
+        nothing_to_do,
+        snakemake,
+        write_config,
+    )
+
+    work = make_workdir(tmp_path)
+    (work / "seq.yaml").write_text(
+        "name: seq\ndescription: steps\nvariables:\n  steps: [1, 2, 8]\n"
+        "sequential:\n  metrics: [clip_score]\n  margin: 0.05\n  round: 12\n"
+    )
+    sources = ["prompts/simple.json", "prompts/animals.json", "prompts/styles.json"]
+    write_config(
+        work,
+        {
+            "models": [{"name": "m", "source": "builtin:tiny-sdxl"}],
+            "experiments": ["seq.yaml"],
+            "generation": {"width": 64, "height": 64, "images_per_prompt": 1},
+            "prompts": {"sources": sources},
+            "metrics": metrics_only("clip"),
+            "torch_threads": 1,
+        },
+    )
+    out = work / "results" / "seq"
+    interrupt_run(work, lambda w: list((w / "results" / "seq" / "m").glob("*/*.png")), 40)
+    assert (out / "sequential" / "look1.json").is_file()
+    assert not (out / "sequential" / "rounds.json").exists()
+    args = ("--configfile", "test-config.yaml")
+    snakemake(work, *args)
+    summary = json.loads((out / "sequential" / "rounds.json").read_text())
+    assert summary["finished"]
+    listed = (out / "images.txt").read_text().splitlines()
+    assert len(listed) == summary["images"]["made"] > 36
+    assert len(list((out / "m").glob("*/*.png"))) == len(listed)
+    assert nothing_to_do(snakemake(work, *args))
+    assert nothing_to_do(snakemake(work, "analyze", *args))
