@@ -243,6 +243,8 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     assert "## Early stopping" in findings and "36 (50%) saved" in findings
     assert "decided at look 1 of 2 on 18 prompts" in findings
     assert "Early stopping" in (out / "index.html").read_text()
+    viewer = (work / "results" / "report" / "data.js").read_text()
+    assert "Early stopping on clip_score: 36 of the fixed design" in viewer
     assert len((out / "images.txt").read_text().splitlines()) == 36
     first = {p: Path(work, p).stat().st_mtime_ns for p in made}
 
