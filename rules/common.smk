@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from t2ibench import console, preflight, rounds, steps
+from t2ibench import console, human, preflight, rounds, steps, verdict_steps
 from t2ibench.chunks import CHUNK_WILDCARD, chunk_jobs, chunk_record_path
 from t2ibench.chunks import experiment_chunks, parse_chunk_name
 from t2ibench.config import load_yaml, validate_config
@@ -39,6 +39,8 @@ try:
     config.clear()
     config.update(_validated)
     PLAN = build_plan(config)
+    # Vote files of the viewer's Vote view, by the experiment they name (each checked).
+    VOTES = human.read_folder(config["votes"])
 except InputError as err:
     sys.exit(f"t2ibench: error: {err}")
 
@@ -139,9 +141,27 @@ def generation_outputs(experiment):
     return to_make(experiment) + cell_records(experiment)
 
 
+def vote_files(experiment):
+    """The vote files (config key `votes`) that name the experiment."""
+    return [str(path) for path in VOTES.get(experiment, [])]
+
+
+def get_vote_files(wildcards):
+    return vote_files(wildcards.experiment)
+
+
+def get_human(wildcards):
+    """People's votes, where there are vote files for the experiment."""
+    if not vote_files(wildcards.experiment):
+        return {}
+    return {"human": f"{ANALYSIS}/{wildcards.experiment}/human.json"}
+
+
 def analysis_outputs(experiment):
-    """An experiment's image list, tables, metadata, grids, plots and page."""
-    return [
+    """An experiment's image list, tables, metadata, grids, plots and page (and what
+    people's votes say, where there are some)."""
+    voted = [f"{ANALYSIS}/{experiment}/human.csv"] if vote_files(experiment) else []
+    return voted + [
         f"{ANALYSIS}/{experiment}/images.txt",
         f"{ANALYSIS}/{experiment}/results.csv",
         f"{ANALYSIS}/{experiment}/summary.csv",

@@ -31,9 +31,36 @@ rule results_table:
         steps.results_table(PLAN, wildcards.experiment, dict(input), output, log[0])
 
 
+rule human:
+    input:
+        votes=get_vote_files,
+        results=f"{ANALYSIS}/{{experiment}}/results.csv",
+    output:
+        csv=report(
+            update(f"{ANALYSIS}/{{experiment}}/human.csv"),
+            caption="../report/human.rst",
+            category="Tables",
+            labels={"experiment": "{experiment}", "table": "human"},
+        ),
+        json=update(f"{ANALYSIS}/{{experiment}}/human.json"),
+    log:
+        f"{ANALYSIS}/{{experiment}}/logs/human.log",
+    localrule: True
+    run:
+        verdict_steps.human(
+            PLAN,
+            wildcards.experiment,
+            list(input.votes),
+            input.results,
+            output,
+            log[0],
+        )
+
+
 rule findings:
     input:
         unpack(get_rounds_summary),
+        unpack(get_human),
         comparisons=f"{ANALYSIS}/{{experiment}}/comparisons.csv",
         results=f"{ANALYSIS}/{{experiment}}/results.csv",
         summary=f"{ANALYSIS}/{{experiment}}/summary.csv",
@@ -52,7 +79,7 @@ rule findings:
     params:
         findings=config["findings"],
     run:
-        steps.findings(PLAN, wildcards.experiment, dict(input), output, log[0])
+        verdict_steps.findings(PLAN, wildcards.experiment, dict(input), output, log[0])
 
 
 rule metadata:

@@ -14,7 +14,7 @@ checkpoint sequential_look:
         design=get_design,
         previous=get_previous_look,
     run:
-        steps.sequential_look(
+        verdict_steps.sequential_look(
             PLAN,
             wildcards.experiment,
             int(wildcards.look),
@@ -33,4 +33,6 @@ rule sequential_rounds:
         f"{ANALYSIS}/{{experiment}}/logs/sequential/rounds.log",
     localrule: True
     run:
-        steps.sequential_end(PLAN, wildcards.experiment, input[0], output[0], log[0])
+        verdict_steps.sequential_end(
+            PLAN, wildcards.experiment, input[0], output[0], log[0]
+        )

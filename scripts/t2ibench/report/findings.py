@@ -275,6 +275,8 @@ def markdown(found: dict) -> str:
             lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in chosen], ""]
     if found.get("sequential"):
         lines += stopping.markdown(found["sequential"])
+    if found.get("human"):
+        lines += ["## People's votes", "", *[f"- {s}" for s in found["human"]["sentences"]], ""]
     if found["disagreements"]:
         lines += ["## Metrics that disagree", ""]
         lines += [f"- {d['sentence']}" for d in found["disagreements"]] + [""]

@@ -167,6 +167,13 @@ def findings_section(found: dict) -> str:
     equivalent = [r for r in rows if r["verdict"] == "equivalent"]
     if equivalent:
         parts.append(f"<h3>Equivalent within the margin</h3><ul>{items(equivalent)}</ul>")
+    voted = found.get("human")
+    if voted:
+        parts.append(
+            "<h3>People's votes</h3><ul>"
+            + "".join(f"<li>{html.escape(s)}</li>" for s in voted["sentences"])
+            + "</ul>"
+        )
     stopping = found.get("sequential")
     if stopping:
         parts.append(

@@ -60,7 +60,7 @@ from t2ibench.report.results import (
 )
 
 ASSETS = Path(__file__).with_name("viewer_assets")
-ASSET_FILES = ("viewer.js", "viewer.css")
+ASSET_FILES = ("viewer.js", "vote.js", "viewer.css")
 FORMAT_VERSION = 1
 THUMB_QUALITY = 80
 COPY_QUALITY = 90
@@ -195,6 +195,22 @@ def image_entry(
     }
 
 
+def record_sha256(source: Path | None) -> str | None:
+    """The PNG's sha256 as its record (the .json beside it) gives it, else of the file
+    (an image made elsewhere, without a record); what vote files name (t2ibench.human)."""
+    if source is None:
+        return None
+    try:
+        value = json.loads(source.with_suffix(".json").read_text(encoding="utf-8"))["png_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        value = None
+    if isinstance(value, str):
+        return value
+    from t2ibench.freshness import file_sha256
+
+    return file_sha256(source)
+
+
 def finite(value):
     """A metric value as a number, or None (text and infinities are not plotted)."""
     return value if isinstance(value, int | float) else None
@@ -267,7 +283,9 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         if key:
             build.jobs.setdefault(key, ThumbnailJob(source, key))
         missing += source is None
-        images.append(image_entry(row, metrics, source, key, build.out_dir, notes))
+        entry = image_entry(row, metrics, source, key, build.out_dir, notes)
+        entry["sha256"] = record_sha256(source)
+        images.append(entry)
     warnings = demo_banner(meta)
     if missing:
         warnings.append(f"{missing} of {len(rows)} images in results.csv were not found")
@@ -275,6 +293,9 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         warnings.append("no results.csv yet: run the workflow's analysis")
     return {
         "name": name,
+        # What vote files name: the experiment and its images' paths under the folder
+        # that holds it (t2ibench.human).
+        "vote_name": str(meta.get("experiment") or Path(name).name),
         "description": str(meta.get("description") or ""),
         "reference_cell": meta.get("reference_cell"),
         "variables": meta.get("variables") or {},
@@ -336,6 +357,7 @@ def findings_payload(path: Path) -> dict | None:
         "disagreements": [str(d.get("sentence", "")) for d in found.get("disagreements", [])],
         "undetected": said("no difference detected"),
         "stopping": _stopping(found.get("sequential")),
+        "human": [str(s) for s in (found.get("human") or {}).get("sentences", [])],
     }
 
 

@@ -204,6 +204,7 @@
     defaultPair(exp);
     renderGrid();
     if (state.tab === "compare") renderCompare();
+    if (T2I.vote) T2I.vote.experiment(exp);
   }
 
   // The findings first: sentences by verdict, every text inserted as text.
@@ -220,6 +221,7 @@
     }
     if (found.decided.length) box.appendChild(list(found.decided));
     [["Equivalent within the margin", found.equivalent],
+     ["People's votes", found.human || []],
      ["Early stopping", found.stopping || []],
      ["Metrics that disagree", found.disagreements]].forEach(function (part) {
       if (part[1].length) {
@@ -1102,6 +1104,7 @@
       view.hidden = view.id !== "view-" + name;
     });
     if (name === "compare" && state.compareDirty) renderCompare();
+    if (T2I.vote) T2I.vote.shown(name === "vote");
   }
 
   function bind() {

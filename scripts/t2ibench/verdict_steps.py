@@ -1,0 +1,118 @@
+"""The steps of the rules that turn scores into verdicts: the findings, the looks of a
+sequential experiment (t2ibench.rounds, t2ibench.looks) and people's votes
+(t2ibench.human). One function per rule, as in t2ibench.steps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from t2ibench.console import logged
+from t2ibench.generate import TORCH_LOCK
+from t2ibench.plan import Plan
+from t2ibench.steps import load_libraries, score_cache_path
+
+log = logging.getLogger("t2ibench")
+
+
+def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) -> None:
+    """findings.md and findings.json from comparisons.csv (t2ibench.report.findings)."""
+    import pandas as pd
+
+    from t2ibench.io import write_json, write_text
+    from t2ibench.metrics import registry
+    from t2ibench.report import findings as words
+    from t2ibench.report.html import demo_reasons
+
+    with logged(log_path, outputs.md):
+        from t2ibench.errors import InputError
+        from t2ibench.report import cost
+
+        comparisons = pd.read_csv(inputs["comparisons"])
+        missing = {"sd", "few_prompts"} - set(comparisons.columns)
+        if missing:
+            raise InputError(
+                f"{inputs['comparisons']}: written by an older t2ibench (no "
+                f"{', '.join(sorted(missing))} column); remake it with "
+                "`snakemake --forcerun results_table`"
+            )
+        results, summary = pd.read_csv(inputs["results"]), pd.read_csv(inputs["summary"])
+        meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
+        directions = {k: v["higher_is_better"] for k, v in registry.column_facts().items()}
+        reasons = demo_reasons(meta["config"])
+        warning = (
+            "Demo: random weights (" + "; ".join(reasons) + "). These findings show how "
+            "t2ibench reports, not what any model does."
+            if reasons
+            else ""
+        )
+        settings = plan.config["findings"]
+        spent = cost.section(results, summary, meta, settings, directions)
+        voted = inputs.get("human")
+        people = json.loads(Path(voted).read_text(encoding="utf-8")) if voted else None
+        rounds = inputs.get("rounds")
+        sequential = json.loads(Path(rounds).read_text(encoding="utf-8")) if rounds else None
+        found = words.build(comparisons, meta, settings, directions, warning, spent, sequential)
+        found["human"] = {"sentences": people["sentences"]} if people else None
+        write_json(outputs.json, found)
+        write_text(outputs.md, words.markdown(found))
+        decided = sum(f["verdict"] in ("better", "worse") for f in found["findings"])
+        log.info("%s: %d finding(s) of %d comparisons: %s", experiment, decided,
+                 found["method"]["comparisons"], outputs.md)  # fmt: skip
+
+
+def sequential_look(plan: Plan, experiment: str, k: int, previous, output: str, log_path: str):
+    """sequential/look<k>.json: look k of a sequential experiment (t2ibench.rounds)."""
+    from t2ibench import looks
+    from t2ibench.generate import configure_torch
+    from t2ibench.io import write_json
+
+    load_libraries()
+    configure_torch(plan.config["torch_threads"])
+    with logged(log_path, output), TORCH_LOCK:
+        content = looks.look(plan, experiment, k, previous, score_cache_path(plan))
+        write_json(output, content)
+        stopped = [a for a in content["arms"].values() if a.get("stopped_at") == k]
+        log.info(
+            "%s: look %d of %d (%d prompts): %d arm(s) stopped, %d open%s",
+            experiment, k, len(content["design"]["looks"]), content["prompts"],
+            len(stopped), len(content["open"]),
+            "" if content["open"] else "; no further rounds",
+        )  # fmt: skip
+
+
+def sequential_end(plan: Plan, experiment: str, last: str, output: str, log_path: str) -> None:
+    """sequential/rounds.json: the last look, with the images made and saved per arm."""
+    from t2ibench import looks, rounds
+    from t2ibench.io import write_json
+
+    with logged(log_path, output):
+        exp = plan.experiments[experiment]
+        content = looks.summary(rounds.read(last), exp, len(exp.seeds))
+        write_json(output, content)
+        images = content["images"]
+        log.info(
+            "%s: sequential run made %d of the fixed design's %d images (%.0f%% saved)",
+            experiment, images["made"], images["fixed"], 100 * images["share_saved"],
+        )  # fmt: skip
+
+
+def human(plan: Plan, experiment: str, votes: list, results: str, outputs, log_path: str):
+    """human.csv and human.json: people's votes (t2ibench.human, t2ibench.report.human)."""
+    import pandas as pd
+
+    from t2ibench.io import write_csv, write_json
+    from t2ibench.metrics import registry
+    from t2ibench.report import human as people
+
+    with logged(log_path, outputs.csv):
+        directions = {
+            column: facts["higher_is_better"]
+            for column, facts in registry.column_facts().items()
+            if facts["granularity"] == "image"
+        }
+        found = people.analyse(plan, experiment, votes, pd.read_csv(results), directions)
+        write_csv(people.table(found), outputs.csv)
+        write_json(outputs.json, found)
+        log.info("%s: %s", experiment, found["sentences"][0])

@@ -1,0 +1,155 @@
+"""People's votes (t2ibench.human): vote files read and refused in one line, Bradley-Terry
+strengths that find the true order with intervals that cover, metric agreement as a
+direct count, voter agreement."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from t2ibench import human
+from t2ibench.errors import InputError
+
+SHA = "a" * 64
+
+
+def vote(left, right, choice, voter="ann", time="t1", sha=SHA):
+    return human.Vote(voter, left, sha, right, sha, choice, time, "f.json")
+
+
+def vote_file(path, experiment="exp", votes=None, **changes):
+    data = {"format": human.FORMAT, "version": human.VERSION, "experiment": experiment,
+            "voter": "ann", "votes": votes if votes is not None else [
+                {"left": {"path": "exp/m1/default/p000_i00_s1.png", "sha256": SHA},
+                 "right": {"path": "exp/m2/default/p000_i00_s1.png", "sha256": SHA},
+                 "choice": "left", "time": "2026-12-02T07:00:00Z"}]}  # fmt: skip
+    data.update(changes)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_vote_file_is_read(tmp_path):
+    experiment, votes = human.read_file(vote_file(tmp_path / "v.json"))
+    assert experiment == "exp" and votes[0].choice == "left" and votes[0].voter == "ann"
+    assert votes[0].winner() == "exp/m1/default/p000_i00_s1.png"
+    assert human.read_folder(tmp_path) == {"exp": [tmp_path / "v.json"]}
+    assert human.read_folder(tmp_path / "none") == {}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("{not json", "does not parse as JSON"),
+        ({"format": "other"}, 'not a t2ibench vote file (expected "format": "t2ibench-votes")'),
+        ({"version": 2}, "vote file version 2; this t2ibench reads version 1"),
+        ({"experiment": "other"}, "is not an image of experiment 'other'"),
+        ({"votes": "x"}, "key 'votes': expected a list"),
+        ({"votes": [{"choice": "maybe"}]}, "key 'votes[0].choice': expected one of left"),
+    ],
+)
+def test_a_bad_vote_file_is_one_line_naming_it(tmp_path, change, message):
+    path = tmp_path / "v.json"
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        vote_file(path, **change)
+    with pytest.raises(InputError) as err:
+        human.read_folder(tmp_path)
+    assert str(err.value).startswith(f"vote file {path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_duplicated_votes_count_once():
+    a = vote("e/x.png", "e/y.png", "left")
+    again = vote("e/y.png", "e/x.png", "left", time="t1")  # the same pair at the same time
+    other = vote("e/x.png", "e/y.png", "left", time="t2")
+    assert human.unique([a, a, again, other]) == [a, other]
+
+
+def test_metric_agreement_is_a_direct_count():
+    values = {"x": 3.0, "y": 1.0, "z": 2.0, "w": 2.0, "n": float("nan")}
+    votes = [
+        vote("x", "y", "left"),  # people x, metric x: agrees
+        vote("x", "y", "right"),  # people y, metric x: disagrees
+        vote("z", "x", "right"),  # people x, metric x: agrees
+        vote("z", "w", "left"),  # metric tie: half
+        vote("x", "y", "tie"),  # people tie: not counted
+        vote("x", "n", "left"),  # no score: not counted
+    ]
+    found = human.agreement(votes, values, higher=True)
+    assert found["votes"] == 4 and found["accuracy"] == pytest.approx(2.5 / 4)
+    assert found["ci_low"] < 2.5 / 4 < found["ci_high"]
+    lower = human.agreement(votes, values, higher=False)
+    assert lower["accuracy"] == pytest.approx(1.5 / 4)
+
+
+def test_voter_agreement_on_common_pairs():
+    votes = [
+        vote("a", "b", "left", voter="ann"),
+        vote("b", "a", "right", voter="bob"),  # bob also chose a: agree
+        vote("c", "d", "left", voter="ann"),
+        vote("c", "d", "right", voter="bob"),  # disagree
+        vote("e", "f", "tie", voter="ann"),
+        vote("e", "f", "tie", voter="bob"),  # agree
+        vote("g", "h", "left", voter="ann"),  # only ann: not common
+    ]
+    found = human.voter_agreement(votes)
+    assert found["voters"] == 2 and found["pairs"] == 3
+    assert found["agreement"] == pytest.approx(2 / 3) and "kappa" in found
+    assert human.voter_agreement(votes[:1]) is None
+
+
+def test_bradley_terry_fits_known_wins():
+    # a beats b 3:1, b beats c 3:1: log-strength gaps log 3 each (no prior).
+    wins = np.array([[0, 3, 0], [1, 0, 3], [0, 1, 0]], float)
+    fitted = human.fit(wins, prior=0.0)
+    assert fitted.sum() == pytest.approx(0, abs=1e-9)
+    assert fitted[0] - fitted[1] == pytest.approx(np.log(3), abs=1e-6)
+    assert fitted[1] - fitted[2] == pytest.approx(np.log(3), abs=1e-6)
+    # A tie is half a win each way: two ties and a win are 2:1.
+    ties = human.fit(np.array([[0, 2], [1, 0]], float), prior=0.0)
+    tied = human.fit(
+        np.array([[0, 1.5], [0.5, 0]], float) + np.array([[0, 0.5], [0.5, 0]]), prior=0.0
+    )
+    assert ties == pytest.approx(tied)
+    # An arm that never wins keeps a finite strength (the prior), below the others.
+    never = human.fit(np.array([[0, 5], [0, 0]], float))
+    assert np.isfinite(never).all() and never[1] < never[0]
+
+
+def simulate(rng, true, votes=300, prompts=50, ties=0.1):
+    tables = np.zeros((prompts, len(true), len(true)))
+    for _ in range(votes):
+        i, j = rng.choice(len(true), 2, replace=False)
+        p = rng.integers(prompts)
+        if rng.random() < ties:
+            tables[p, i, j] += 0.5
+            tables[p, j, i] += 0.5
+        elif rng.random() < 1 / (1 + np.exp(-(true[i] - true[j]))):
+            tables[p, i, j] += 1
+        else:
+            tables[p, j, i] += 1
+    return tables[tables.sum((1, 2)) > 0]
+
+
+@pytest.mark.slow
+def test_strengths_find_the_order_and_cover_in_simulation():
+    """200 simulated studies, 300 votes drawn from known Bradley-Terry strengths of 4 arms
+    (50 prompts): the estimated order is the true one, and each 95% interval covers its
+    true strength in 90-99% of them."""
+    rng = np.random.default_rng(5)
+    true = np.array([0.9, 0.3, -0.3, -0.9])
+    arms = ["a", "b", "c", "d"]
+    covered = ordered = 0
+    for s in range(200):
+        found = human.strengths(simulate(rng, true, ties=0.0), arms, boot=1000, seed=s)
+        by = {e["arm"]: e for e in found["ranking"]}
+        covered += sum(
+            by[a]["ci_low"] <= t <= by[a]["ci_high"] for a, t in zip(arms, true, strict=True)
+        )
+        ordered += [e["arm"] for e in found["ranking"]] == arms
+    print(f"order right in {ordered / 200:.1%}, interval coverage {covered / 800:.1%}")
+    assert ordered / 200 >= 0.9
+    assert 0.90 <= covered / 800 <= 0.99
