@@ -7,8 +7,11 @@ Screenshots go to tests/artifacts/ (vote-view.png)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+import threading
+from http.server import ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -114,6 +117,27 @@ def test_votes_in_the_browser_become_human_csv(tmp_path):
         votes_dir.mkdir()
         download.value.save_as(votes_dir / "ann.json")
         page.screenshot(path=str(ARTIFACTS / "vote-view-after.png"))
+        # Served over plain HTTP: the images come as blobs, named by nothing.
+        from test_viewer_browser import QuietHandler
+
+        handler = functools.partial(QuietHandler, directory=str(work / "results"))
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            served = browser.new_page()
+            served.goto(f"http://127.0.0.1:{httpd.server_address[1]}/report/index.html")
+            served.wait_for_selector("html[data-ready]")
+            served.select_option("#experiment", "cmp")
+            served.click("#tab-vote")
+            served.wait_for_function(
+                "document.getElementById('vote-left').src.startsWith('blob:')"
+                " && document.getElementById('vote-right').src.startsWith('blob:')"
+            )
+            served.keyboard.press("1")
+            assert "1 vote(s)" in served.inner_text("#vote-progress")
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
         browser.close()
     assert problems == []
 
