@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2ibench import __version__
+from t2ibench import __version__, prompt_cache
 from t2ibench.errors import InputError
 from t2ibench.infotext import format_infotext
 from t2ibench.io import write_bytes, write_json
@@ -249,6 +249,7 @@ class Generator:
             pipe.vae = load_vae(spec, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
         place_pipeline(pipe, device, memory, families.get(spec.family))
+        prompt_cache.install(pipe, memory.get("prompt_cache", 256))
         self.load_count += 1
         seconds = time.perf_counter() - start
         log.info(
@@ -287,6 +288,9 @@ class Generator:
             # One device: hold the lock while making the image too (one model at a time).
             with self._lock if len(candidates) == 1 else contextlib.nullcontext():
                 self._use_loras(loaded, settings, (memory or {}).get("max_loras", 8))
+                cache = prompt_cache.of(loaded.pipe)
+                if cache is not None:  # text-encoder LoRAs change the embeddings
+                    cache.context = json.dumps(settings.get("loras") or [], sort_keys=True)
                 image, tokens, seconds = self._run(loaded, settings, device)
         pipe = loaded.pipe
         record = {

@@ -330,6 +330,17 @@ def encode_prompt(
     transformer). The whole templated prompt is encoded, untruncated, so that every
     long_prompt_mode sees all of it; only tokens under the attention mask are kept.
     """
+    from t2ibench import prompt_cache
+
+    cache = prompt_cache.of(pipe)
+    if cache is not None:
+        key = ("zimage", prompt, repr(enc), str(device))
+        return cache.get(key, lambda: _encode(pipe, prompt, enc, device))
+    return _encode(pipe, prompt, enc, device)
+
+
+@torch.no_grad()
+def _encode(pipe: ZImagePipeline, prompt: str, enc: ZImageEncoding, device) -> torch.Tensor:
     encoder = pipe.text_encoder
     _check_encoding(enc, encoder.config.num_hidden_layers)
     text = template_prompt(pipe.tokenizer, prompt, enc)
