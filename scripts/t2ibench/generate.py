@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -193,6 +194,49 @@ DEVICES = DevicePool()
 _HELD = threading.local()  # the device a chunk job holds (Generator.hold_device)
 
 
+class Writer:
+    """Encodes and writes the images of a job on a thread of its own, in order, each
+    atomically (t2ibench.io), while the job makes the next one; `close` waits for what
+    is queued (at most `depth` images) and raises the first error of a write. Used as a
+    context manager, an interrupted job still writes every image it made."""
+
+    def __init__(self, depth: int = 4):
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="t2ibench-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            task = self.queue.get()
+            if task is None:
+                return
+            try:
+                if self.error is None:
+                    task()
+                    self.written += 1
+            except BaseException as err:  # raised in the job's thread by submit/close
+                self.error = err
+
+    def submit(self, task) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(task)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Generator:
     """Process-wide pipeline cache plus the generation call."""
 
@@ -272,9 +316,12 @@ class Generator:
         device: str,
         sha_cache: Path | None = None,
         memory: dict | None = None,
+        writer: Writer | None = None,
     ) -> dict:
         """Make one image and write it (PNG with embedded parameters) plus its record;
         returns the record, with `model_loaded`: whether this call loaded the model.
+        With a `writer`, the PNG is encoded and written by its thread while the next
+        image is made (the record returned then lacks the PNG's size and sha256).
 
         On several CUDA devices, concurrent jobs each run on a device of their own (see
         DevicePool); models are built one at a time, and on a single device images are
@@ -303,14 +350,20 @@ class Generator:
             "device": device,
             "versions": library_versions(),
         }
-        png = encode_png(image, settings, loaded.sha256, spec.prediction_reason)
-        # What a later run checks the PNG against (t2ibench.freshness).
-        record["png_bytes"] = len(png)
-        record["png_sha256"] = hashlib.sha256(png).hexdigest()
-        # The record first, the image last: an existing PNG means a finished image.
-        write_json(record_path, record)
-        write_bytes(image_path, png)
-        self.progress.step()
+
+        def write():
+            png = encode_png(image, settings, loaded.sha256, spec.prediction_reason)
+            # What a later run checks the PNG against (t2ibench.freshness).
+            done = {**record, "png_bytes": len(png), "png_sha256": hashlib.sha256(png).hexdigest()}
+            # The record first, the image last: an existing PNG means a finished image.
+            write_json(record_path, done)
+            write_bytes(image_path, png)
+            self.progress.step()
+
+        if writer is None:
+            write()
+        else:
+            writer.submit(write)
         return {**record, "model_loaded": fresh}
 
     def _use_loras(self, loaded: LoadedModel, settings: dict, keep: int) -> None:

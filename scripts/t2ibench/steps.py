@@ -104,9 +104,11 @@ def base_config(name: str, config_dir: str, log_path: str) -> None:
         log.debug("base configs %s written to %s", name, config_dir)
 
 
-def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str) -> bool:
-    """One image with the process's cached pipeline; its time goes to the timings file.
-    True when this call loaded the model."""
+def _make_image(
+    plan: Plan, model: str, settings: dict, image: str, record: str, writer=None
+) -> bool:
+    """One image with the process's cached pipeline (written by `writer`'s thread when
+    given); its time goes to the timings file. True when this call loaded the model."""
     from t2ibench import timings
     from t2ibench.generate import GENERATOR
 
@@ -118,6 +120,7 @@ def _make_image(plan: Plan, model: str, settings: dict, image: str, record: str)
         plan.config["device"],
         sha_cache=sha_cache_path(plan),
         memory=plan.config["memory"],
+        writer=writer,
     )
     timings.record(
         timings.timings_path(plan.config["resources_dir"]),
@@ -168,7 +171,7 @@ def generate_chunk(
 
     from t2ibench.chunks import chunk_jobs, parse_chunk_name
     from t2ibench.freshness import Freshness
-    from t2ibench.generate import GENERATOR, STOP, configure_torch
+    from t2ibench.generate import GENERATOR, STOP, Writer, configure_torch
     from t2ibench.io import write_json
 
     configure_torch(plan.config["torch_threads"])
@@ -184,7 +187,9 @@ def generate_chunk(
         progress.total = max(progress.total, progress.done + len(todo))
         spec = plan.models[model]
         hold = GENERATOR.hold_device(spec, plan.config["device"]) if todo else nullcontext()
-        with hold as device:
+        # PNGs are encoded and written on the writer's thread while the next image is
+        # made; leaving the block (also on an interrupt) waits for every queued image.
+        with hold as device, Writer() as writer:
             if todo:
                 log.debug("%s: on %s", where, device)
             for done, job in enumerate(todo):
@@ -195,7 +200,7 @@ def generate_chunk(
                     )
                 path = plan.path(job)
                 record = path[: -len(".png")] + ".json"
-                loads += _make_image(plan, model, plan.settings(job), path, record)
+                loads += _make_image(plan, model, plan.settings(job), path, record, writer)
         seconds = time.perf_counter() - start
         log.debug("%s: %d images in %.1f s", where, len(todo), seconds)
         write_json(

@@ -1,0 +1,52 @@
+"""The engine's writer thread (t2ibench.generate.Writer): writes in order, every queued
+image before close, and a write's error reaches the job."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from t2ibench.generate import Writer
+
+
+def test_every_queued_write_is_done_by_close_in_order():
+    done, threads = [], set()
+
+    def task(i):
+        def write():
+            time.sleep(0.01)
+            threads.add(threading.current_thread().name)
+            done.append(i)
+
+        return write
+
+    with Writer(depth=2) as writer:
+        for i in range(10):
+            writer.submit(task(i))
+    assert done == list(range(10)) and writer.written == 10
+    assert threads == {"t2ibench-writer"}  # not the job's thread
+
+
+def test_an_error_of_a_write_reaches_the_job_and_stops_the_writes():
+    done = []
+
+    def fail():
+        raise OSError("disk full")
+
+    writer = Writer()
+    writer.submit(fail)
+    writer.submit(lambda: done.append(1))
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == []
+
+
+def test_leaving_on_an_interrupt_still_writes_what_was_made():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with Writer() as writer:
+            writer.submit(lambda: (time.sleep(0.05), done.append("a")))
+            raise KeyboardInterrupt
+    assert done == ["a"]
