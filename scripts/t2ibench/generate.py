@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2ibench import __version__, prompt_cache
+from t2ibench import __version__, prompt_cache, speed
 from t2ibench.errors import InputError
 from t2ibench.infotext import format_infotext
 from t2ibench.io import write_bytes, write_json
@@ -264,14 +264,31 @@ class Generator:
                 _HELD.device = None
 
     def model(
-        self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict
+        self,
+        spec: ModelSpec,
+        device: str,
+        dtype: str,
+        sha_cache: Path | None,
+        memory: dict,
+        options: dict | None = None,
     ) -> tuple[LoadedModel, bool]:
-        """The cached pipeline, and whether this call loaded it."""
-        key = (spec.name, spec.checkpoint, device, dtype, str(sorted(memory.items())))
+        """The cached pipeline (with the speed `options`, t2ibench.speed), and whether
+        this call loaded it."""
+        options = options or {}
+        key = (
+            spec.name,
+            spec.checkpoint,
+            device,
+            dtype,
+            str(sorted(memory.items())),
+            str(sorted(options.items())),
+        )
         if key in self._models:
             return self._models[key], False
-        self._models[key] = self._load(spec, device, dtype, sha_cache, memory)
-        return self._models[key], True
+        loaded = self._load(spec, device, dtype, sha_cache, memory)
+        speed.apply(loaded.pipe, options, device, spec.name)
+        self._models[key] = loaded
+        return loaded, True
 
     def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict):
         import torch
@@ -331,7 +348,10 @@ class Generator:
         held = getattr(_HELD, "device", None)
         with contextlib.nullcontext(held) if held else self._acquire(spec, candidates) as device:
             with self._lock:
-                loaded, fresh = self.model(spec, device, settings["dtype"], sha_cache, memory or {})
+                options = {k: settings[k] for k in speed.DEFAULTS if k in settings}
+                loaded, fresh = self.model(
+                    spec, device, settings["dtype"], sha_cache, memory or {}, options
+                )
             # One device: hold the lock while making the image too (one model at a time).
             with self._lock if len(candidates) == 1 else contextlib.nullcontext():
                 self._use_loras(loaded, settings, (memory or {}).get("max_loras", 8))

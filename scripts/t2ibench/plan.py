@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from t2ibench import rounds
+from t2ibench import rounds, speed
 from t2ibench.errors import InputError
 from t2ibench.experiments import (
     BASELINE,
@@ -187,6 +187,7 @@ class Plan:
             **family.common_settings(gen, model.defaults),
             "seed": job.seed,
             "dtype": self.config["dtype"],
+            **speed.settings_of(gen),
         }
 
     def loras(self, model: ModelSpec, gen: dict, where: str = "") -> list[dict]:

@@ -50,6 +50,28 @@ def check_devices(config: dict) -> None:
         resolve_device(device, key)
 
 
+def check_compile(plan: Plan) -> None:
+    """`compile: true` (t2ibench.speed) needs a CUDA device where the jobs run here."""
+    cells = [
+        (name, cell.name)
+        for name, exp in plan.experiments.items()
+        for cell in exp.cells
+        if plan.cell_settings(name, cell.name).get("compile")
+    ]
+    if not cells:
+        return
+    from t2ibench.generate import resolve_device
+
+    device = resolve_device(plan.config["device"])
+    if not device.startswith("cuda"):
+        name, cell = cells[0]
+        raise InputError(
+            f"experiment '{name}', cell '{cell}': generation key 'compile': torch.compile "
+            f"is used on CUDA devices only, and the images are made on {device} here; set "
+            "compile: false (or run on a GPU)"
+        )
+
+
 def before_first_job(
     config: dict, results_dir: str, workdir: str, local_jobs: bool, plan: Plan | None = None
 ):
@@ -58,6 +80,8 @@ def before_first_job(
 
     if local_jobs:
         check_devices(config)
+        if plan is not None:
+            check_compile(plan)
     if plan is not None:
         from t2ibench import lora_fit  # light: torch only when a LoRA is to be checked
 

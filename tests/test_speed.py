@@ -1,0 +1,75 @@
+"""Speed options (t2ibench.speed): in an image's settings only when set, each runs on the
+CPU or is refused there in one line, and how far each moves the pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_families import build, image, settings_for
+
+from t2ibench import speed
+from t2ibench.config import validate_config
+from t2ibench.errors import InputError
+from t2ibench.plan import build_plan
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("resources"))
+
+
+def test_options_are_in_the_settings_only_when_set(base_config):
+    plain = build_plan(validate_config(base_config))
+    assert not set(speed.DEFAULTS) & set(plain.settings(plain.jobs[0]))
+    gen = {**base_config["generation"], "fuse_qkv": True, "vae_upcast": False}
+    fast = build_plan(validate_config({**base_config, "generation": gen}))
+    settings = fast.settings(fast.jobs[0])
+    assert settings["fuse_qkv"] is True and settings["vae_upcast"] is False
+    assert "compile" not in settings
+
+
+@pytest.mark.parametrize("builtin_id", ["tiny-sdxl", "tiny-sd15", "tiny-flux-dev"])
+def test_fused_qkv_and_vae_dtype_run_on_the_cpu(builtin_id, resources):
+    import torch
+
+    family, spec = build(builtin_id, resources)
+    pipe = family.load(spec, torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    settings = settings_for(family, spec)
+    before = image(family, pipe, settings).astype(int)
+    speed.apply(pipe, {"fuse_qkv": True, "vae_upcast": False}, "cpu", builtin_id)
+    after = image(family, pipe, settings).astype(int)
+    difference = np.abs(before - after)
+    mean = difference.mean()
+    print(f"{builtin_id}: fused QKV, float32 CPU: max {difference.max()}, mean {mean:.4f}")
+    assert difference.max() <= 2  # a rounding apart at most, in 8-bit pixels
+
+
+def test_compile_off_cuda_and_fused_qkv_without_it_are_one_line(resources):
+    import torch
+
+    family, spec = build("tiny-sdxl", resources)
+    pipe = family.load(spec, torch.float32)
+    with pytest.raises(
+        InputError, match="model 'm': generation key 'compile': torch.compile is used on CUDA"
+    ):
+        speed.apply(pipe, {"compile": True}, "cpu", "m")
+    zimage, zspec = build("tiny-zimage", resources)
+    zpipe = zimage.load(zspec, torch.float32)
+    with pytest.raises(InputError, match="'fuse_qkv': ZImageTransformer2DModel has no fused QKV"):
+        speed.apply(zpipe, {"fuse_qkv": True}, "cpu", "m")
+
+
+def test_compile_off_cuda_stops_the_run_before_the_first_job(base_config):
+    import torch
+
+    from t2ibench import preflight
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: compile is allowed")
+    gen = {**base_config["generation"], "compile": True}
+    plan = build_plan(validate_config({**base_config, "generation": gen}))
+    with pytest.raises(InputError, match="generation key 'compile': torch.compile is used on CUDA"):
+        preflight.check_compile(plan)
