@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: install demo test test-slurm test-fast bench gpu-check lint format clean
+.PHONY: install demo test test-slurm test-fast bench gpu-bench gpu-check lint format clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_metrics.py --json bench/out/bench_metrics.json
 	$(BIN)/python tools/bench_viewer.py --json bench/out/bench_viewer.json
 	$(BIN)/python tools/bench_vqascore.py --images 128 --json bench/out/bench_vqascore.json
+
+## On a GPU: the engine against a plain diffusers loop, full-size SDXL (random weights)
+## at 1024x1024, 28 steps, bf16; profiler table; each speed option (tools/gpu_bench.py).
+gpu-bench: $(STAMP)
+	$(BIN)/python tools/gpu_bench.py $(GPU_BENCH_ARGS)
 
 ## On a GPU: full-size SDXL (random weights) at 1024x1024, bf16 and fp16: s/image, NaN.
 gpu-check: $(STAMP)

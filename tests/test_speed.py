@@ -73,3 +73,26 @@ def test_compile_off_cuda_stops_the_run_before_the_first_job(base_config):
     plan = build_plan(validate_config({**base_config, "generation": gen}))
     with pytest.raises(InputError, match="generation key 'compile': torch.compile is used on CUDA"):
         preflight.check_compile(plan)
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_runs_on_the_cpu_with_the_tiny_models(tmp_path):
+    """`make gpu-bench`'s code path, on the tiny built-ins: engine and loop agree."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_bench.json"
+    proc = subprocess.run(
+        [sys.executable, "tools/gpu_bench.py", "--tiny", "--json", str(out)],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(out.read_text())
+    assert [m["model"] for m in found["models"]] == ["sdxl", "zimage"]
+    for model in found["models"]:
+        assert model["engine_vs_loop"]["images_differing"] == 0
+        assert model["profile"] and model["options"]
+    assert "| sdxl | engine |" in proc.stdout

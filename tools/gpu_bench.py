@@ -1,0 +1,377 @@
+"""`make gpu-bench`: the generation engine against a plain diffusers loop, on a GPU.
+
+Full-size SDXL (the shipped config/sdxl-base architecture, seeded random weights,
+nothing downloaded) at 1024x1024, 28 steps, bf16, over the same images (4 prompts x 4
+seeds): a plain diffusers loop (the pipeline called per image, the scheduler set once)
+and the workflow's engine (t2ibench.generate.Generator: settings as the plan makes them,
+the prompt cache, PNGs and records written on the writer thread, as a chunk job does).
+Per case: seconds per image in steady state (the first image is a warm-up), wall time
+from process start, peak GPU memory, the images' pixel differences against the loop's;
+then a profiler table of one engine image (where its time goes), and each speed option
+(t2ibench.speed, memory.attention) on a pipeline of its own: seconds per image and its
+pixel difference from the default. With `--zimage-config DIR` (a Z-Image-Turbo diffusers
+folder: its configs and tokenizer, no weights needed), the same for Z-Image at 9 steps.
+
+Prints a table and writes JSON (`--json`, default bench/out/gpu_bench.json). Meant to
+fit in 8 minutes on an H200; `--quick` times fewer images and options.
+
+A CPU run of the same code on the tiny built-in models (what the tests run):
+`python tools/gpu_bench.py --tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START = time.perf_counter()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = [
+    "a lighthouse on a rocky coast at dusk, oil painting",
+    "a red fox in fresh snow, telephoto photograph",
+    "an isometric illustration of a tiny city on a floating island",
+    "a bowl of ramen on a wooden table, studio lighting",
+]
+OPTIONS = [
+    ("fuse_qkv", {"fuse_qkv": True}, {}),
+    ("vae_upcast false", {"vae_upcast": False}, {}),
+    ("attention native math", {}, {"attention": "_native_math"}),
+    ("compile", {"compile": True}, {}),
+]
+
+
+def plan_for(root: Path, args, builtin: str, family_name: str):
+    """A plan of 4 prompts x 4 seeds on one model (the builtin names the family), in the
+    shape a real run makes, and the model's spec."""
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    root.mkdir(parents=True, exist_ok=True)
+    prompts = root / "prompts.json"
+    prompts.write_text(json.dumps({f"p{i}": {"text": t} for i, t in enumerate(PROMPTS)}))
+    gen = {"steps": args.steps if family_name == "sdxl" else args.zsteps}
+    gen.update({"width": args.size, "height": args.size, "images_per_prompt": args.seeds})
+    config = {
+        "models": [{"name": "bench", "source": f"builtin:{builtin}"}],
+        "prompts": {"sources": [str(prompts)], "num_prompts": args.prompts},
+        "generation": gen,
+        "dtype": args.dtype,
+        "device": args.device,
+        "results_dir": str(root / "results"),
+        "resources_dir": str(root / "resources"),
+        "max_pixels": args.size * args.size,
+    }
+    plan = build_plan(validate_config(config))
+    return plan, plan.models["bench"]
+
+
+def build_pipe(args, family_name: str, spec, seed: int = 0):
+    """The pipeline: full size with random weights, or the tiny built-in from disk."""
+    import torch
+
+    from t2ibench.generate import DTYPES
+    from t2ibench.models import families
+
+    dtype = getattr(torch, DTYPES[args.dtype])
+    family = families.get(family_name)
+    if args.tiny:
+        builtin = families.builtins()[Path(spec.source).name.split(":")[-1]]
+        if builtin.layout == "file":
+            family.build_builtin(builtin, Path(spec.checkpoint), Path(spec.config_dir))
+        else:
+            family.build_builtin(builtin, Path(spec.checkpoint), None)
+        pipe = family.load(spec, dtype)
+    elif family_name == "sdxl":
+        from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+        from transformers import CLIPTokenizer
+
+        from t2ibench.models.sdxl_config import materialise_sdxl_config
+        from t2ibench.models.single_file import build_sdxl_components
+
+        config_dir = Path(tempfile.mkdtemp()) / "sdxl-base"
+        materialise_sdxl_config(config_dir)
+        torch.manual_seed(seed)
+        unet, vae, te, te2 = build_sdxl_components(config_dir, args.device)
+        pipe = StableDiffusionXLPipeline(
+            vae=vae,
+            text_encoder=te,
+            text_encoder_2=te2,
+            tokenizer=CLIPTokenizer.from_pretrained(config_dir / "tokenizer"),
+            tokenizer_2=CLIPTokenizer.from_pretrained(config_dir / "tokenizer_2"),
+            unet=unet,
+            scheduler=EulerDiscreteScheduler.from_pretrained(config_dir / "scheduler"),
+        ).to(dtype)
+    else:
+        from diffusers import ZImagePipeline
+
+        torch.manual_seed(seed)
+        pipe = ZImagePipeline.from_pretrained(args.zimage_config, torch_dtype=dtype)
+    pipe.to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_mib(device: str):
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def plain_loop(pipe, plan, spec, args) -> dict:
+    """diffusers' pipeline per image, the family's scheduler set once."""
+    import numpy as np
+    import torch
+
+    from t2ibench.models import families
+    from t2ibench.samplers import make_scheduler
+
+    jobs = plan.jobs
+    first = plan.settings(jobs[0])
+    family = families.get(spec.family)
+    if spec.family == "sdxl":
+        pipe.scheduler = make_scheduler(
+            first["sampler"], dict(pipe.scheduler.config), first["prediction_type"]
+        )
+    reset_peak(args.device)
+    images, times = [], []
+    for job in jobs:
+        settings = plan.settings(job)
+        start = time.perf_counter()
+        if spec.family == "zimage":
+            image = family.make_image(pipe, dict(pipe.scheduler.config), settings, args.device)
+        else:
+            image = pipe(
+                prompt=settings["prompt"],
+                negative_prompt=settings["negative_prompt"] or None,
+                num_inference_steps=settings["steps"],
+                guidance_scale=settings["guidance_scale"],
+                width=settings["width"],
+                height=settings["height"],
+                generator=torch.Generator("cpu").manual_seed(settings["seed"]),
+            ).images[0]
+        sync(args.device)
+        times.append(time.perf_counter() - start)
+        images.append(np.asarray(image))
+    return {"times": times, "images": images, "peak_gpu_mib": peak_mib(args.device)}
+
+
+def engine(pipe, plan, spec, args, out: Path, options: dict | None = None) -> dict:
+    """The workflow's engine over the plan's images, the pipeline handed to its cache."""
+    import numpy as np
+    from PIL import Image
+
+    from t2ibench import prompt_cache, speed
+    from t2ibench.generate import Generator, LoadedModel, Writer
+
+    generator = Generator()
+    memory = plan.config["memory"]
+    options = options or {}
+    prompt_cache.install(pipe, memory["prompt_cache"])
+    key = (spec.name, spec.checkpoint, args.device, args.dtype, str(sorted(memory.items())))
+    generator._models[key + (str(sorted(options.items())),)] = LoadedModel(
+        pipe, dict(pipe.scheduler.config), ""
+    )
+    reset_peak(args.device)
+    times, paths = [], []
+    out.mkdir(parents=True, exist_ok=True)
+    with Writer() as writer:
+        for n, job in enumerate(plan.jobs):
+            settings = {**plan.settings(job), **options}
+            path = out / f"{n:03d}.png"
+            start = time.perf_counter()
+            generator.generate(
+                spec, settings, str(path), str(path.with_suffix(".json")), args.device,
+                memory=memory, writer=writer,
+            )  # fmt: skip
+            sync(args.device)
+            times.append(time.perf_counter() - start)
+            paths.append(path)
+    if generator.load_count:
+        raise RuntimeError("the engine loaded a model of its own: the bench's key is stale")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    del speed
+    return {"times": times, "images": images, "peak_gpu_mib": peak_mib(args.device)}
+
+
+def profile_one(pipe, plan, spec, args, out: Path) -> str:
+    """torch.profiler's table of one engine image (by device time on CUDA)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from t2ibench.generate import Generator, LoadedModel
+
+    generator = Generator()
+    memory = plan.config["memory"]
+    key = (spec.name, spec.checkpoint, args.device, args.dtype, str(sorted(memory.items())), "[]")
+    generator._models[key] = LoadedModel(pipe, dict(pipe.scheduler.config), "")
+    cuda = args.device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    job = plan.jobs[-1]
+    out.mkdir(parents=True, exist_ok=True)
+    with profile(activities=activities) as prof:
+        generator.generate(
+            spec, plan.settings(job), str(out / "p.png"), str(out / "p.json"), args.device,
+            memory=memory,
+        )  # fmt: skip
+        sync(args.device)
+    del torch
+    sort = "cuda_time_total" if cuda else "cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=15)
+
+
+def steady(times: list[float]) -> float:
+    rest = times[1:] or times
+    return sum(rest) / len(rest)
+
+
+def differences(a: list, b: list) -> dict:
+    import numpy as np
+
+    diffs = [np.abs(x.astype(int) - y.astype(int)) for x, y in zip(a, b, strict=True)]
+    return {
+        "images_differing": sum(int(d.max() > 0) for d in diffs),
+        "max_abs": int(max(d.max() for d in diffs)),
+        "mean_abs": float(np.mean([d.mean() for d in diffs])),
+    }
+
+
+def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
+    import torch
+
+    plan, spec = plan_for(root / family_name, args, builtin, family_name)
+    pipe = build_pipe(args, family_name, spec)
+    plain_loop(pipe, plan, spec, args)  # warm-up: kernels, allocator, cuDNN choices
+    loop = plain_loop(pipe, plan, spec, args)
+    eng = engine(pipe, plan, spec, args, root / family_name / "engine")
+    result = {
+        "model": family_name,
+        "images": len(plan.jobs),
+        "size": args.size,
+        "steps": plan.settings(plan.jobs[0])["steps"],
+        "dtype": args.dtype,
+        "loop_s_per_image": steady(loop["times"]),
+        "engine_s_per_image": steady(eng["times"]),
+        "ratio": steady(eng["times"]) / steady(loop["times"]),
+        "loop_peak_gpu_mib": loop["peak_gpu_mib"],
+        "engine_peak_gpu_mib": eng["peak_gpu_mib"],
+        "engine_vs_loop": differences(eng["images"], loop["images"]),
+        "wall_from_start_s": time.perf_counter() - START,
+    }
+    print(json.dumps({k: v for k, v in result.items()}), flush=True)
+    result["profile"] = profile_one(pipe, plan, spec, args, root / family_name / "profile")
+    print(result["profile"], flush=True)
+    result["options"] = []
+    chosen = OPTIONS[:2] if args.quick else OPTIONS
+    for label, settings, memory in chosen:
+        if "compile" in settings and not args.device.startswith("cuda"):
+            result["options"].append({"option": label, "skipped": "CUDA only"})
+            continue
+        del pipe
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        pipe = build_pipe(args, family_name, spec)
+        try:
+            from t2ibench import speed
+            from t2ibench.generate import place_pipeline
+            from t2ibench.models import families
+
+            if memory:
+                place_pipeline(pipe, args.device, memory, families.get(family_name))
+            speed.apply(pipe, settings, args.device, spec.name)
+        except Exception as err:  # a refused option is a figure too
+            result["options"].append({"option": label, "refused": str(err).splitlines()[0]})
+            continue
+        run = engine(pipe, plan, spec, args, root / family_name / label.replace(" ", "_"), settings)
+        entry = {
+            "option": label,
+            "s_per_image": steady(run["times"]),
+            "speedup_vs_engine": steady(eng["times"]) / steady(run["times"]),
+            "first_image_s": run["times"][0],
+            "peak_gpu_mib": run["peak_gpu_mib"],
+            "pixels_vs_default": differences(run["images"], eng["images"]),
+        }
+        result["options"].append(entry)
+        print(json.dumps(entry), flush=True)
+    del pipe
+    return result
+
+
+def table(results: dict) -> str:
+    rows = [("model", "case", "s/image", "vs loop", "peak GPU MiB", "pixels vs default")]
+    for r in results["models"]:
+        m, loop = r["model"], r["loop_s_per_image"]
+        rows.append((m, "plain loop", f"{loop:.3f}", "1.00", r["loop_peak_gpu_mib"], "-"))
+        d = r["engine_vs_loop"]
+        pixels = f"{d['images_differing']} differ, max {d['max_abs']}"
+        rows.append((m, "engine", f"{r['engine_s_per_image']:.3f}", f"{r['ratio']:.2f}",
+                     r["engine_peak_gpu_mib"], pixels))  # fmt: skip
+        for o in r["options"]:
+            if "s_per_image" not in o:
+                rows.append((m, o["option"], o.get("skipped") or o.get("refused"), "", "", ""))
+                continue
+            d = o["pixels_vs_default"]
+            pixels = f"{d['images_differing']} differ, max {d['max_abs']}, mean {d['mean_abs']:.3f}"
+            rows.append((m, f"engine + {o['option']}", f"{o['s_per_image']:.3f}",
+                         f"{o['s_per_image'] / loop:.2f}", o["peak_gpu_mib"], pixels))  # fmt: skip
+    lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join([lines[0], "|---|---|---|---|---|---|", *lines[1:]])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=28)
+    parser.add_argument("--zsteps", type=int, default=9)
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--zimage-config", type=Path, help="a Z-Image-Turbo diffusers folder")
+    parser.add_argument("--quick", action="store_true", help="fewer speed options")
+    parser.add_argument("--tiny", action="store_true", help="CPU run on the tiny built-ins")
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "gpu_bench.json")
+    args = parser.parse_args()
+    if args.tiny:
+        args.device, args.size, args.steps, args.zsteps, args.dtype = "cpu", 64, 2, 2, "fp32"
+        args.prompts, args.seeds = 2, 2
+    import torch
+
+    results = {"device": args.device, "torch": torch.__version__, "models": []}
+    if args.device.startswith("cuda"):
+        results["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    with tempfile.TemporaryDirectory(prefix="t2ibench-gpu-bench-") as tmp:
+        root = Path(tmp)
+        results["models"].append(bench_model(args, root, "sdxl", "tiny-sdxl"))
+        if args.tiny or args.zimage_config:
+            results["models"].append(bench_model(args, root, "zimage", "tiny-zimage"))
+        else:
+            print("Z-Image: skipped (give --zimage-config, a Z-Image-Turbo diffusers folder)")
+    results["wall_s"] = time.perf_counter() - START
+    print(table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json} ({results['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
