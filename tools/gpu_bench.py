@@ -87,25 +87,13 @@ def build_pipe(args, family_name: str, spec, seed: int = 0):
             family.build_builtin(builtin, Path(spec.checkpoint), None)
         pipe = family.load(spec, dtype)
     elif family_name == "sdxl":
-        from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
-        from transformers import CLIPTokenizer
+        from gpu_check import build_pipeline
 
         from t2ibench.models.sdxl_config import materialise_sdxl_config
-        from t2ibench.models.single_file import build_sdxl_components
 
         config_dir = Path(tempfile.mkdtemp()) / "sdxl-base"
         materialise_sdxl_config(config_dir)
-        torch.manual_seed(seed)
-        unet, vae, te, te2 = build_sdxl_components(config_dir, args.device)
-        pipe = StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=te,
-            text_encoder_2=te2,
-            tokenizer=CLIPTokenizer.from_pretrained(config_dir / "tokenizer"),
-            tokenizer_2=CLIPTokenizer.from_pretrained(config_dir / "tokenizer_2"),
-            unet=unet,
-            scheduler=EulerDiscreteScheduler.from_pretrained(config_dir / "scheduler"),
-        ).to(dtype)
+        pipe = build_pipeline(config_dir, args.device, seed).to(dtype)
     else:
         from diffusers import ZImagePipeline
 
@@ -179,17 +167,15 @@ def engine(pipe, plan, spec, args, out: Path, options: dict | None = None) -> di
     import numpy as np
     from PIL import Image
 
-    from t2ibench import prompt_cache, speed
+    from t2ibench import prompt_cache
     from t2ibench.generate import Generator, LoadedModel, Writer
 
     generator = Generator()
     memory = plan.config["memory"]
     options = options or {}
     prompt_cache.install(pipe, memory["prompt_cache"])
-    key = (spec.name, spec.checkpoint, args.device, args.dtype, str(sorted(memory.items())))
-    generator._models[key + (str(sorted(options.items())),)] = LoadedModel(
-        pipe, dict(pipe.scheduler.config), ""
-    )
+    key = generator.model_key(spec, args.device, args.dtype, memory, options)
+    generator._models[key] = LoadedModel(pipe, dict(pipe.scheduler.config), "")
     reset_peak(args.device)
     times, paths = [], []
     out.mkdir(parents=True, exist_ok=True)
@@ -208,20 +194,18 @@ def engine(pipe, plan, spec, args, out: Path, options: dict | None = None) -> di
     if generator.load_count:
         raise RuntimeError("the engine loaded a model of its own: the bench's key is stale")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    del speed
     return {"times": times, "images": images, "peak_gpu_mib": peak_mib(args.device)}
 
 
 def profile_one(pipe, plan, spec, args, out: Path) -> str:
     """torch.profiler's table of one engine image (by device time on CUDA)."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from t2ibench.generate import Generator, LoadedModel
 
     generator = Generator()
     memory = plan.config["memory"]
-    key = (spec.name, spec.checkpoint, args.device, args.dtype, str(sorted(memory.items())), "[]")
+    key = generator.model_key(spec, args.device, args.dtype, memory, {})
     generator._models[key] = LoadedModel(pipe, dict(pipe.scheduler.config), "")
     cuda = args.device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -233,7 +217,6 @@ def profile_one(pipe, plan, spec, args, out: Path) -> str:
             memory=memory,
         )  # fmt: skip
         sync(args.device)
-    del torch
     sort = "cuda_time_total" if cuda else "cpu_time_total"
     return prof.key_averages().table(sort_by=sort, row_limit=15)
 

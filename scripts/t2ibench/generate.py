@@ -263,6 +263,18 @@ class Generator:
             finally:
                 _HELD.device = None
 
+    @staticmethod
+    def model_key(spec: ModelSpec, device: str, dtype: str, memory: dict, options: dict) -> tuple:
+        """What a loaded pipeline is cached by: the model, where, how, its speed options."""
+        return (
+            spec.name,
+            spec.checkpoint,
+            device,
+            dtype,
+            str(sorted(memory.items())),
+            str(sorted(options.items())),
+        )
+
     def model(
         self,
         spec: ModelSpec,
@@ -275,14 +287,7 @@ class Generator:
         """The cached pipeline (with the speed `options`, t2ibench.speed), and whether
         this call loaded it."""
         options = options or {}
-        key = (
-            spec.name,
-            spec.checkpoint,
-            device,
-            dtype,
-            str(sorted(memory.items())),
-            str(sorted(options.items())),
-        )
+        key = self.model_key(spec, device, dtype, memory, options)
         if key in self._models:
             return self._models[key], False
         loaded = self._load(spec, device, dtype, sha_cache, memory)
