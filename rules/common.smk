@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from t2ibench import console, human, preflight, rounds, steps, verdict_steps
+from t2ibench import console, human, look_chain, preflight, rounds, steps, verdict_steps
 from t2ibench.chunks import CHUNK_WILDCARD, chunk_jobs, chunk_record_path
 from t2ibench.chunks import experiment_chunks, parse_chunk_name
 from t2ibench.config import load_yaml, validate_config
@@ -54,6 +54,8 @@ console.setup_logging()
 # Cluster jobs, and the subprocesses of jobs run outside threads, make their own
 # targets only: the plan summary is the main process's.
 MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
+if MAIN_PROCESS and human.foreign(VOTES, PLAN.experiments):
+    console.log.warning("%s", human.foreign(VOTES, PLAN.experiments))
 
 
 def analyze_only():
@@ -148,6 +150,12 @@ def vote_files(experiment):
 
 def get_vote_files(wildcards):
     return vote_files(wildcards.experiment)
+
+
+def get_vote_digest(wildcards):
+    """The experiment's vote files by name and content: one added, removed or changed
+    makes people's tables and the findings again."""
+    return human.digest(vote_files(wildcards.experiment))
 
 
 def get_human(wildcards):
@@ -281,9 +289,21 @@ def look_number(wildcards):
     return k
 
 
+@functools.cache
+def chain_of(experiment):
+    """The experiment's looks on disk that hold (t2ibench.look_chain), read once per
+    process; `analyze` does not check the images (it makes none)."""
+    return look_chain.chain(PLAN, experiment, fresh(), images=not analyze_only())
+
+
 def get_look_inputs(wildcards):
-    """Look k waits for look k-1 and the images of round k of the arms it left open."""
+    """Look k waits for look k-1 and the images of rounds 1..k of the arms it left open
+    that are still to make (round k's, and any of an earlier round made again). The
+    first look on disk that no longer holds is forced."""
     experiment, k = wildcards.experiment, look_number(wildcards)
+    path = rounds.look_path(ANALYSIS, experiment, k)
+    if chain_of(experiment).redo == k and Path(path).exists():
+        force(path)
     previous, inputs = None, []
     if k > 1:
         previous = look_content(experiment, k - 1)
@@ -291,7 +311,7 @@ def get_look_inputs(wildcards):
     if analyze_only():  # `analyze` makes no image
         return inputs
     arms = rounds.open_arms(previous, PLAN.experiments[experiment])
-    jobs = rounds.round_jobs(PLAN, experiment, design_of(experiment), k, arms)
+    jobs = rounds.jobs_until(PLAN, experiment, design_of(experiment), k, arms)
     return inputs + [PLAN.path(j) for j in jobs if fresh().state(j).todo]
 
 
@@ -322,11 +342,19 @@ def get_rounds_summary(wildcards):
 
 
 def get_last_look(wildcards):
-    """The look after which nothing is open (or the last of the design)."""
+    """The look after which nothing is open (or the last of the design). Where a look
+    on disk no longer holds, or the images on disk are not those rounds.json counted,
+    rounds.json is forced (and the looks it waits for are made again)."""
     experiment = wildcards.experiment
     design = design_of(experiment)
     if design is None:
         raise InputError(f"experiment '{experiment}' is not sequential in this run")
+    end = rounds.end_path(ANALYSIS, experiment)
+    if Path(end).exists() and (
+        chain_of(experiment).redo
+        or look_chain.recorded(end) != look_chain.on_disk(PLAN, experiment, fresh())
+    ):
+        force(end)
     for k in range(1, len(design.looks) + 1):
         if look_content(experiment, k)["finished"]:
             return [rounds.look_path(ANALYSIS, experiment, k)]

@@ -46,6 +46,8 @@ rule human:
     log:
         f"{ANALYSIS}/{{experiment}}/logs/human.log",
     localrule: True
+    params:
+        votes=get_vote_digest,
     run:
         verdict_steps.human(
             PLAN,
@@ -78,6 +80,7 @@ rule findings:
     localrule: True
     params:
         findings=config["findings"],
+        votes=get_vote_digest,
     run:
         verdict_steps.findings(PLAN, wildcards.experiment, dict(input), output, log[0])
 

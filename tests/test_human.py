@@ -19,12 +19,14 @@ def vote(left, right, choice, voter="ann", time="t1", sha=SHA):
     return human.Vote(voter, left, sha, right, sha, choice, time, "f.json")
 
 
+ONE = {"left": {"path": "exp/m1/default/p000_i00_s1.png", "sha256": SHA},
+       "right": {"path": "exp/m2/default/p000_i00_s1.png", "sha256": SHA},
+       "choice": "left", "time": "2026-12-02T07:00:00.000Z"}  # fmt: skip
+
+
 def vote_file(path, experiment="exp", votes=None, **changes):
     data = {"format": human.FORMAT, "version": human.VERSION, "experiment": experiment,
-            "voter": "ann", "votes": votes if votes is not None else [
-                {"left": {"path": "exp/m1/default/p000_i00_s1.png", "sha256": SHA},
-                 "right": {"path": "exp/m2/default/p000_i00_s1.png", "sha256": SHA},
-                 "choice": "left", "time": "2026-12-02T07:00:00Z"}]}  # fmt: skip
+            "voter": "ann", "votes": votes if votes is not None else [ONE]}  # fmt: skip
     data.update(changes)
     path.write_text(json.dumps(data))
     return path
@@ -47,6 +49,10 @@ def test_a_vote_file_is_read(tmp_path):
         ({"experiment": "other"}, "is not an image of experiment 'other'"),
         ({"votes": "x"}, "key 'votes': expected a list"),
         ({"votes": [{"choice": "maybe"}]}, "key 'votes[0].choice': expected one of left"),
+        ({"version": True}, "vote file version True; this t2ibench reads version 1"),
+        ({"version": 1.0}, "vote file version 1.0; this t2ibench reads version 1"),
+        ({"votes": [dict(ONE, time=5)]}, "key 'votes[0].time': 5; expected the vote's date"),
+        ({"votes": [dict(ONE, time="yesterday")]}, "key 'votes[0].time': 'yesterday'"),
     ],
 )
 def test_a_bad_vote_file_is_one_line_naming_it(tmp_path, change, message):
@@ -59,6 +65,52 @@ def test_a_bad_vote_file_is_one_line_naming_it(tmp_path, change, message):
         human.read_folder(tmp_path)
     assert str(err.value).startswith(f"vote file {path}: ") and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_votes_folder_and_what_its_files_name(tmp_path):
+    """A file where the folder goes is an error naming the key; files naming another
+    experiment are said; the digest follows every file's name and content."""
+    (tmp_path / "votes").write_text("")
+    with pytest.raises(InputError, match="config key 'votes': .*votes is not a folder"):
+        human.read_folder(tmp_path / "votes")
+    folder = tmp_path / "v"
+    folder.mkdir()
+    first = vote_file(folder / "a.json")
+    files = human.read_folder(folder)
+    assert human.foreign(files, ["exp"]) == ""
+    line = human.foreign(files, ["other", "more"])
+    assert "experiment(s) not in this run, their votes are not counted: 'exp' (1 file(s)" in line
+    assert line.endswith("this run's experiments: other, more")
+    before = human.digest([first])
+    assert human.digest([]) == "" and human.digest([first]) == before
+    vote_file(first, votes=[dict(ONE, choice="right")])
+    assert human.digest([first]) != before
+    second = vote_file(folder / "b.json")
+    assert human.digest([first, second]) != human.digest([first])
+
+
+def test_votes_are_set_aside_for_their_first_reason():
+    """A pair of different prompts is said to be that, whatever its images' sha256."""
+    from types import SimpleNamespace
+
+    from t2ibench.report.human import classify
+
+    def job(model, prompt):
+        return SimpleNamespace(
+            experiment="exp", relpath=f"exp/{model}/default/p{prompt:03d}_i00_s1.png",
+            prompt_index=prompt, seed=1, model=model, cell="default",
+        )  # fmt: skip
+
+    jobs = [job("m1", 0), job("m2", 0), job("m2", 1)]
+    plan = SimpleNamespace(jobs=jobs)
+    gone = lambda path: None  # noqa: E731 - every image gone since the vote
+    used, aside = classify(plan, "exp", [vote(jobs[0].relpath, jobs[2].relpath, "left")], gone)
+    assert aside == {"the images are of different prompts or seeds": 1}
+    used, aside = classify(plan, "exp", [vote(jobs[0].relpath, jobs[1].relpath, "left")], gone)
+    assert aside == {"an image is gone or changed since the vote (sha256)": 1}
+    here = lambda path: SHA  # noqa: E731
+    used, aside = classify(plan, "exp", [vote(jobs[0].relpath, jobs[1].relpath, "left")], here)
+    assert not aside and len(used["models"]) == 1
 
 
 def test_duplicated_votes_count_once():

@@ -131,15 +131,24 @@ def test_finite_numbers_and_folders(tmp_path):
         check_folder(str(tmp_path / "file" / "x"), "config key 'results_dir'")
 
 
-def test_stale_backups_are_removed_only_inside_snakemakes_backup_folder(tmp_path):
+def test_stale_backups_are_removed_only_inside_snakemakes_backup_folder(tmp_path, caplog):
     from t2ibench.preflight import clear_stale_backups
+
+    # The empty folders a finished run leaves go without a word.
+    empty = tmp_path / "w" / ".snakemake" / "backups" / "results" / "exp"
+    empty.mkdir(parents=True)
+    with caplog.at_level("INFO", logger="t2ibench"):
+        clear_stale_backups("results", str(tmp_path / "w"))
+    assert not empty.exists() and "removed" not in caplog.text
 
     work = tmp_path / "a" / "b"
     stale = work / ".snakemake" / "backups" / "results" / "exp" / "plots"
     stale.mkdir(parents=True)
     (stale / "x.png").write_bytes(b"x")
-    clear_stale_backups("results", str(work))
+    with caplog.at_level("INFO", logger="t2ibench"):
+        clear_stale_backups("results", str(work))
     assert not (work / ".snakemake" / "backups" / "results").exists()
+    assert "removed 1 file(s) an interrupted run left" in caplog.text
     # a results_dir with `..` points outside the backups: nothing there is removed
     outside = work / "results"
     outside.mkdir()

@@ -67,6 +67,21 @@ def test_max_prompts_caps_the_design(base_config, tmp_path):
     plan = plan_with(base_config, tmp_path, design={**SEQ, "max_prompts": 5})
     assert plan.sequential("seq").looks == (2, 4, 5)
     assert len(plan.experiments["seq"].prompts) == 5
+    with pytest.raises(InputError, match="key 'sequential.round': 4 prompts, more than key "):
+        plan_with(base_config, tmp_path, design={**SEQ, "round": 4, "max_prompts": 3})
+
+
+def test_a_quick_run_says_its_round_is_cut(base_config, tmp_path):
+    """A quick run's fewer prompts than a round: one look, said in the design's note."""
+    path = tmp_path / "seq.yaml"
+    plan = plan_with(base_config, tmp_path, design={**SEQ, "round": 6}, quick=True)
+    data = yaml.safe_load(path.read_text())
+    data["quick"] = {"num_prompts": 3}
+    path.write_text(yaml.safe_dump(data))
+    config = {**plan.config, "experiments": [str(path)]}
+    design = build_plan(validate_config(config)).sequential("seq")
+    assert design.looks == (3,) and design.round == 3
+    assert design.note == "quick run: round of 6 prompts cut to its 3, one look"
 
 
 @pytest.mark.parametrize(
@@ -171,9 +186,85 @@ def test_rounds_json_counts_the_images_saved():
     rng = np.random.default_rng(3)
     look = looks.evaluate(design, exp, 1, None, {"s": scores([0, -3], 10, rng)}, {"s": True})
     assert look["finished"]
-    summary = looks.summary(look, exp, seeds=2)
-    assert summary["images"] == {"made": 40, "fixed": 160, "saved": 120, "share_saved": 0.75}
+    disk = {"a/0": 20, "a/1": 20}
+    summary = looks.summary(look, exp, seeds=2, disk=disk)
+    assert summary["images"] == {
+        "made": 40, "rounds": 40, "fixed": 160, "saved": 120, "share_saved": 0.75, "on_disk": disk
+    }  # fmt: skip
     assert summary["arms"]["a/1"]["images_saved"] == 60
+    # A fixed run made the rest of a/1: made counts what is on disk, the rounds stay.
+    more = looks.summary(look, exp, seeds=2, disk={"a/0": 20, "a/1": 80})
+    assert more["images"]["made"] == 100 and more["images"]["rounds"] == 40
+    assert more["arms"]["a/1"]["images_saved"] == 0 and more["arms"]["a/1"]["images_rounds"] == 20
+
+
+class FakeFresh:
+    """What look_chain asks of t2ibench.freshness: images to make, and PNG times."""
+
+    def __init__(self, todo=(), mtime=None):
+        self._todo, self.mtime = set(todo), dict(mtime or {})
+
+    def todo(self, jobs):
+        return [j for j in jobs if j in self._todo]
+
+
+def write_look(plan, k, previous=None, results=None):
+    """Look k of experiment 'seq' as the workflow writes it, on random scores."""
+    design, exp = plan.sequential("seq"), plan.experiments["seq"]
+    rng = np.random.default_rng(k)
+    values = {"clip_score": {a: (rng.normal(0, 1, 4), np.arange(4)) for a in rounds.arms(exp)}}
+    look = looks.evaluate(design, exp, k, previous, values, {"clip_score": True})
+    path = Path(rounds.look_path(rounds.analysis_dir(plan), "seq", k))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(look))
+    return look, path
+
+
+def test_the_looks_that_hold_and_the_first_to_make_again(base_config, tmp_path):
+    """look_chain: a look holds while readable, of the run's design and arms, after the
+    look before it and older than every image it scored, all of them there."""
+    import os
+
+    from t2ibench import look_chain
+
+    results = {"results_dir": str(tmp_path / "results")}
+    plan = plan_with(base_config, tmp_path, **results)
+    assert look_chain.chain(plan, "seq", FakeFresh()).done == 0
+    one, first = write_look(plan, 1)
+    two, second = write_look(plan, 2, one)
+    state = look_chain.chain(plan, "seq", FakeFresh())
+    assert state.done == 2 and state.redo is None and state.last["look"] == 2
+    # An image of round 1 to make again: look 1 is made again.
+    every = rounds.arms(plan.experiments["seq"])
+    jobs = rounds.jobs_until(plan, "seq", plan.sequential("seq"), 1, every)
+    state = look_chain.chain(plan, "seq", FakeFresh(todo=[jobs[0]]))
+    assert state.redo == 1 and "1 image(s) it scored must be made again" in state.why
+    assert state.done == 0
+    # `analyze` does not look at the images.
+    assert look_chain.chain(plan, "seq", FakeFresh(todo=[jobs[0]]), images=False).done == 2
+    # An image newer than the look that scored it.
+    newer = FakeFresh(mtime={jobs[1]: first.stat().st_mtime + 10})
+    assert look_chain.chain(plan, "seq", newer).redo == 1
+    # Look 2 older than look 1.
+    os.utime(second, (first.stat().st_mtime - 5,) * 2)
+    assert look_chain.chain(plan, "seq", FakeFresh()).redo == 2
+    # A damaged look 1, then a missing one while a later look is there.
+    first.write_text("{not json")
+    state = look_chain.chain(plan, "seq", FakeFresh())
+    assert state.redo == 1 and "not a readable look" in state.why
+    first.unlink()
+    state = look_chain.chain(plan, "seq", FakeFresh())
+    assert state.redo == 1 and state.why.endswith("look1.json is missing")
+    # With none after it, a missing look is just the next one to make.
+    second.unlink()
+    assert look_chain.chain(plan, "seq", FakeFresh()).redo is None
+    # Another design (round 3): the looks on disk do not hold; the start-up line says so.
+    write_look(plan, 1)
+    other = plan_with(base_config, tmp_path, design={**SEQ, "round": 3}, **results)
+    state = look_chain.chain(other, "seq", FakeFresh())
+    assert state.redo == 1 and "another sequential design" in state.why
+    line = look_chain.announce(other, "seq", FakeFresh())
+    assert "round 1 makes" in line and "look 1 is made again" in line
 
 
 def test_a_damaged_look_is_an_error_naming_it(tmp_path):
@@ -255,6 +346,35 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     )
     assert "finished at look 1" in again.stdout
 
+    # The files on disk are what a run goes by: a removed image of a finished round is
+    # made again and its look taken again; a removed or damaged look is made again.
+    look1 = out / "sequential" / "look1.json"
+    gone = made[0]
+    Path(work, gone).unlink()
+    again = snakemake(work, *args)
+    assert made_images(again) == [gone] and "look 1 is made again" in output(again)
+    assert look1.stat().st_mtime_ns > Path(work, gone).stat().st_mtime_ns
+    first[gone] = Path(work, gone).stat().st_mtime_ns
+    for damage in (look1.unlink, lambda: look1.write_text("{not json")):
+        damage()
+        again = snakemake(work, *args)
+        assert not made_images(again) and rounds.read(look1)["finished"], output(again)
+        assert "Traceback" not in output(again)
+    # Another margin: the looks are taken again, and a look left after the last one (an
+    # earlier design's) is removed.
+    design = (work / "seq.yaml").read_text()
+    (work / "seq.yaml").write_text(design.replace("margin: 0.5", "margin: 0.6"))
+    (out / "sequential" / "look2.json").write_text(look1.read_text())
+    again = snakemake(work, *args)
+    assert "another sequential design" in output(again) and not made_images(again)
+    assert rounds.read(look1)["design"]["margins"] == {"clip_score": 0.6}
+    (work / "seq.yaml").write_text(design)
+    snakemake(work, *args)
+    assert sorted(p.name for p in (out / "sequential").glob("*.json")) == [
+        "look1.json", "rounds.json"
+    ]  # fmt: skip
+    assert nothing_to_do(snakemake(work, *args))
+
     fixed = snakemake(work, *args, "--config", "sequential=false")
     rest = made_images(fixed)
     assert len(rest) == 36 and not set(rest) & set(first)
@@ -262,6 +382,13 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     assert len((out / "images.txt").read_text().splitlines()) == 72
     assert "## Early stopping" not in (out / "findings.md").read_text()
     assert nothing_to_do(snakemake(work, *args, "--config", "sequential=false"))
+    # Sequential again: rounds.json counts what is on disk, as the image list does.
+    snakemake(work, *args)
+    summary = json.loads((out / "sequential" / "rounds.json").read_text())
+    assert summary["images"]["made"] == 72 and summary["images"]["rounds"] == 36
+    assert len((out / "images.txt").read_text().splitlines()) == 72
+    assert "(36 by its rounds, 36 by other runs)" in (out / "findings.md").read_text()
+    assert nothing_to_do(snakemake(work, *args))
 
 
 @pytest.mark.slow

@@ -43,7 +43,14 @@ def vote_text(page) -> str:
 def test_votes_in_the_browser_become_human_csv(tmp_path):
     from test_viewer_browser import ARTIFACTS
 
-    from workflow_helpers import make_workdir, metrics_only, snakemake, write_config
+    from workflow_helpers import (
+        make_workdir,
+        metrics_only,
+        nothing_to_do,
+        output,
+        snakemake,
+        write_config,
+    )
 
     work = make_workdir(tmp_path)
     prompts = {
@@ -173,3 +180,20 @@ def test_votes_in_the_browser_become_human_csv(tmp_path):
     bad = snakemake(work, *args, check=False)
     assert bad.returncode != 0
     assert "vote file votes/bad.json: does not parse as JSON" in bad.stderr + bad.stdout
+
+    # A vote file removed: people's tables are made again from what is left.
+    (votes_dir / "bad.json").unlink()
+    (votes_dir / "ann-copy.json").unlink()
+    snakemake(work, *args)
+    assert json.loads((out / "human.json").read_text())["votes"]["read"] == 19
+    # The last one gone, and one left that names another experiment: that is said, its
+    # votes are not counted, and no table or section of people's votes is left.
+    foreign = json.dumps(exported).replace('"cmp/', '"elsewhere/')
+    (votes_dir / "other.json").write_text(foreign.replace('"cmp"', '"elsewhere"'))
+    (votes_dir / "ann.json").unlink()
+    run = snakemake(work, *args)
+    assert "vote files name experiment(s) not in this run" in output(run)
+    assert not (out / "human.csv").exists() and not (out / "human.json").exists()
+    assert "People's votes" not in (out / "findings.md").read_text()
+    assert "People's votes" not in (out / "index.html").read_text()
+    assert nothing_to_do(snakemake(work, *args))

@@ -50,3 +50,19 @@ def test_leaving_on_an_interrupt_still_writes_what_was_made():
             writer.submit(lambda: (time.sleep(0.05), done.append("a")))
             raise KeyboardInterrupt
     assert done == ["a"]
+
+
+def test_progress_past_the_planned_total_is_one_line_every_few_seconds(caplog, monkeypatch):
+    """Later rounds of a sequential run make more than the plan line counted: past the
+    total, progress is still a line every few seconds, not one per image."""
+    from t2ibench import generate
+
+    now = [100.0]
+    monkeypatch.setattr(generate.time, "monotonic", lambda: now[0])
+    progress = generate.Progress(total=3)
+    with caplog.at_level("INFO", logger="t2ibench"):
+        for _ in range(20):
+            now[0] += 0.5
+            progress.step()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("generated")]
+    assert lines == ["generated 3/3 images (2.00 img/s, ~0 s left)", "generated 13 images"]

@@ -209,7 +209,7 @@ def show_plan(plan, out, verify: bool = False) -> None:
             print(f"  {plan.path(job)}: {state.reason}", file=out)
     for experiment in plan.experiments:
         if plan.sequential(experiment) is not None:
-            from t2ibench.rounds import announce
+            from t2ibench.look_chain import announce
 
             print(announce(plan, experiment, fresh), file=out)
     size = plan.config["images_per_job"]

@@ -164,7 +164,7 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
                 log.info("%s", line)
     for experiment in plan.experiments:
         if plan.sequential(experiment) is not None:
-            from t2ibench.rounds import announce
+            from t2ibench.look_chain import announce
 
             log.info("%s", announce(plan, experiment, fresh))
     outdated = [job for job, state in states.items() if state.state == OUTDATED]
@@ -195,7 +195,7 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
 def _sequential_waiting(plan: Plan, fresh) -> tuple[set, int]:
     """The images of sequential experiments that no round asks for yet (not counted as
     to make), and how many later rounds may still make."""
-    from t2ibench.rounds import progress
+    from t2ibench.look_chain import progress
 
     waiting, later = set(), 0
     for experiment in plan.experiments:

@@ -98,11 +98,14 @@ class Progress:
         now = time.monotonic()
         if self.first_done is None:
             self.first_done = self.last_report = now
-        finished = self.done >= self.total
+        finished = self.done == self.total
         if not finished and (self.done < 2 or now - self.last_report < self.every):
             return
         self.last_report = now
-        total = max(self.total, self.done)
+        if self.done > self.total:  # more than the plan said (later rounds): no total
+            log.info("generated %d images", self.done)
+            return
+        total = self.total
         if self.done < 2:
             log.info("generated %d/%d images", self.done, total)
             return

@@ -75,7 +75,7 @@ def read_file(path: Path) -> tuple[str, list[Vote]]:
         raise InputError(f"{where}: does not parse as JSON ({err})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f'{where}: not a t2ibench vote file (expected "format": "{FORMAT}")')
-    if data.get("version") != VERSION:
+    if type(data.get("version")) is not int or data["version"] != VERSION:  # not 1.0, true
         raise InputError(
             f"{where}: vote file version {data.get('version')!r}; this t2ibench reads "
             f"version {VERSION}"
@@ -112,6 +112,12 @@ def _vote(where: str, i: int, vote, experiment: str, voter: str, path: Path) -> 
                 f"'{experiment}' (the file's experiment)"
             )
         sides[side] = image
+    when = vote.get("time", "")
+    if not isinstance(when, str) or (when and not _is_time(when)):
+        raise InputError(
+            f"{key}.time': {when!r}; expected the vote's date and time in ISO 8601 "
+            '(as the Vote view writes it: "2026-12-01T10:00:00.000Z")'
+        )
     return Vote(
         voter=voter,
         left=sides["left"]["path"],
@@ -119,18 +125,57 @@ def _vote(where: str, i: int, vote, experiment: str, voter: str, path: Path) -> 
         right=sides["right"]["path"],
         right_sha=sides["right"]["sha256"],
         choice=vote["choice"],
-        time=str(vote.get("time", "")),
+        time=when,
         file=str(path),
     )
 
 
+def _is_time(text: str) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_folder(folder: str | Path) -> dict[str, list[Path]]:
-    """The vote files of each experiment they name (every file read and checked)."""
+    """The vote files of each experiment they name (every file read and checked). No
+    folder: no votes; a file where the folder goes is an error naming the key."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise InputError(
+            f"config key 'votes': {folder} is not a folder; expected the folder of the "
+            "Vote view's exported vote files (*.json)"
+        )
     files: dict[str, list[Path]] = {}
     for path in vote_files(folder):
         experiment, _ = read_file(path)
         files.setdefault(experiment, []).append(path)
     return files
+
+
+def digest(files: list) -> str:
+    """What the vote files are (their names and contents): a file added, removed or
+    changed, even to an older time, makes the tables from votes again."""
+    import hashlib
+
+    out = hashlib.sha256()
+    for path in sorted(str(f) for f in files):
+        out.update(path.encode() + b"\0" + hashlib.sha256(Path(path).read_bytes()).digest())
+    return out.hexdigest() if files else ""
+
+
+def foreign(files: dict, experiments) -> str:
+    """A warning line for vote files that name experiments not in this run ("": none)."""
+    other = {e: paths for e, paths in files.items() if e not in experiments}
+    if not other:
+        return ""
+    named = ", ".join(f"'{e}' ({len(p)} file(s), e.g. {p[0]})" for e, p in sorted(other.items()))
+    return (
+        f"vote files name experiment(s) not in this run, their votes are not counted: "
+        f"{named}; this run's experiments: {', '.join(experiments)}"
+    )
 
 
 def unique(votes: list[Vote]) -> list[Vote]:

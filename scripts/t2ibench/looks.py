@@ -107,24 +107,30 @@ def reason(arm: dict, kept: bool, final: bool, design: Design) -> str:
     return text or "every arm compared with it stopped"
 
 
-def summary(last: dict, exp_plan, seeds: int) -> dict:
-    """rounds.json: the last look, with the images made and saved per arm against the
-    fixed design (every round for every arm)."""
+def summary(last: dict, exp_plan, seeds: int, disk: dict) -> dict:
+    """rounds.json: the last look, with per arm the images its rounds made, those on
+    disk (`disk`: arm key -> images there to score, whoever made them: a fixed run may
+    have made more) and those saved against the fixed design (every round for every
+    arm)."""
     design_prompts = last["design"]["looks"][-1]
     out = dict(last)
-    made_all = fixed_all = 0
-    for arm in out["arms"].values():
+    rounds_all = made_all = fixed_all = 0
+    for key, arm in out["arms"].items():
         prompts = arm.get("prompts") or design_prompts
-        arm["images_made"] = prompts * seeds
+        arm["images_rounds"] = prompts * seeds
+        arm["images_made"] = int(disk.get(key, 0))
         arm["images_fixed"] = design_prompts * seeds
-        arm["images_saved"] = (design_prompts - prompts) * seeds
+        arm["images_saved"] = max(arm["images_fixed"] - arm["images_made"], 0)
+        rounds_all += arm["images_rounds"]
         made_all += arm["images_made"]
         fixed_all += arm["images_fixed"]
     out["images"] = {
         "made": made_all,
+        "rounds": rounds_all,
         "fixed": fixed_all,
-        "saved": fixed_all - made_all,
-        "share_saved": (fixed_all - made_all) / fixed_all if fixed_all else 0.0,
+        "saved": max(fixed_all - made_all, 0),
+        "share_saved": max(fixed_all - made_all, 0) / fixed_all if fixed_all else 0.0,
+        "on_disk": dict(disk),
     }
     return out
 

@@ -124,7 +124,8 @@ def clear_stale_backups(results_dir: str, workdir: str) -> None:
         shutil.rmtree(stale)
     except OSError as err:
         raise InputError(os_error_line(err, str(stale))) from None
-    log.info("removed %d file(s) an interrupted run left in %s", count, stale)
+    if count:  # Snakemake leaves the empty folders of a finished run: nothing to say
+        log.info("removed %d file(s) an interrupted run left in %s", count, stale)
 
 
 _RUN: dict = {}

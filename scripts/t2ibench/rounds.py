@@ -45,6 +45,7 @@ class Design:
     looks: tuple[int, ...]  # prompts seen at each look
     levels: tuple[float, ...]  # the alpha each look spends
     alpha: float
+    note: str = ""  # a design cut by the run (a quick run's fewer prompts), in words
 
     def as_dict(self) -> dict:
         return {
@@ -115,6 +116,11 @@ def check(config: dict, name: str, experiment, prompts: int, arms: int) -> None:
                 f"{where}{key}': {seq[key]} prompts, more than the experiment's {prompts}; "
                 f"expected at most {prompts}"
             )
+    if seq.get("max_prompts") and seq["round"] > seq["max_prompts"]:
+        raise InputError(
+            f"{where}round': {seq['round']} prompts, more than key 'sequential.max_prompts' "
+            f"({seq['max_prompts']}); expected at most {seq['max_prompts']}"
+        )
     if arms < 2:
         raise InputError(
             f"{where}metrics': the experiment has one model and one cell, nothing to "
@@ -137,6 +143,9 @@ def design(config: dict, experiment, prompts: int) -> Design:
     top = min(prompts, seq.get("max_prompts") or prompts)
     looks = sequential.rounds(top, min(seq["round"], top))
     alpha = config["findings"]["alpha"]
+    note = ""
+    if seq["round"] > top:  # check() refuses it, but for a quick run's fewer prompts
+        note = f"quick run: round of {seq['round']} prompts cut to its {top}, one look"
     return Design(
         metrics=tuple(seq["metrics"]),
         margins=margins_of(config, seq),
@@ -144,6 +153,7 @@ def design(config: dict, experiment, prompts: int) -> Design:
         looks=tuple(looks),
         levels=tuple(sequential.look_levels(looks, top, alpha)),
         alpha=alpha,
+        note=note,
     )
 
 
@@ -234,60 +244,3 @@ def open_arms(look: dict | None, exp_plan) -> list[tuple[str, str]]:
 
 def analysis_dir(plan) -> str:
     return f"{plan.results_dir}/quick" if plan.config["quick"] else plan.results_dir
-
-
-def progress(plan, experiment: str, fresh) -> dict:
-    """Where a sequential experiment stands by the looks on disk (read as they are: the
-    run's checkpoints decide): looks done, and the images the next round makes."""
-    design = plan.sequential(experiment)
-    exp_plan = plan.experiments[experiment]
-    done, last = 0, None
-    for k in range(1, len(design.looks) + 1):
-        path = Path(look_path(analysis_dir(plan), experiment, k))
-        try:
-            last, done = read(path), k
-        except InputError:
-            break
-        if last["finished"]:
-            break
-    finished = bool(last and last["finished"])
-    following = (
-        []
-        if finished
-        else round_jobs(plan, experiment, design, done + 1, open_arms(last, exp_plan))
-    )
-    later = (
-        [
-            j
-            for k in range(done + 2, len(design.looks) + 1)
-            for j in round_jobs(plan, experiment, design, k, open_arms(last, exp_plan))
-        ]
-        if not finished
-        else []
-    )
-    return {
-        "looks": len(design.looks),
-        "done": done,
-        "finished": finished,
-        "next": done + 1,
-        "next_jobs": fresh.todo(following),
-        "next_todo": len(fresh.todo(following)),
-        "later_todo": len(fresh.todo(later)),
-    }
-
-
-def announce(plan, experiment: str, fresh) -> str:
-    """The start-up line of a sequential experiment."""
-    design = plan.sequential(experiment)
-    state = progress(plan, experiment, fresh)
-    margins = ", ".join(f"{m} +-{v:g}" for m, v in design.margins.items() if v) or "none"
-    head = (
-        f"{experiment}: sequential on {', '.join(design.metrics)} (margins {margins}), "
-        f"looks after {', '.join(map(str, design.looks))} prompts"
-    )
-    if state["finished"]:
-        return f"{head}: finished at look {state['done']}"
-    return (
-        f"{head}: round {state['next']} makes {state['next_todo']} image(s); what later "
-        f"rounds make depends on each look's results (at most {state['later_todo']} more)"
-    )

@@ -51,6 +51,9 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
         spent = cost.section(results, summary, meta, settings, directions)
         voted = inputs.get("human")
         people = json.loads(Path(voted).read_text(encoding="utf-8")) if voted else None
+        if not voted:  # no vote files left: no table says what no vote says
+            for stale in ("human.csv", "human.json"):
+                (Path(outputs.md).parent / stale).unlink(missing_ok=True)
         rounds = inputs.get("rounds")
         sequential = json.loads(Path(rounds).read_text(encoding="utf-8")) if rounds else None
         found = words.build(comparisons, meta, settings, directions, warning, spent, sequential)
@@ -83,18 +86,29 @@ def sequential_look(plan: Plan, experiment: str, k: int, previous, output: str, 
 
 
 def sequential_end(plan: Plan, experiment: str, last: str, output: str, log_path: str) -> None:
-    """sequential/rounds.json: the last look, with the images made and saved per arm."""
-    from t2ibench import looks, rounds
+    """sequential/rounds.json: the last look, with the images made and saved per arm.
+    Looks after the last one (left by an earlier design or run) are removed."""
+    from t2ibench import look_chain, looks, rounds
+    from t2ibench.freshness import Freshness
     from t2ibench.io import write_json
 
     with logged(log_path, output):
         exp = plan.experiments[experiment]
-        content = looks.summary(rounds.read(last), exp, len(exp.seeds))
+        disk = look_chain.on_disk(plan, experiment, Freshness(plan, verify=True))
+        content = looks.summary(rounds.read(last), exp, len(exp.seeds), disk)
         write_json(output, content)
+        folder = Path(rounds.folder(rounds.analysis_dir(plan), experiment))
+        for stale in folder.glob("look*.json"):
+            number = stale.stem.removeprefix("look")
+            if not number.isdigit() or int(number) > content["look"]:
+                stale.unlink()
+                log.debug("removed %s: after the last look", stale)
         images = content["images"]
+        outside = images["made"] - images["rounds"]
         log.info(
-            "%s: sequential run made %d of the fixed design's %d images (%.0f%% saved)",
-            experiment, images["made"], images["fixed"], 100 * images["share_saved"],
+            "%s: sequential run made %d of the fixed design's %d images (%.0f%% saved)%s",
+            experiment, images["rounds"], images["fixed"], 100 * images["share_saved"],
+            f"; {outside} more are on disk, made by other runs" if outside > 0 else "",
         )  # fmt: skip
 
 

@@ -22,16 +22,14 @@ def classify(plan, experiment: str, votes: list, sha_of) -> tuple[dict, Counter]
         a, b = jobs.get(vote.left), jobs.get(vote.right)
         if a is None or b is None:
             aside["an image is not in the experiment's plan"] += 1
-        elif sha_of(vote.left) != vote.left_sha or sha_of(vote.right) != vote.right_sha:
-            aside["an image is gone or changed since the vote (sha256)"] += 1
         elif (a.prompt_index, a.seed) != (b.prompt_index, b.seed):
             aside["the images are of different prompts or seeds"] += 1
-        elif a.model != b.model and a.cell == b.cell:
-            used["models"].append(vote)
-        elif a.cell != b.cell and a.model == b.model:
-            used["cells"].append(vote)
-        else:
+        elif (a.model != b.model) == (a.cell != b.cell):
             aside["the images differ in both model and cell, or are one image"] += 1
+        elif sha_of(vote.left) != vote.left_sha or sha_of(vote.right) != vote.right_sha:
+            aside["an image is gone or changed since the vote (sha256)"] += 1
+        else:
+            used["models" if a.model != b.model else "cells"].append(vote)
     return used, aside
 
 

@@ -72,10 +72,11 @@ def section(found: dict, label) -> dict:
             {
                 **{k: arm.get(k) for k in ("model", "cell", "stopped_at", "prompts", "reason")},
                 **{k: arm.get(k, 0) for k in ("images_made", "images_fixed", "images_saved")},
+                "images_rounds": arm.get("images_rounds", arm.get("images_made", 0)),
                 "label": label(arm["cell"]),
                 "sentence": f"{label(arm['cell'])} on {arm['model']}: stopped after {where}; "
                 f"{arm.get('reason', '')}; {arm.get('images_made', 0)} of "
-                f"{arm.get('images_fixed', 0)} images made, {saved} saved.",
+                f"{arm.get('images_fixed', 0)} images made{_outside(arm)}, {saved} saved.",
             }
         )
     images = found.get("images") or {}
@@ -88,9 +89,19 @@ def section(found: dict, label) -> dict:
         "images": images,
         "sentence": f"Early stopping on {', '.join(found['design']['metrics'])}: "
         f"{images.get('made', 0)} of the fixed design's {images.get('fixed', 0)} images "
-        f"made, {images.get('saved', 0)} ({100 * images.get('share_saved', 0):.0f}%) saved; "
+        f"made{_outside(images, '')}, {images.get('saved', 0)} "
+        f"({100 * images.get('share_saved', 0):.0f}%) saved; "
         f"looks after {', '.join(map(str, found['design']['looks']))} prompts.",
     }
+
+
+def _outside(counts: dict, prefix: str = "images_") -> str:
+    """Where images on disk are more than the rounds made (other runs made them: a
+    fixed run, another design)."""
+    made, rounds = counts.get(f"{prefix}made", 0), counts.get(f"{prefix}rounds")
+    if rounds is None or made <= rounds:
+        return ""
+    return f" ({rounds} by its rounds, {made - rounds} by other runs)"
 
 
 def markdown(part: dict) -> list[str]:
