@@ -197,6 +197,38 @@ def engine(pipe, plan, spec, args, out: Path, options: dict | None = None) -> di
     return {"times": times, "images": images, "peak_gpu_mib": peak_mib(args.device)}
 
 
+def batched(pipe, plan, spec, args, size: int, out: Path) -> dict:
+    """The engine in batches of `size` (t2ibench.batching) over the plan's images, twice
+    (the first pass warms the kernels for that shape): images per second of the second."""
+    from t2ibench import batching, prompt_cache
+    from t2ibench.generate import Generator, LoadedModel
+
+    generator = Generator()
+    memory = plan.config["memory"]
+    prompt_cache.install(pipe, memory["prompt_cache"])
+    key = generator.model_key(spec, args.device, args.dtype, memory, {})
+    generator._models[key] = LoadedModel(pipe, dict(pipe.scheduler.config), "")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{**plan.settings(j), **batching.settings_of({"batch_size": size})} for j in plan.jobs]
+    groups = batching.batches(list(range(len(rows))), lambda n: rows[n])
+    reset_peak(args.device)
+    for _ in range(2):
+        start = time.perf_counter()
+        for group in groups:
+            items = [
+                (rows[n], str(out / f"{n:03d}.png"), str(out / f"{n:03d}.json")) for n in group
+            ]
+            generator.generate_batch(spec, items, args.device, memory=memory)
+        sync(args.device)
+        seconds = time.perf_counter() - start
+    return {
+        "batch_size": size,
+        "images_per_s": len(rows) / seconds,
+        "s_per_image": seconds / len(rows),
+        "peak_gpu_mib": peak_mib(args.device),
+    }
+
+
 def profile_one(pipe, plan, spec, args, out: Path) -> str:
     """torch.profiler's table of one engine image (by device time on CUDA)."""
     from torch.profiler import ProfilerActivity, profile
@@ -294,6 +326,15 @@ def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
         }
         result["options"].append(entry)
         print(json.dumps(entry), flush=True)
+    result["batches"] = []
+    from t2ibench.models import families
+
+    if families.get(family_name).batches:
+        pipe = build_pipe(args, family_name, spec)
+        for size in args.batch_sizes:
+            entry = batched(pipe, plan, spec, args, size, root / family_name / f"batch{size}")
+            result["batches"].append(entry)
+            print(json.dumps(entry), flush=True)
     del pipe
     return result
 
@@ -315,6 +356,10 @@ def table(results: dict) -> str:
             pixels = f"{d['images_differing']} differ, max {d['max_abs']}, mean {d['mean_abs']:.3f}"
             rows.append((m, f"engine + {o['option']}", f"{o['s_per_image']:.3f}",
                          f"{o['s_per_image'] / loop:.2f}", o["peak_gpu_mib"], pixels))  # fmt: skip
+        for b in r.get("batches", []):
+            rows.append((m, f"engine, batch_size {b['batch_size']}", f"{b['s_per_image']:.3f}",
+                         f"{b['s_per_image'] / loop:.2f}", b["peak_gpu_mib"],
+                         f"{b['images_per_s']:.2f} images/s"))  # fmt: skip
     lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join([lines[0], "|---|---|---|---|---|---|", *lines[1:]])
 
@@ -330,6 +375,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--zimage-config", type=Path, help="a Z-Image-Turbo diffusers folder")
     parser.add_argument("--quick", action="store_true", help="fewer speed options")
+    parser.add_argument(
+        "--batch-sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2, 4, 8],
+        help="batch sizes to time (images per second each), e.g. 1,2,4,8",
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU run on the tiny built-ins")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "gpu_bench.json")
     args = parser.parse_args()

@@ -14,6 +14,7 @@ image's seed, so the same seed gives the same latents on any device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2ibench import __version__, prompt_cache, speed
+from t2ibench import __version__, batching, prompt_cache, speed
 from t2ibench.errors import InputError
 from t2ibench.infotext import format_infotext
 from t2ibench.io import write_bytes, write_json
@@ -352,6 +353,22 @@ class Generator:
         DevicePool); models are built one at a time, and on a single device images are
         made one at a time.
         """
+        items = [(settings, image_path, record_path)]
+        return self.generate_batch(spec, items, device, sha_cache, memory, writer)[0]
+
+    def generate_batch(
+        self,
+        spec: ModelSpec,
+        items: list[tuple[dict, str, str]],
+        device: str,
+        sha_cache: Path | None = None,
+        memory: dict | None = None,
+        writer: Writer | None = None,
+    ) -> list[dict]:
+        """`generate` for (settings, image path, record path) items alike but for prompt
+        and seed, made in one call at their batch_size (t2ibench.batching: fewer items
+        than that are padded, so each image is the one a full batch makes)."""
+        settings = items[0][0]
         candidates = candidate_devices(device)
         held = getattr(_HELD, "device", None)
         with contextlib.nullcontext(held) if held else self._acquire(spec, candidates) as device:
@@ -366,33 +383,39 @@ class Generator:
                 cache = prompt_cache.of(loaded.pipe)
                 if cache is not None:  # text-encoder LoRAs change the embeddings
                     cache.context = json.dumps(settings.get("loras") or [], sort_keys=True)
-                image, tokens, seconds = self._run(loaded, settings, device)
-        pipe = loaded.pipe
-        record = {
-            "settings": settings,
-            "image_flag": image_flag(image),
-            "generation_seconds": round(seconds, 4),
-            "prompt_tokens": tokens,
-            "prompt_truncated": tokens > families.get(spec.family).token_limit(pipe, settings),
-            "model_sha256": loaded.sha256,
-            "device": device,
-            "versions": library_versions(),
-        }
+                images, seconds = self._run(loaded, [s for s, _, _ in items], device)
+        family = families.get(spec.family)
+        records = []
+        for (row, image_path, record_path), image in zip(items, images, strict=True):
+            tokens = family.count_tokens(loaded.pipe, row["prompt"])
+            record = {
+                "settings": row,
+                "image_flag": image_flag(image),
+                "generation_seconds": round(seconds / len(items), 4),
+                "prompt_tokens": tokens,
+                "prompt_truncated": tokens > family.token_limit(loaded.pipe, row),
+                "model_sha256": loaded.sha256,
+                "device": device,
+                "versions": library_versions(),
+            }
+            write = functools.partial(
+                self._write, image, record, image_path, record_path, spec.prediction_reason
+            )
+            if writer is None:
+                write()
+            else:
+                writer.submit(write)
+            records.append({**record, "model_loaded": fresh})
+        return records
 
-        def write():
-            png = encode_png(image, settings, loaded.sha256, spec.prediction_reason)
-            # What a later run checks the PNG against (t2ibench.freshness).
-            done = {**record, "png_bytes": len(png), "png_sha256": hashlib.sha256(png).hexdigest()}
-            # The record first, the image last: an existing PNG means a finished image.
-            write_json(record_path, done)
-            write_bytes(image_path, png)
-            self.progress.step()
-
-        if writer is None:
-            write()
-        else:
-            writer.submit(write)
-        return {**record, "model_loaded": fresh}
+    def _write(self, image, record: dict, image_path: str, record_path: str, reason: str):
+        png = encode_png(image, record["settings"], record["model_sha256"], reason)
+        # What a later run checks the PNG against (t2ibench.freshness).
+        done = {**record, "png_bytes": len(png), "png_sha256": hashlib.sha256(png).hexdigest()}
+        # The record first, the image last: an existing PNG means a finished image.
+        write_json(record_path, done)
+        write_bytes(image_path, png)
+        self.progress.step()
 
     def _use_loras(self, loaded: LoadedModel, settings: dict, keep: int) -> None:
         """The image's LoRAs active on the loaded model, no others (t2ibench.lora); at most
@@ -405,18 +428,22 @@ class Generator:
             log.info("LoRA adapters loaded in this process: %d", self.lora_loads)
 
     @staticmethod
-    def _run(loaded: LoadedModel, settings: dict, device: str):
-        """(image, prompt tokens, seconds) of one generation on `device`."""
+    def _run(loaded: LoadedModel, rows: list[dict], device: str):
+        """(images, seconds) of one generation call on `device`: one image, or a batch
+        padded to its batch_size (the padding's images are dropped)."""
         import torch
 
         pipe = loaded.pipe
-        family = families.get(settings["family"])
-        tokens = family.count_tokens(pipe, settings["prompt"])
+        family = families.get(rows[0]["family"])
         start = time.perf_counter()
-        image = family.make_image(pipe, loaded.scheduler_config, settings, device)
+        if batching.size_of(rows[0]) == 1 and len(rows) == 1:
+            images = [family.make_image(pipe, loaded.scheduler_config, rows[0], device)]
+        else:
+            made = family.make_images(pipe, loaded.scheduler_config, batching.padded(rows), device)
+            images = list(made)[: len(rows)]
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        return image, tokens, time.perf_counter() - start
+        return images, time.perf_counter() - start
 
 
 def load_vae(spec: ModelSpec, torch_dtype):

@@ -16,7 +16,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from t2ibench import rounds, speed
+from t2ibench import batching, rounds, speed
 from t2ibench.errors import InputError
 from t2ibench.experiments import (
     BASELINE,
@@ -188,6 +188,7 @@ class Plan:
             "seed": job.seed,
             "dtype": self.config["dtype"],
             **speed.settings_of(gen),
+            **batching.settings_of(gen),
         }
 
     def loras(self, model: ModelSpec, gen: dict, where: str = "") -> list[dict]:
@@ -305,6 +306,7 @@ def build_plan(config: dict) -> Plan:
             gen = plan.cell_settings(name, cell.name)
             for model in exp.models:
                 plan.loras(plan.models[model], gen, where)
+    batching.check(plan)
     if len(plan.jobs) > config["max_images"]:
         counts = ", ".join(
             f"{name} {sum(1 for j in plan.jobs if j.experiment == name)}" for name in experiments

@@ -109,32 +109,34 @@ def _make_image(
 ) -> bool:
     """One image with the process's cached pipeline (written by `writer`'s thread when
     given); its time goes to the timings file. True when this call loaded the model."""
+    return _make_batch(plan, model, [(settings, image, record)], writer)
+
+
+def _make_batch(plan: Plan, model: str, items: list, writer=None) -> bool:
+    """(settings, image, record) items made in one call (t2ibench.batching)."""
     from t2ibench import timings
     from t2ibench.generate import GENERATOR
 
-    result = GENERATOR.generate(
+    results = GENERATOR.generate_batch(
         plan.models[model],
-        settings,
-        image,
-        record,
+        items,
         plan.config["device"],
         sha_cache=sha_cache_path(plan),
         memory=plan.config["memory"],
         writer=writer,
     )
-    timings.record(
-        timings.timings_path(plan.config["resources_dir"]),
-        settings,
-        result["device"],
-        result["generation_seconds"],
-    )
-    log.debug(
-        "%s: %.3f s, %d prompt tokens",
-        image,
-        result["generation_seconds"],
-        result["prompt_tokens"],
-    )
-    return result["model_loaded"]
+    for (settings, image, _), result in zip(items, results, strict=True):
+        timings.record(
+            timings.timings_path(plan.config["resources_dir"]),
+            settings,
+            result["device"],
+            result["generation_seconds"],
+        )
+        log.debug(
+            "%s: %.3f s, %d prompt tokens", image, result["generation_seconds"],
+            result["prompt_tokens"],
+        )  # fmt: skip
+    return results[0]["model_loaded"]
 
 
 def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_path: str) -> None:
@@ -169,6 +171,7 @@ def generate_chunk(
     import time
     from contextlib import nullcontext
 
+    from t2ibench import batching
     from t2ibench.chunks import chunk_jobs, parse_chunk_name
     from t2ibench.freshness import Freshness
     from t2ibench.generate import GENERATOR, STOP, Writer, configure_torch
@@ -192,15 +195,19 @@ def generate_chunk(
         with hold as device, Writer() as writer:
             if todo:
                 log.debug("%s: on %s", where, device)
-            for done, job in enumerate(todo):
+            done = 0
+            for batch in batching.batches(todo, plan.settings):
                 if STOP.is_set():
                     raise RuntimeError(
                         f"{where}: stopped on interrupt after {done} of {len(todo)} images; "
                         "the next run makes the rest"
                     )
-                path = plan.path(job)
-                record = path[: -len(".png")] + ".json"
-                loads += _make_image(plan, model, plan.settings(job), path, record, writer)
+                items = [
+                    (plan.settings(j), plan.path(j), plan.path(j)[: -len(".png")] + ".json")
+                    for j in batch
+                ]
+                loads += _make_batch(plan, model, items, writer)
+                done += len(batch)
         seconds = time.perf_counter() - start
         log.debug("%s: %d images in %.1f s", where, len(todo), seconds)
         write_json(

@@ -225,7 +225,15 @@ class Family:
     def place(self, pipe, device: str, memory: dict) -> None:
         """Family-particular placement after the pipeline is on its device."""
 
+    # Whether the family makes images in batches (generation key batch_size, see
+    # t2ibench.batching): its make_images takes rows that differ in prompt and seed only.
+    batches = False
+
     def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+        return self.make_images(pipe, scheduler_config, [settings], device)[0]
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
+        """The images of `rows` (settings alike but for prompt and seed), in one call."""
         raise NotImplementedError
 
     def count_tokens(self, pipe, prompt: str) -> int:
@@ -315,6 +323,25 @@ def text_layers(path: Path) -> int | None:
     ]
     counts = [n for n in counts if isinstance(n, int)]
     return min(counts) if counts else None
+
+
+def per_row(rows: list[dict], key: str):
+    """A setting of one image as it is, of a batch as a list (one image's call stays
+    what it always was)."""
+    return rows[0][key] if len(rows) == 1 else [r[key] for r in rows]
+
+
+def negative_rows(rows: list[dict]):
+    """The negative prompt as the pipeline takes it beside `per_row`'s prompt (None:
+    none)."""
+    return per_row(rows, "negative_prompt") if rows[0]["negative_prompt"] else None
+
+
+def seeded_generators(rows: list[dict]):
+    """One seeded generator per image: each image's initial noise is its seed's."""
+    if len(rows) == 1:
+        return seeded_generator(rows[0]["seed"])
+    return [seeded_generator(r["seed"]) for r in rows]
 
 
 def seeded_generator(seed: int):

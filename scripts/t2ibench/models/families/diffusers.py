@@ -23,8 +23,10 @@ from t2ibench.models.families.base import (
     Builtin,
     Family,
     Resolved,
+    negative_rows,
+    per_row,
     read_json,
-    seeded_generator,
+    seeded_generators,
     text_layers,
 )
 
@@ -185,20 +187,23 @@ class Diffusers(Family):
             spec.checkpoint, dtype=torch_dtype, local_files_only=True
         )
 
-    def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+    batches = True
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
+        settings = rows[0]
         takes = inspect.signature(pipe.__call__).parameters
         extra = {}
         if "negative_prompt" in takes and settings["negative_prompt"]:
-            extra["negative_prompt"] = settings["negative_prompt"]
+            extra["negative_prompt"] = negative_rows(rows)
         return pipe(
-            prompt=settings["prompt"],
+            prompt=per_row(rows, "prompt"),
             num_inference_steps=settings["steps"],
             guidance_scale=settings["guidance_scale"],
             width=settings["width"],
             height=settings["height"],
-            generator=seeded_generator(settings["seed"]),
+            generator=seeded_generators(rows),
             **extra,
-        ).images[0]
+        ).images
 
     def token_limit(self, pipe, settings: dict) -> int:
         length = _call_defaults(type(pipe).__name__).get("max_sequence_length")

@@ -22,8 +22,10 @@ from t2ibench.models.families.base import (
     Resolved,
     Setting,
     TransformerFileFamily,
+    negative_rows,
+    per_row,
     read_json,
-    seeded_generator,
+    seeded_generators,
     text_layers,
 )
 
@@ -130,20 +132,23 @@ class Flux(TransformerFileFamily):
                 changes[key] = settings[key]
         return FlowMatchEulerDiscreteScheduler.from_config(scheduler_config, **changes)
 
-    def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+    batches = True
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
+        settings = rows[0]
         pipe.scheduler = self.scheduler(scheduler_config, settings)
         true_cfg = settings["guidance_scale"]
         return pipe(
-            prompt=settings["prompt"],
-            negative_prompt=(settings["negative_prompt"] or None) if true_cfg > 1 else None,
+            prompt=per_row(rows, "prompt"),
+            negative_prompt=negative_rows(rows) if true_cfg > 1 else None,
             true_cfg_scale=true_cfg,
             guidance_scale=settings["guidance"],
             num_inference_steps=settings["steps"],
             width=settings["width"],
             height=settings["height"],
             max_sequence_length=settings["max_sequence_length"],
-            generator=seeded_generator(settings["seed"]),
-        ).images[0]
+            generator=seeded_generators(rows),
+        ).images
 
     def count_tokens(self, pipe, prompt: str) -> int:
         """T5 carries the prompt (CLIP gives only the pooled vector)."""

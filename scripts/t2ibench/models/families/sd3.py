@@ -20,7 +20,9 @@ from t2ibench.models.families.base import (
     Builtin,
     Setting,
     TransformerFileFamily,
-    seeded_generator,
+    negative_rows,
+    per_row,
+    seeded_generators,
 )
 from t2ibench.models.families.flux import SHIFT
 
@@ -75,9 +77,12 @@ class SD3(TransformerFileFamily):
             return ("text_encoder_3", "tokenizer_3")
         return ()
 
-    def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+    batches = True
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
+        settings = rows[0]
         changes = {} if settings["shift"] is None else {"shift": settings["shift"]}
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler_config, **changes)
         t5 = pipe.text_encoder_3
@@ -85,15 +90,15 @@ class SD3(TransformerFileFamily):
             pipe.text_encoder_3 = None  # the pipeline puts zeros in T5's place
         try:
             return pipe(
-                prompt=settings["prompt"],
-                negative_prompt=settings["negative_prompt"] or None,
+                prompt=per_row(rows, "prompt"),
+                negative_prompt=negative_rows(rows),
                 num_inference_steps=settings["steps"],
                 guidance_scale=settings["guidance_scale"],
                 width=settings["width"],
                 height=settings["height"],
                 max_sequence_length=settings["max_sequence_length"],
-                generator=seeded_generator(settings["seed"]),
-            ).images[0]
+                generator=seeded_generators(rows),
+            ).images
         finally:
             pipe.text_encoder_3 = t5
 

@@ -16,7 +16,9 @@ from t2ibench.models.families.base import (
     Family,
     Resolved,
     Setting,
-    seeded_generator,
+    negative_rows,
+    per_row,
+    seeded_generators,
     text_layers,
 )
 from t2ibench.samplers import SAMPLERS, ZERO_SNR
@@ -127,9 +129,12 @@ class UNetFamily(Family):
             "clip_skip": settings["clip_skip"],
         }
 
-    def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+    batches = True
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
         from t2ibench.samplers import make_scheduler
 
+        settings = rows[0]
         pipe.scheduler = make_scheduler(
             settings["sampler"],
             scheduler_config,
@@ -138,15 +143,15 @@ class UNetFamily(Family):
             zero_snr=settings["zero_terminal_snr"],
         )
         arguments = {
-            "prompt": settings["prompt"],
-            "negative_prompt": settings["negative_prompt"] or None,
+            "prompt": per_row(rows, "prompt"),
+            "negative_prompt": negative_rows(rows),
             "num_inference_steps": settings["steps"],
             "guidance_scale": settings["guidance_scale"],
             "width": settings["width"],
             "height": settings["height"],
-            "generator": seeded_generator(settings["seed"]),
+            "generator": seeded_generators(rows),
         }
-        return pipe(**{**arguments, **self.call_arguments(pipe, settings)}).images[0]
+        return pipe(**{**arguments, **self.call_arguments(pipe, settings)}).images
 
 
 class SDXL(UNetFamily):
