@@ -83,8 +83,9 @@ if MAIN_PROCESS and "--unlock" in sys.argv:
     # Snakemake's --unlock clears its own lock; this clears the results folder's.
     preflight.unlock(PLAN)
 elif MAIN_PROCESS and workflow.output_settings.dryrun:
-    # A dry run has no onstart (where a run says what it will do): say it here.
-    console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB)
+    # A dry run has no onstart (where a run says what it will do): say it here (the
+    # targets are not known yet while the Snakefile is read: `analyze` from the command).
+    console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB, "analyze" not in sys.argv[1:])
 
 
 def chunked():

@@ -33,6 +33,9 @@ def vote_file(path, experiment="exp", votes=None, **changes):
 
 
 def test_a_vote_file_is_read(tmp_path):
+    upper = dict(ONE, left={**ONE["left"], "sha256": "A" * 64})
+    assert human.read_file(vote_file(tmp_path / "u.json", votes=[upper]))[1][0].left_sha == SHA
+    (tmp_path / "u.json").unlink()
     experiment, votes = human.read_file(vote_file(tmp_path / "v.json"))
     assert experiment == "exp" and votes[0].choice == "left" and votes[0].voter == "ann"
     assert votes[0].winner() == "exp/m1/default/p000_i00_s1.png"
@@ -53,6 +56,8 @@ def test_a_vote_file_is_read(tmp_path):
         ({"version": 1.0}, "vote file version 1.0; this t2ibench reads version 1"),
         ({"votes": [dict(ONE, time=5)]}, "key 'votes[0].time': 5; expected the vote's date"),
         ({"votes": [dict(ONE, time="yesterday")]}, "key 'votes[0].time': 'yesterday'"),
+        ({"votes": [dict(ONE, time="2026-12-02")]}, "key 'votes[0].time': '2026-12-02'"),
+        ({"votes": [{k: v for k, v in ONE.items() if k != "time"}]}, "'votes[0].time': None"),
     ],
 )
 def test_a_bad_vote_file_is_one_line_naming_it(tmp_path, change, message):

@@ -189,20 +189,25 @@ def test_rounds_json_counts_the_images_saved():
     disk = {"a/0": 20, "a/1": 20}
     summary = looks.summary(look, exp, seeds=2, disk=disk)
     assert summary["images"] == {
-        "made": 40, "rounds": 40, "fixed": 160, "saved": 120, "share_saved": 0.75, "on_disk": disk
+        "made": 40, "rounds": 40, "outside": 0, "missing": 0, "fixed": 160, "saved": 120,
+        "share_saved": 0.75, "on_disk": disk,
     }  # fmt: skip
     assert summary["arms"]["a/1"]["images_saved"] == 60
     # A fixed run made the rest of a/1: made counts what is on disk, the rounds stay.
-    more = looks.summary(look, exp, seeds=2, disk={"a/0": 20, "a/1": 80})
+    more = looks.summary(look, exp, 2, {"a/0": 20, "a/1": 80}, {"a/1": 60})
     assert more["images"]["made"] == 100 and more["images"]["rounds"] == 40
     assert more["arms"]["a/1"]["images_saved"] == 0 and more["arms"]["a/1"]["images_rounds"] == 20
+    # An image of the rounds removed: missing, not saved.
+    gone = looks.summary(look, exp, 2, {"a/0": 19, "a/1": 20})
+    assert gone["images"]["missing"] == 1 and gone["images"]["saved"] == 120
+    assert gone["images"]["made"] + gone["images"]["saved"] + 1 == 160
 
 
 class FakeFresh:
     """What look_chain asks of t2ibench.freshness: images to make, and PNG times."""
 
-    def __init__(self, todo=(), mtime=None):
-        self._todo, self.mtime = set(todo), dict(mtime or {})
+    def __init__(self, todo=(), sha=None):
+        self._todo, self.sha = set(todo), dict(sha or {})
 
     def todo(self, jobs):
         return [j for j in jobs if j in self._todo]
@@ -213,8 +218,14 @@ def write_look(plan, k, previous=None, results=None):
     design, exp = plan.sequential("seq"), plan.experiments["seq"]
     rng = np.random.default_rng(k)
     values = {"clip_score": {a: (rng.normal(0, 1, 4), np.arange(4)) for a in rounds.arms(exp)}}
+    from t2ibench import look_chain
+
     look = looks.evaluate(design, exp, k, previous, values, {"clip_score": True})
+    jobs = rounds.jobs_until(plan, "seq", design, k, rounds.open_arms(previous, exp))
     path = Path(rounds.look_path(rounds.analysis_dir(plan), "seq", k))
+    before = path.with_name(f"look{k - 1}.json")
+    look["scored"] = look_chain.scored(plan, jobs, FakeFresh())
+    look["previous"] = look_chain.digest(before.read_bytes()) if previous else None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(look))
     return look, path
@@ -223,8 +234,6 @@ def write_look(plan, k, previous=None, results=None):
 def test_the_looks_that_hold_and_the_first_to_make_again(base_config, tmp_path):
     """look_chain: a look holds while readable, of the run's design and arms, after the
     look before it and older than every image it scored, all of them there."""
-    import os
-
     from t2ibench import look_chain
 
     results = {"results_dir": str(tmp_path / "results")}
@@ -242,12 +251,21 @@ def test_the_looks_that_hold_and_the_first_to_make_again(base_config, tmp_path):
     assert state.done == 0
     # `analyze` does not look at the images.
     assert look_chain.chain(plan, "seq", FakeFresh(todo=[jobs[0]]), images=False).done == 2
-    # An image newer than the look that scored it.
-    newer = FakeFresh(mtime={jobs[1]: first.stat().st_mtime + 10})
-    assert look_chain.chain(plan, "seq", newer).redo == 1
-    # Look 2 older than look 1.
-    os.utime(second, (first.stat().st_mtime - 5,) * 2)
-    assert look_chain.chain(plan, "seq", FakeFresh()).redo == 2
+    # An image made again unlike the one the look scored (another sha256).
+    other = look_chain.chain(plan, "seq", FakeFresh(sha={jobs[1]: "0" * 64}))
+    assert other.redo == 1 and "not those on disk" in other.why
+    # Look 1 taken again with another content: look 2, which followed it, does not hold;
+    # the same content again (a look taken again on the same images) and it does.
+    kept = first.read_text()
+    first.write_text(kept.replace('"look": 1', '"look":  1'))
+    state = look_chain.chain(plan, "seq", FakeFresh())
+    assert state.redo == 2 and "look 1 changed since it was taken" in state.why
+    first.write_text(kept)
+    assert look_chain.chain(plan, "seq", FakeFresh()).done == 2
+    # A look of the right format whose content is not a look's.
+    for broken in ({"finished": None}, {"open": 5}, {"open": [["tiny", "nope"]]}):
+        second.write_text(json.dumps({**two, **broken}))
+        assert look_chain.chain(plan, "seq", FakeFresh()).redo == 2
     # A damaged look 1, then a missing one while a later look is there.
     first.write_text("{not json")
     state = look_chain.chain(plan, "seq", FakeFresh())
@@ -368,8 +386,6 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     again = snakemake(work, *args)
     assert "another sequential design" in output(again) and not made_images(again)
     assert rounds.read(look1)["design"]["margins"] == {"clip_score": 0.6}
-    (work / "seq.yaml").write_text(design)
-    snakemake(work, *args)
     assert sorted(p.name for p in (out / "sequential").glob("*.json")) == [
         "look1.json", "rounds.json"
     ]  # fmt: skip

@@ -194,12 +194,16 @@ def list_models(plan, out) -> None:
 
 
 def show_plan(plan, out, verify: bool = False) -> None:
+    from t2ibench.console import sequential_waiting
     from t2ibench.freshness import OUTDATED, Freshness
     from t2ibench.preview import format_table, make_estimator, plan_status
 
     fresh = Freshness(plan, verify=verify)
     estimator = make_estimator(plan)
-    rows = plan_status(plan, fresh, estimator)
+    # A sequential experiment's rows count what is done and what its next round makes
+    # (the line below the table says what later rounds may make).
+    waiting, _ = sequential_waiting(plan, fresh)
+    rows = plan_status(plan, fresh, estimator, skip={j for j in waiting if not fresh.state(j).done})
     print(f"results in {plan.results_dir}/", file=out)
     print(format_table(rows, estimator), file=out)
     outdated = [(job, state) for job, state in fresh.states().items() if state.state == OUTDATED]

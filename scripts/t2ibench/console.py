@@ -124,16 +124,17 @@ def logged(path: str, output: str | None = None):
         handler.close()
 
 
-def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
+def announce_plan(plan: Plan, fresh, images_per_job: int, making: bool = True) -> None:
     """The plan, what is left to make and why, and the time it will take, before
-    anything runs (and before Snakemake removes anything it will remake)."""
+    anything runs (and before Snakemake removes anything it will remake). `making`
+    False: `analyze`, which makes no image."""
     from t2ibench.freshness import OUTDATED, describe
     from t2ibench.generate import GENERATOR
     from t2ibench.preview import make_estimator, plan_status, total_estimate
 
     states = fresh.states()
     estimator = make_estimator(plan)
-    waiting, later = _sequential_waiting(plan, fresh)
+    waiting, later = sequential_waiting(plan, fresh)
     rows = plan_status(plan, fresh, estimator, skip=waiting)
     states = {job: state for job, state in states.items() if job not in waiting}
     todo = sum(r.todo for r in rows)
@@ -153,7 +154,9 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
         todo,
         f" ({describe(states.values())})" if todo else "",
         f", at most {later} more in later rounds" if later else "",
-        total_estimate(rows, estimator),
+        total_estimate(rows, estimator)
+        if making
+        else "`analyze` makes none, it scores what is there",
     )
     if todo:  # what the images to make can tell, from an earlier or quick run's scores
         from t2ibench.planning import startup_line
@@ -166,7 +169,7 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
         if plan.sequential(experiment) is not None:
             from t2ibench.look_chain import announce
 
-            log.info("%s", announce(plan, experiment, fresh))
+            log.info("%s", announce(plan, experiment, fresh, making))
     outdated = [job for job, state in states.items() if state.state == OUTDATED]
     if outdated:
         first = outdated[0]
@@ -192,7 +195,7 @@ def announce_plan(plan: Plan, fresh, images_per_job: int) -> None:
         )
 
 
-def _sequential_waiting(plan: Plan, fresh) -> tuple[set, int]:
+def sequential_waiting(plan: Plan, fresh) -> tuple[set, int]:
     """The images of sequential experiments that no round asks for yet (not counted as
     to make), and how many later rounds may still make."""
     from t2ibench.look_chain import progress

@@ -135,6 +135,7 @@ class Freshness:
         self._model_sha: dict[str, str] = {}
         self._states: dict[ImageJob, ImageState] = {}
         self.mtime: dict[ImageJob, float] = {}  # the PNG's mtime, for images that exist
+        self.sha: dict[ImageJob, str] = {}  # the recorded png_sha256 of finished images
 
     def model_mtime(self, model: str) -> float:
         """The newest of the model's weights files: the checkpoint (a diffusers folder's
@@ -228,6 +229,7 @@ class Freshness:
                 return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its sha256 differs")
             if sha is None and not decodes(image):  # a record older than png_sha256
                 return ImageState(OUTDATED, UNREADABLE)
+        self.sha[job] = sha or ""
         return ImageState(DONE)
 
     def _left_out(self, job: ImageJob) -> bool:

@@ -104,16 +104,17 @@ def _vote(where: str, i: int, vote, experiment: str, voter: str, path: Path) -> 
         image = vote.get(side)
         if not isinstance(image, dict) or not isinstance(image.get("path"), str):
             raise InputError(f"{key}.{side}': expected {{path, sha256}} of an image")
-        if not isinstance(image.get("sha256"), str) or not SHA.match(image["sha256"]):
+        if not isinstance(image.get("sha256"), str) or not SHA.match(image["sha256"].lower()):
             raise InputError(f"{key}.{side}.sha256': expected 64 hex digits")
+        image = {**image, "sha256": image["sha256"].lower()}
         if not image["path"].startswith(f"{experiment}/") or ".." in image["path"].split("/"):
             raise InputError(
                 f"{key}.{side}.path': {image['path']} is not an image of experiment "
                 f"'{experiment}' (the file's experiment)"
             )
         sides[side] = image
-    when = vote.get("time", "")
-    if not isinstance(when, str) or (when and not _is_time(when)):
+    when = vote.get("time")
+    if not isinstance(when, str) or not _is_time(when):
         raise InputError(
             f"{key}.time': {when!r}; expected the vote's date and time in ISO 8601 "
             '(as the Vote view writes it: "2026-12-01T10:00:00.000Z")'
@@ -131,13 +132,14 @@ def _vote(where: str, i: int, vote, experiment: str, voter: str, path: Path) -> 
 
 
 def _is_time(text: str) -> bool:
+    """An ISO 8601 date and time (a date alone is not a vote's time)."""
     from datetime import datetime
 
     try:
         datetime.fromisoformat(text)
     except ValueError:
         return False
-    return True
+    return "T" in text or " " in text
 
 
 def read_folder(folder: str | Path) -> dict[str, list[Path]]:

@@ -71,7 +71,7 @@ def chain(plan, experiment: str, fresh, images: bool = True) -> Chain:
     expected = _normal(design.as_dict())
     keys = {arm_key(m, c) for m, c in arms(exp_plan)}
     state = Chain()
-    previous_mtime = 0.0
+    previous = None  # look k-1's bytes
     for k in range(1, len(design.looks) + 1):
         path = Path(look_path(folder, experiment, k))
         if not path.exists():
@@ -83,23 +83,36 @@ def chain(plan, experiment: str, fresh, images: bool = True) -> Chain:
             return state
         try:
             look = read(path)
-        except InputError as err:
+            data = path.read_bytes()
+        except (InputError, OSError) as err:
             state.redo, state.why = k, str(err).removesuffix("; remove it")
             return state
         why = _stale(look, k, expected, keys)
-        mtime = path.stat().st_mtime
-        if not why and mtime < previous_mtime:
-            why = f"{path} is older than look {k - 1}"
+        if not why and look.get("previous") != (digest(previous) if previous else None):
+            why = f"look {k - 1} changed since it was taken"
         if not why and images:
-            why = _images_changed(plan, experiment, design, k, state.last, exp_plan, fresh, mtime)
+            jobs = jobs_until(plan, experiment, design, k, open_arms(state.last, exp_plan))
+            why = _images_changed(plan, jobs, fresh, look)
         if why:
-            state.redo, state.why = k, why if why.startswith(str(path)) else f"{path}: {why}"
+            state.redo, state.why = k, f"{path}: {why}"
             return state
         state.looks.append(look)
-        previous_mtime = mtime
+        previous = data
         if look["finished"]:
             return state
     return state
+
+
+def digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def scored(plan, jobs: list, fresh) -> str:
+    """What a look scored: the images' paths and recorded sha256, as one digest."""
+    lines = sorted(f"{plan.path(j)} {fresh.sha.get(j, '')}" for j in jobs)
+    return digest("\n".join(lines).encode())
 
 
 def _stale(look: dict, k: int, expected: dict, keys: set) -> str:
@@ -107,19 +120,27 @@ def _stale(look: dict, k: int, expected: dict, keys: set) -> str:
         return f"it holds look {look.get('look')}, not look {k}"
     if look.get("design") != expected:
         return "made with another sequential design (metrics, margins, round or looks)"
-    if set(look.get("arms") or {}) != keys:
+    held = look.get("arms")
+    if not isinstance(held, dict) or set(held) != keys:
         return "made for other models or cells"
+    if not all(isinstance(a, dict) and isinstance(a.get("verdicts"), dict) for a in held.values()):
+        return "its arms are not a look's"
+    still = look.get("open")
+    if not isinstance(look.get("finished"), bool) or not isinstance(still, list):
+        return "no 'finished' or 'open' of a look"
+    if not all(
+        isinstance(a, list) and len(a) == 2 and arm_key(*map(str, a)) in keys for a in still
+    ):
+        return "its open arms are not the experiment's"
     return ""
 
 
-def _images_changed(plan, experiment, design, k, before, exp_plan, fresh, mtime) -> str:
-    jobs = jobs_until(plan, experiment, design, k, open_arms(before, exp_plan))
+def _images_changed(plan, jobs: list, fresh, look: dict) -> str:
     todo = fresh.todo(jobs)
     if todo:
         return f"{len(todo)} image(s) it scored must be made again, e.g. {plan.path(todo[0])}"
-    newer = [j for j in jobs if fresh.mtime.get(j, 0.0) > mtime]
-    if newer:
-        return f"{len(newer)} image(s) it scored are newer, e.g. {plan.path(newer[0])}"
+    if look.get("scored") != scored(plan, jobs, fresh):
+        return "the images it scored are not those on disk (made again, or changed)"
     return ""
 
 
@@ -133,6 +154,27 @@ def on_disk(plan, experiment: str, fresh) -> dict:
     return counts
 
 
+def outside(plan, experiment: str, fresh, last: dict) -> dict:
+    """Per arm, its images there to score that its rounds did not make (a fixed run's,
+    another design's): those of prompts after the look it stopped at."""
+    exp_plan = plan.experiments[experiment]
+    order = {p.index: n for n, p in enumerate(exp_plan.prompts)}
+    final = last["design"]["looks"][-1]
+    counts = {}
+    for key, arm in last["arms"].items():
+        counts[key] = 0
+        prompts = arm.get("prompts") or final
+        for job in plan.jobs:
+            if (
+                job.experiment == experiment
+                and arm_key(job.model, job.cell) == key
+                and order[job.prompt_index] >= prompts
+                and fresh.state(job).scorable
+            ):
+                counts[key] += 1
+    return counts
+
+
 def recorded(path: str) -> dict | None:
     """The per-arm images on disk that rounds.json counted (None: no readable one)."""
     try:
@@ -141,12 +183,13 @@ def recorded(path: str) -> dict | None:
         return None
 
 
-def progress(plan, experiment: str, fresh) -> dict:
+def progress(plan, experiment: str, fresh, images: bool = True) -> dict:
     """Where a sequential experiment stands by the looks that hold: looks done, and the
-    images the next round makes (with those of earlier rounds to make again)."""
+    images the next round makes (with those of earlier rounds to make again). `images`
+    False: as `analyze` sees it (no image checked)."""
     design = plan.sequential(experiment)
     exp_plan = plan.experiments[experiment]
-    state = chain(plan, experiment, fresh)
+    state = chain(plan, experiment, fresh, images)
     still = open_arms(state.last, exp_plan)
     following, later = [], []
     if not state.finished:
@@ -169,10 +212,11 @@ def progress(plan, experiment: str, fresh) -> dict:
     }
 
 
-def announce(plan, experiment: str, fresh) -> str:
-    """The start-up line of a sequential experiment."""
+def announce(plan, experiment: str, fresh, making: bool = True) -> str:
+    """The start-up line of a sequential experiment (`making` False: `analyze`, which
+    makes no image)."""
     design = plan.sequential(experiment)
-    state = progress(plan, experiment, fresh)
+    state = progress(plan, experiment, fresh, images=making)
     margins = ", ".join(f"{m} +-{v:g}" for m, v in design.margins.items() if v) or "none"
     head = (
         f"{experiment}: sequential on {', '.join(design.metrics)} (margins {margins}), "
@@ -183,6 +227,8 @@ def announce(plan, experiment: str, fresh) -> str:
     redo = f"; look {state['redo']} is made again ({state['why']})" if state["redo"] else ""
     if state["finished"]:
         return f"{head}: finished at look {state['done']}{redo}"
+    if not making:
+        return f"{head}: {state['done']} look(s) done{redo}; `analyze` makes no image"
     return (
         f"{head}: round {state['next']} makes {state['next_todo']} image(s){redo}; what "
         f"later rounds make depends on each look's results (at most {state['later_todo']} "

@@ -10,6 +10,7 @@ metric, and stays open while an open arm is compared with it. The last look stop
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from t2ibench.errors import InputError
 from t2ibench.rounds import (
@@ -107,29 +108,33 @@ def reason(arm: dict, kept: bool, final: bool, design: Design) -> str:
     return text or "every arm compared with it stopped"
 
 
-def summary(last: dict, exp_plan, seeds: int, disk: dict) -> dict:
+def summary(last: dict, exp_plan, seeds: int, disk: dict, outside: dict | None = None) -> dict:
     """rounds.json: the last look, with per arm the images its rounds made, those on
-    disk (`disk`: arm key -> images there to score, whoever made them: a fixed run may
-    have made more) and those saved against the fixed design (every round for every
-    arm)."""
+    disk (`disk`: arm key -> images there to score, whoever made them; `outside`: of
+    those, the ones its rounds did not make, a fixed run's), those missing (made by the
+    rounds, since removed) and those saved against the fixed design (every round for
+    every arm): fixed - rounds - outside."""
     design_prompts = last["design"]["looks"][-1]
+    outside = outside or {}
     out = dict(last)
-    rounds_all = made_all = fixed_all = 0
+    totals = dict.fromkeys(("rounds", "made", "outside", "missing", "fixed", "saved"), 0)
     for key, arm in out["arms"].items():
         prompts = arm.get("prompts") or design_prompts
-        arm["images_rounds"] = prompts * seeds
-        arm["images_made"] = int(disk.get(key, 0))
-        arm["images_fixed"] = design_prompts * seeds
-        arm["images_saved"] = max(arm["images_fixed"] - arm["images_made"], 0)
-        rounds_all += arm["images_rounds"]
-        made_all += arm["images_made"]
-        fixed_all += arm["images_fixed"]
+        counts = {
+            "rounds": prompts * seeds,
+            "made": int(disk.get(key, 0)),
+            "outside": int(outside.get(key, 0)),
+            "fixed": design_prompts * seeds,
+        }
+        counts["missing"] = max(counts["rounds"] - (counts["made"] - counts["outside"]), 0)
+        counts["saved"] = max(counts["fixed"] - counts["rounds"] - counts["outside"], 0)
+        for name, value in counts.items():
+            arm[f"images_{name}"] = value
+            totals[name] += value
+    fixed = totals["fixed"]
     out["images"] = {
-        "made": made_all,
-        "rounds": rounds_all,
-        "fixed": fixed_all,
-        "saved": max(fixed_all - made_all, 0),
-        "share_saved": max(fixed_all - made_all, 0) / fixed_all if fixed_all else 0.0,
+        **totals,
+        "share_saved": totals["saved"] / fixed if fixed else 0.0,
         "on_disk": dict(disk),
     }
     return out
@@ -184,6 +189,13 @@ def look(plan, experiment: str, k: int, previous: str | None, cache_path) -> dic
             f"are not there to score, e.g. {plan.path(missing[0])}; run `snakemake` again"
         )
     paths = [plan.path(j) for j in jobs]
+    from t2ibench.look_chain import digest, scored
+
+    # What the look went by (t2ibench.look_chain checks it at every start).
+    basis = {
+        "scored": scored(plan, jobs, fresh),
+        "previous": digest(Path(previous).read_bytes()) if previous else None,
+    }
     values, higher = {}, {}
     facts = registry.column_facts()
     for column in design.metrics:
@@ -193,4 +205,4 @@ def look(plan, experiment: str, k: int, previous: str | None, cache_path) -> dic
         for arm in still:
             mine = [(j, p) for j, p in zip(jobs, paths, strict=True) if (j.model, j.cell) == arm]
             values[column][arm] = aligned(table, [j for j, _ in mine], [p for _, p in mine], column)
-    return evaluate(design, exp_plan, k, before, values, higher)
+    return {**evaluate(design, exp_plan, k, before, values, higher), **basis}

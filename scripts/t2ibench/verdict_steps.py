@@ -94,8 +94,11 @@ def sequential_end(plan: Plan, experiment: str, last: str, output: str, log_path
 
     with logged(log_path, output):
         exp = plan.experiments[experiment]
-        disk = look_chain.on_disk(plan, experiment, Freshness(plan, verify=True))
-        content = looks.summary(rounds.read(last), exp, len(exp.seeds), disk)
+        fresh = Freshness(plan, verify=True)
+        look = rounds.read(last)
+        disk = look_chain.on_disk(plan, experiment, fresh)
+        others = look_chain.outside(plan, experiment, fresh, look)
+        content = looks.summary(look, exp, len(exp.seeds), disk, others)
         write_json(output, content)
         folder = Path(rounds.folder(rounds.analysis_dir(plan), experiment))
         for stale in folder.glob("look*.json"):
@@ -103,12 +106,13 @@ def sequential_end(plan: Plan, experiment: str, last: str, output: str, log_path
             if not number.isdigit() or int(number) > content["look"]:
                 stale.unlink()
                 log.debug("removed %s: after the last look", stale)
+        from t2ibench.report.stopping import counted
+
         images = content["images"]
-        outside = images["made"] - images["rounds"]
         log.info(
-            "%s: sequential run made %d of the fixed design's %d images (%.0f%% saved)%s",
-            experiment, images["rounds"], images["fixed"], 100 * images["share_saved"],
-            f"; {outside} more are on disk, made by other runs" if outside > 0 else "",
+            "%s: %d of the fixed design's %d images made%s, %d (%.0f%%) saved",
+            experiment, images["made"], images["fixed"], counted(images, ""),
+            images["saved"], 100 * images["share_saved"],
         )  # fmt: skip
 
 

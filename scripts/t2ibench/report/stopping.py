@@ -76,7 +76,7 @@ def section(found: dict, label) -> dict:
                 "label": label(arm["cell"]),
                 "sentence": f"{label(arm['cell'])} on {arm['model']}: stopped after {where}; "
                 f"{arm.get('reason', '')}; {arm.get('images_made', 0)} of "
-                f"{arm.get('images_fixed', 0)} images made{_outside(arm)}, {saved} saved.",
+                f"{arm.get('images_fixed', 0)} images made{counted(arm)}, {saved} saved.",
             }
         )
     images = found.get("images") or {}
@@ -89,19 +89,25 @@ def section(found: dict, label) -> dict:
         "images": images,
         "sentence": f"Early stopping on {', '.join(found['design']['metrics'])}: "
         f"{images.get('made', 0)} of the fixed design's {images.get('fixed', 0)} images "
-        f"made{_outside(images, '')}, {images.get('saved', 0)} "
+        f"made{counted(images, '')}, {images.get('saved', 0)} "
         f"({100 * images.get('share_saved', 0):.0f}%) saved; "
         f"looks after {', '.join(map(str, found['design']['looks']))} prompts.",
     }
 
 
-def _outside(counts: dict, prefix: str = "images_") -> str:
-    """Where images on disk are more than the rounds made (other runs made them: a
-    fixed run, another design)."""
-    made, rounds = counts.get(f"{prefix}made", 0), counts.get(f"{prefix}rounds")
-    if rounds is None or made <= rounds:
+def counted(counts: dict, prefix: str = "images_") -> str:
+    """What the images made are, where that is more than the rounds' own: some made by
+    other runs (a fixed run, another design), some of the rounds' removed since."""
+    rounds = counts.get(f"{prefix}rounds")
+    others, missing = counts.get(f"{prefix}outside", 0), counts.get(f"{prefix}missing", 0)
+    if rounds is None or not (others or missing):
         return ""
-    return f" ({rounds} by its rounds, {made - rounds} by other runs)"
+    parts = [f"{rounds} by its rounds"]
+    if others:
+        parts.append(f"{others} by other runs")
+    if missing:
+        parts.append(f"{missing} of the rounds' no longer there")
+    return f" ({', '.join(parts)})"
 
 
 def markdown(part: dict) -> list[str]:
