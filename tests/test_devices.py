@@ -79,6 +79,7 @@ class FakeGPUs:
         monkeypatch.setattr(generate, "image_flag", lambda image: "")
         monkeypatch.setattr(generate, "encode_png", lambda *args: b"png")
         monkeypatch.setattr(families.get("sdxl"), "token_limit", lambda pipe, settings: 77)
+        monkeypatch.setattr(families.get("sdxl"), "count_tokens", lambda pipe, prompt: 3)
         self.gen = Generator()
         monkeypatch.setattr(self.gen, "_load", self.load)
         monkeypatch.setattr(self.gen, "_run", self.run)
@@ -92,7 +93,7 @@ class FakeGPUs:
         self.loads.append(device)
         return generate.LoadedModel(pipe=None, scheduler_config={}, sha256="")
 
-    def run(self, loaded, settings, device):
+    def run(self, loaded, rows, device):
         with self.lock:
             if device in self.running:
                 self.clashes.append(device)  # a device making two images at once
@@ -102,7 +103,7 @@ class FakeGPUs:
         time.sleep(0.05)
         with self.lock:
             self.running.remove(device)
-        return None, 3, 0.05
+        return [None] * len(rows), 0.05
 
 
 SPEC = SimpleNamespace(name="m", checkpoint="m.safetensors", prediction_reason="", family="sdxl")
