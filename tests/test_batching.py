@@ -95,20 +95,20 @@ def test_batch_size_is_in_the_settings_only_above_one(base_config):
         ({"images_per_job": 2}, "key 'batch_size': 4, but images_per_job is 2; a batch is"),
         ({"images_per_job": 1}, "images_per_job must be at least 4"),
         ({"sampler": "dpmpp_sde"}, "sampler 'dpmpp_sde' draws its noise from one seed"),
-        ({"model": "builtin:tiny-zimage"}, "Z-Image images are made one at a time"),
+        ({"one_at_a_time": True}, "SDXL images are made one at a time (model 'tiny')"),
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": "four"}, "batch_size"),
     ],
 )
-def test_what_cannot_be_batched_is_one_line(base_config, changes, message):
+def test_what_cannot_be_batched_is_one_line(base_config, changes, message, monkeypatch):
+    if changes.get("one_at_a_time"):  # a family that makes one image at a time
+        monkeypatch.setattr(families.get("sdxl"), "batches", False)
     gen = {**base_config["generation"], "batch_size": 4}
     config = {**base_config, "images_per_job": changes.get("images_per_job", 8)}
     if "sampler" in changes:
         gen["sampler"] = changes["sampler"]
     if "batch_size" in changes:
         gen["batch_size"] = changes["batch_size"]
-    if "model" in changes:
-        config["models"] = [{"name": "z", "source": changes["model"]}]
     with pytest.raises(InputError) as err:
         build_plan(validate_config(with_changes(config, generation=gen)))
     assert message in str(err.value) and "\n" not in str(err.value)

@@ -11,7 +11,7 @@ with copies of it, so it comes out as it was first made.
 
 Batches are made by the jobs that make several images (``images_per_job``, t2ibench.
 chunks); a sampler that draws its noise from one seed per scheduler (DPM++ SDE) and a
-family that makes one image at a time (Z-Image) are refused in one line.
+family that makes one image at a time (a family's `batches`) are refused in one line.
 
 Light on purpose (no torch): the plan checks it.
 """

@@ -364,7 +364,8 @@ def generate_zimage(
     seed: int,
     device: str | torch.device = "cpu",
 ) -> Image:
-    """One image. The same arguments give the same image.
+    """One image (or, with lists of prompts and seeds, a batch: t2ibench.batching).
+    The same arguments give the same image.
 
     The scheduler is rebuilt from the pipe's config with ``shift``. CFG runs whenever
     guidance_scale > 0 (diffusers' Z-Image rule), so only then is the negative prompt
@@ -372,16 +373,20 @@ def generate_zimage(
     """
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
     dtype = pipe.transformer.dtype
-    embeds = [encode_prompt(pipe, prompt, enc, device).to(dtype)]
+    one = isinstance(prompt, str)
+    prompts, seeds = ([prompt], [seed]) if one else (list(prompt), list(seed))
+    embeds = [encode_prompt(pipe, p, enc, device).to(dtype) for p in prompts]
     negative = None
     if guidance_scale > 0:
-        negative = [encode_prompt(pipe, negative_prompt, enc, device).to(dtype)]
-    return pipe(
+        negative = [encode_prompt(pipe, negative_prompt, enc, device).to(dtype)] * len(prompts)
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    images = pipe(
         prompt_embeds=embeds,
         negative_prompt_embeds=negative,
         num_inference_steps=steps,
         guidance_scale=guidance_scale,
         width=width,
         height=height,
-        generator=torch.Generator("cpu").manual_seed(seed),
-    ).images[0]
+        generator=generators[0] if one else generators,
+    ).images
+    return images[0] if one else images

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from t2ibench.errors import InputError
-from t2ibench.models.families.base import Builtin, Family, Resolved, Setting
+from t2ibench.models.families.base import Builtin, Family, Resolved, Setting, per_row
 
 TINY_TEXT_LAYERS = 6  # t2ibench.models.zimage.TEXT_LAYERS (tests check they agree)
 LONG_PROMPT_MODES = ["truncate", "interpolate", "pool", "attention_pool"]
@@ -175,13 +175,16 @@ class ZImage(Family):
             spec.checkpoint, dtype=torch_dtype, local_files_only=True
         )
 
-    def make_image(self, pipe, scheduler_config: dict, settings: dict, device: str):
+    batches = True
+
+    def make_images(self, pipe, scheduler_config: dict, rows: list[dict], device: str):
         from t2ibench.models.zimage import ZImageEncoding, generate_zimage
 
+        settings = rows[0]
         encoding = ZImageEncoding(**{s.key: settings[s.key] for s in ENCODING})
-        return generate_zimage(
+        made = generate_zimage(
             pipe,
-            settings["prompt"],
+            per_row(rows, "prompt"),
             settings["negative_prompt"],
             encoding,
             steps=settings["steps"],
@@ -189,9 +192,10 @@ class ZImage(Family):
             shift=settings["shift"],
             width=settings["width"],
             height=settings["height"],
-            seed=settings["seed"],
+            seed=per_row(rows, "seed"),
             device=device,
         )
+        return [made] if len(rows) == 1 else made
 
     def token_limit(self, pipe, settings: dict) -> int:
         from t2ibench.models.zimage import ZImageEncoding
