@@ -364,10 +364,13 @@ class Generator:
         sha_cache: Path | None = None,
         memory: dict | None = None,
         writer: Writer | None = None,
+        on_written=None,
     ) -> list[dict]:
         """`generate` for (settings, image path, record path) items alike but for prompt
         and seed, made in one call at their batch_size (t2ibench.batching: fewer items
-        than that are padded, so each image is the one a full batch makes)."""
+        than that are padded, so each image is the one a full batch makes).
+        `on_written(image_path, image, record)` is called after each image is written,
+        on the writer's thread when there is one (t2ibench.inline_scores)."""
         settings = items[0][0]
         candidates = candidate_devices(device)
         held = getattr(_HELD, "device", None)
@@ -399,7 +402,13 @@ class Generator:
                 "versions": library_versions(),
             }
             write = functools.partial(
-                self._write, image, record, image_path, record_path, spec.prediction_reason
+                self._write,
+                image,
+                record,
+                image_path,
+                record_path,
+                spec.prediction_reason,
+                on_written,
             )
             if writer is None:
                 write()
@@ -408,7 +417,9 @@ class Generator:
             records.append({**record, "model_loaded": fresh})
         return records
 
-    def _write(self, image, record: dict, image_path: str, record_path: str, reason: str):
+    def _write(
+        self, image, record: dict, image_path: str, record_path: str, reason: str, then=None
+    ):
         png = encode_png(image, record["settings"], record["model_sha256"], reason)
         # What a later run checks the PNG against (t2ibench.freshness).
         done = {**record, "png_bytes": len(png), "png_sha256": hashlib.sha256(png).hexdigest()}
@@ -416,6 +427,8 @@ class Generator:
         write_json(record_path, done)
         write_bytes(image_path, png)
         self.progress.step()
+        if then is not None:
+            then(image_path, image, done)
 
     def _use_loras(self, loaded: LoadedModel, settings: dict, keep: int) -> None:
         """The image's LoRAs active on the loaded model, no others (t2ibench.lora); at most

@@ -53,8 +53,13 @@ def prompt_key(path: str, metric_id: str, prompt: str) -> tuple[str, str]:
     an edited prompts file over images made elsewhere, is another score)."""
     from t2ibench.metrics.cache import image_sha256
 
+    return image_sha256(path), prompt_metric_id(metric_id, prompt)
+
+
+def prompt_metric_id(metric_id: str, prompt: str) -> str:
+    """The metric part of a prompt score's cache key: the metric's id and the prompt's."""
     digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
-    return image_sha256(path), f"{metric_id}|prompt:{digest}"
+    return f"{metric_id}|prompt:{digest}"
 
 
 def prompt_image_scores(plan: Plan, experiment: str, jobs, cache_path: Path, scorer):

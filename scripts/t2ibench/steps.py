@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 from t2ibench.console import logged
 from t2ibench.generate import TORCH_LOCK
+from t2ibench.inline_scores import InlineScores
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
@@ -105,14 +107,15 @@ def base_config(name: str, config_dir: str, log_path: str) -> None:
 
 
 def _make_image(
-    plan: Plan, model: str, settings: dict, image: str, record: str, writer=None
+    plan: Plan, model: str, settings: dict, image: str, record: str, writer=None, scores=None
 ) -> bool:
     """One image with the process's cached pipeline (written by `writer`'s thread when
-    given); its time goes to the timings file. True when this call loaded the model."""
-    return _make_batch(plan, model, [(settings, image, record)], writer)
+    given, scored by `scores`, an InlineScores, when given); its time goes to the
+    timings file. True when this call loaded the model."""
+    return _make_batch(plan, model, [(settings, image, record)], writer, scores)
 
 
-def _make_batch(plan: Plan, model: str, items: list, writer=None) -> bool:
+def _make_batch(plan: Plan, model: str, items: list, writer=None, scores=None) -> bool:
     """(settings, image, record) items made in one call (t2ibench.batching)."""
     from t2ibench import timings
     from t2ibench.generate import GENERATOR
@@ -124,6 +127,7 @@ def _make_batch(plan: Plan, model: str, items: list, writer=None) -> bool:
         sha_cache=sha_cache_path(plan),
         memory=plan.config["memory"],
         writer=writer,
+        on_written=scores.add if scores is not None else None,
     )
     for (settings, image, _), result in zip(items, results, strict=True):
         timings.record(
@@ -154,7 +158,9 @@ def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_pat
     )
     configure_torch(plan.config["torch_threads"])
     with logged(log_path, image):
-        _make_image(plan, job.model, plan.settings(job), image, record)
+        scores = InlineScores.for_jobs(plan, score_cache_path(plan), [job])
+        with scores or nullcontext():
+            _make_image(plan, job.model, plan.settings(job), image, record, scores=scores)
 
 
 def generate_chunk(
@@ -169,7 +175,6 @@ def generate_chunk(
     load_libraries()
     import socket
     import time
-    from contextlib import nullcontext
 
     from t2ibench import batching
     from t2ibench.chunks import chunk_jobs, parse_chunk_name
@@ -192,7 +197,9 @@ def generate_chunk(
         hold = GENERATOR.hold_device(spec, plan.config["device"]) if todo else nullcontext()
         # PNGs are encoded and written on the writer's thread while the next image is
         # made; leaving the block (also on an interrupt) waits for every queued image.
-        with hold as device, Writer() as writer:
+        scores = InlineScores.for_jobs(plan, score_cache_path(plan), todo) if todo else None
+        # Leaving the block, the writer finishes first, then the scores of what it wrote.
+        with hold as device, scores or nullcontext(), Writer() as writer:
             if todo:
                 log.debug("%s: on %s", where, device)
             done = 0
@@ -206,7 +213,7 @@ def generate_chunk(
                     (plan.settings(j), plan.path(j), plan.path(j)[: -len(".png")] + ".json")
                     for j in batch
                 ]
-                loads += _make_batch(plan, model, items, writer)
+                loads += _make_batch(plan, model, items, writer, scores)
                 done += len(batch)
         seconds = time.perf_counter() - start
         log.debug("%s: %d images in %.1f s", where, len(todo), seconds)

@@ -69,6 +69,7 @@ register(
         columns=(Column("clip_score"),),
         summary="CLIP score: 100 x max(cos(image, prompt), 0) with an open_clip model.",
         table=_prompt_scores(_clip),
+        scorer=_clip,
         settings={
             "model": _text(
                 "config/models/open_clip-tiny.json",
@@ -98,6 +99,7 @@ register(
         columns=(Column("siglip_score"),),
         summary="SigLIP score: the model's match probability sigmoid(scale x cos + bias).",
         table=_prompt_scores(_siglip),
+        scorer=_siglip,
         settings={
             "model": _text(
                 "builtin:tiny-siglip",
@@ -118,6 +120,7 @@ register(
         columns=(Column("image_reward"),),
         summary="ImageReward v1.0: a BLIP reward model of human preference (normalised).",
         table=_prompt_scores(_image_reward),
+        scorer=_image_reward,
         settings={
             "weights": _text(
                 "builtin:tiny-image-reward",
@@ -154,6 +157,7 @@ register(
         columns=(Column("pickscore"),),
         summary="PickScore v1: a CLIP model fine-tuned on Pick-a-Pic preferences (scaled cosine).",
         table=_prompt_scores(_pickscore),
+        scorer=_pickscore,
         settings={
             "model": _text(
                 "builtin:tiny-pickscore",
@@ -180,6 +184,7 @@ register(
         columns=(Column("hps"),),
         summary="HPS v2: cos(image, prompt) of an open_clip model fine-tuned on human preferences.",
         table=_prompt_scores(_hps),
+        scorer=_hps,
         settings={
             "model": _text(
                 "ViT-H-14",

@@ -101,6 +101,10 @@ class Metric:
     # Why its numbers mean nothing (random weights), or "": given the `metrics` config,
     # asked when its section is in use.
     demo: Callable[[dict], str] | None = None
+    # For an image metric scored against the prompt: `scorer(plan)` builds its
+    # PromptImageScorer (t2ibench.metrics.base), which lets generation jobs score images
+    # in memory (metrics.score_in_generation, t2ibench.inline_scores).
+    scorer: Callable | None = None
 
     def __post_init__(self):
         if self.granularity not in GRANULARITIES:
@@ -133,6 +137,7 @@ class Metric:
 
 
 _REGISTRY: dict[str, Metric] = {}
+SHARED_KEYS = ("device", "workers", "score_in_generation")  # `metrics.<key>`: not sections
 _LOADED = False
 
 
@@ -152,7 +157,7 @@ def register(metric: Metric) -> Metric:
         raise ValueError(
             f"metric {metric.name}: config section '{metric.section}' is {owner.name}'s"
         )
-    if metric.section in ("device", "workers"):
+    if metric.section in SHARED_KEYS:
         raise ValueError(f"metric {metric.name}: 'metrics.{metric.section}' is a shared key")
     entries[metric.name] = metric
     return metric

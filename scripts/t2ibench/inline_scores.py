@@ -1,0 +1,171 @@
+"""Scoring images while they are in memory, in the job that made them.
+
+With ``metrics.score_in_generation`` on, a generation job scores each image it makes with
+the enabled per-image prompt metrics (those registered with a ``scorer``: CLIP score,
+SigLIP, HPS, PickScore, ImageReward) as soon as the PNG is written, from the pixels in
+memory: no PNG is decoded. The scores go to the score cache under the same keys the
+metric jobs use (the PNG file's SHA-256, the scorer's metric id and the prompt), so the
+metric jobs then find them there and score nothing. A PNG is lossless: the pixels in
+memory are the pixels the metric job would decode, and the scores agree with the metric
+job's to float rounding (a batch of other images, tests/test_inline_scores.py).
+
+Scores are batched up to each scorer's ``batch_size`` and run on the writer's thread,
+off the generation's path; the images' transforms (resizing) run on ``metrics.workers``
+threads. A scorer that fails is logged once and dropped for the rest
+of the job: its metric job scores the images instead, and says the error there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from t2ibench.generate import TORCH_LOCK
+
+log = logging.getLogger("t2ibench")
+
+# Scorers built in this process, by (metric, metric config, device): a Snakemake process
+# runs many per-image jobs as threads, and each reuses the scorers of the first.
+_SCORERS: dict[tuple, object] = {}
+_BUILD_LOCK = threading.Lock()
+
+
+def _scorer_metrics(plan) -> list:
+    from t2ibench.metrics import registry
+
+    metrics_config = plan.config["metrics"]
+    if not metrics_config.get("score_in_generation"):
+        return []
+    return [
+        m for m in registry.all_metrics() if m.scorer is not None and m.name in
+        registry.enabled(metrics_config)
+    ]  # fmt: skip
+
+
+def _scorer(plan, metric):
+    from t2ibench.metrics.registry import device_of
+
+    metrics_config = plan.config["metrics"]
+    section = metrics_config[metric.section]
+    device = device_of(section, metrics_config, plan.config["device"])
+    key = (metric.name, repr(sorted(section.items())), device, plan.config["resources_dir"])
+    with _BUILD_LOCK:
+        if key not in _SCORERS:
+            with TORCH_LOCK:
+                _SCORERS[key] = metric.scorer(plan)
+        return _SCORERS[key]
+
+
+class InlineScores:
+    """The scores of a job's images, made as the writer writes them (``add``) and put
+    in the score cache batch by batch; ``close`` scores what is left."""
+
+    def __init__(self, plan, cache_path: Path, prompts: dict[str, str]):
+        """``prompts``: image path -> the prompt it is scored against (Plan.prompt_text)."""
+        self.plan = plan
+        self.cache_path = Path(cache_path)
+        self.prompts = prompts
+        self.metrics = _scorer_metrics(plan)
+        self.scorers: dict[str, object] = {}
+        self.pending: list[tuple[object, str, str]] = []  # (image, prompt, png sha256)
+        self.scored = 0
+        self._lock = threading.Lock()
+        workers = plan.config["metrics"]["workers"]
+        self.pool = ThreadPoolExecutor(workers, "t2ibench-score") if workers > 1 else None
+
+    @classmethod
+    def for_jobs(cls, plan, cache_path: Path, jobs) -> InlineScores | None:
+        """Inline scores for the plan's ``jobs``, or None when none are asked for."""
+        if not _scorer_metrics(plan):
+            return None
+        return cls(plan, cache_path, {plan.path(j): plan.prompt_text(j) for j in jobs})
+
+    def _batch_size(self) -> int:
+        sizes = [getattr(s, "batch_size", 1) for s in self.scorers.values()]
+        return max(sizes, default=1)
+
+    def add(self, image_path: str, image, record: dict) -> None:
+        """An image just written (its record holds the PNG's sha256). Flagged images
+        (black, NaN) are not scored, as in the metric jobs."""
+        if record.get("image_flag") or image_path not in self.prompts:
+            return
+        with self._lock:
+            if not self.scorers and self.metrics:
+                self._build()
+            self.pending.append((image, self.prompts[image_path], record["png_sha256"]))
+            if len(self.pending) >= self._batch_size():
+                self._flush()
+
+    def close(self, score_pending: bool = True) -> None:
+        """Score what is pending (unless told not to: an interrupted job leaves it to the
+        metric jobs) and stop the transform threads."""
+        with self._lock:
+            if score_pending:
+                self._flush()
+            self.pending = []
+            if self.pool is not None:
+                self.pool.shutdown()
+                self.pool = None
+
+    def __enter__(self) -> InlineScores:
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        self.close(score_pending=kind is None)
+
+    def _build(self) -> None:
+        for metric in self.metrics:
+            try:
+                self.scorers[metric.name] = _scorer(self.plan, metric)
+            except Exception as err:  # noqa: BLE001 - the metric job reports it in full
+                log.warning("%s: not scored in generation (%s); its metric job scores it",
+                            metric.name, err)  # fmt: skip
+        self.metrics = []
+
+    def _flush(self) -> None:
+        if not self.pending or not self.scorers:
+            self.pending = []
+            return
+        from t2ibench.metrics.cache import ScoreCache
+        from t2ibench.scoring import prompt_metric_id
+
+        images, prompts, shas = zip(*self.pending, strict=True)
+        self.pending = []
+        cache = ScoreCache(self.cache_path)
+        for name, scorer in list(self.scorers.items()):
+            keys = [
+                (sha, prompt_metric_id(scorer.metric_id, text))
+                for sha, text in zip(shas, prompts, strict=True)
+            ]
+            try:
+                scores = score_in_memory(scorer, images, prompts, self.pool)
+            except Exception as err:  # noqa: BLE001 - the metric job reports it in full
+                log.warning("%s: not scored in generation (%s); its metric job scores it",
+                            name, err)  # fmt: skip
+                del self.scorers[name]
+                continue
+            cache.put_many(dict(zip(keys, scores, strict=True)))
+        self.scored += len(images)
+
+
+def score_in_memory(scorer, images, prompts, pool=None) -> list[float]:
+    """As PromptImageScorer.score (each distinct prompt encoded once, the images in
+    batches of the scorer's batch_size), with the images' transforms on the threads of
+    `pool` when given (PIL's resizing and torch release the GIL)."""
+    import torch
+
+    from t2ibench.metrics.base import take_rows
+
+    row = {text: i for i, text in enumerate(dict.fromkeys(prompts))}
+    encoded = scorer.encode_prompts(list(row))
+    rows = torch.tensor([row[text] for text in prompts], dtype=torch.long)
+    transform = scorer.transform()
+    pixels = list(pool.map(transform, images)) if pool else [transform(i) for i in images]
+    scores: list[float] = []
+    for start in range(0, len(images), scorer.batch_size):
+        end = start + scorer.batch_size
+        batch = torch.stack(pixels[start:end])
+        scores += scorer.score_pixels(batch, take_rows(encoded, rows[start:end])).tolist()
+    return scores
