@@ -195,3 +195,26 @@ def test_folders_have_one_spelling(base_config):
     for spelling in ["out/", "./out", "out//"]:
         config = validate_config(with_changes(base_config, results_dir=spelling))
         assert config["results_dir"] == "out"
+
+
+def test_reading_the_config_and_planning_import_no_torch():
+    """`snakemake -n` reads the config and plans every image: importing torch there (2 to
+    4 s) would be most of a dry run's time."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.path.insert(0, 'scripts')\n"
+        "from t2ibench.config import load_config, validate_config\n"
+        "from t2ibench.plan import build_plan\n"
+        "for files in (['config/config.yaml'], ['config/geneval.yaml']):\n"
+        "    build_plan(validate_config(load_config(files)))\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ only when it runs, and writes its outputs atomically.
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -17,41 +16,55 @@ from t2ibench.inline_scores import InlineScores
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
-_LIBRARY_LOCK = threading.Lock()
-_libraries_loaded = False
+_LOADED: set[str] = set()  # what load_libraries imported in this process
 
 
-def load_libraries() -> None:
-    """Import the heavy libraries once, under a lock, before a step uses them.
+def load_libraries(plan: Plan | None = None, metrics: bool = True) -> None:
+    """Import the heavy libraries a step uses, once, before it uses them: the diffusers
+    and transformers classes of the plan's model families (every family without a
+    plan), the samplers, and with `metrics` the metric libraries.
 
     Jobs run as threads of one process, and diffusers' and transformers' lazy modules are
     not thread-safe on first use: two jobs importing at once can fail with "cannot import
-    name 'AutoencoderKL' from 'diffusers'".
+    name 'AutoencoderKL' from 'diffusers'". So the imports run under the lock that models
+    are loaded and run under (TORCH_LOCK). Importing only what the step needs keeps a
+    generation job from paying for the other families and the metrics (about 1 s).
     """
-    global _libraries_loaded
-    with _LIBRARY_LOCK:
-        if _libraries_loaded:
-            return
+    from t2ibench.models import families
+
+    names = (
+        {spec.family for spec in plan.models.values()} if plan is not None
+        else {family.name for family in families.all_families()}
+    )  # fmt: skip
+    wanted = (
+        {f"family:{name}" for name in names} | {"samplers"} | ({"metrics"} if metrics else set())
+    )
+    if wanted <= _LOADED:
+        return
+    with TORCH_LOCK:
         import diffusers
         import transformers
 
-        from t2ibench.models import families
-        from t2ibench.samplers import SAMPLERS
+        for key in sorted(wanted - _LOADED):
+            kind, _, name = key.partition(":")
+            if kind == "family":
+                family = families.get(name)
+                for class_name in family.diffusers_classes:
+                    getattr(diffusers, class_name)
+                for class_name in family.transformers_classes:
+                    getattr(transformers, class_name)
+            elif kind == "samplers":
+                from t2ibench.samplers import SAMPLERS
 
-        for family in families.all_families():
-            for name in family.diffusers_classes:
-                getattr(diffusers, name)
-            for name in family.transformers_classes:
-                getattr(transformers, name)
-        for class_name, _ in SAMPLERS.values():
-            getattr(diffusers, class_name)
-        import lpips  # noqa: F401
-        import open_clip  # noqa: F401
-
+                for class_name, _ in SAMPLERS.values():
+                    getattr(diffusers, class_name)
+            else:
+                import lpips  # noqa: F401
+                import open_clip  # noqa: F401
+            _LOADED.add(key)
         from t2ibench.console import quiet_libraries
 
         quiet_libraries()
-        _libraries_loaded = True
 
 
 def sha_cache_path(plan: Plan) -> Path:
@@ -145,7 +158,7 @@ def _make_batch(plan: Plan, model: str, items: list, writer=None, scores=None) -
 
 def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_path: str) -> None:
     """One image of the plan, named by its target's wildcards."""
-    load_libraries()
+    load_libraries(plan, metrics=plan.config["metrics"]["score_in_generation"])
     from t2ibench.generate import configure_torch
 
     job = plan.lookup(
@@ -172,7 +185,7 @@ def generate_chunk(
     Which images to make is decided here, when the job runs (on a cluster node, possibly
     in a retry): images made meanwhile, or by an earlier attempt, are not made again.
     """
-    load_libraries()
+    load_libraries(plan, metrics=plan.config["metrics"]["score_in_generation"])
     import socket
     import time
 
@@ -296,7 +309,7 @@ def metric(
 ) -> None:
     """metrics/<name>.csv: one metric's table of the listed images (see
     t2ibench.metrics.registry)."""
-    load_libraries()
+    load_libraries(plan)
     from t2ibench import scoring
     from t2ibench.generate import configure_torch
     from t2ibench.io import write_csv
@@ -329,7 +342,7 @@ def results_table(plan: Plan, experiment: str, inputs: dict, outputs, log_path: 
 
 
 def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
-    load_libraries()
+    load_libraries(plan)
     from t2ibench.io import write_json
     from t2ibench.report import tables
 

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from t2ibench.errors import InputError
+from t2ibench.metrics.builders import check_vqascore_settings as check_settings
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +72,6 @@ def check_folder(folder: Path, source: str, key: str = KEY) -> str:
                 f"with it (processor.save_pretrained) - set {key}"
             )
     return model_type
-
-
-def check_settings(question: str, min_pixels: int, max_pixels: int) -> None:
-    """What the schema cannot say of the settings (checked when the config is read, and
-    by the scorer for callers of its own)."""
-    if min_pixels and max_pixels and min_pixels > max_pixels:
-        raise InputError(
-            f"config key 'metrics.vqascore.min_pixels': {min_pixels} is above max_pixels "
-            f"{max_pixels}; expected min_pixels <= max_pixels"
-        )
-    if question.count("{}") != 1:
-        raise InputError(
-            f"config key 'metrics.vqascore.question': expected one '{{}}' for the prompt, "
-            f"got {question!r}"
-        )
 
 
 class VqaScorer:
