@@ -101,3 +101,6 @@ def test_the_gpu_bench_runs_on_the_cpu_with_the_tiny_models(tmp_path):
         assert all(b["images_per_s"] > 0 for b in model["batches"])
     assert "| sdxl | engine, batch_size 4 |" in proc.stdout
     assert "| zimage | engine, batch_size 8 |" in proc.stdout
+    scoring = found["scoring"]
+    assert scoring["scoring_images"] == 16 and scoring["in_memory_images_per_s"] > 0
+    assert "| open_clip-tiny | CLIP score in memory, 16 images |" in proc.stdout

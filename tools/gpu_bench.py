@@ -339,6 +339,41 @@ def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
     return result
 
 
+def bench_scoring(args, root: Path) -> dict:
+    """CLIP score throughput (images/s) from images in memory, as a generation job scores
+    them (metrics.score_in_generation): ViT-L-14 (random weights; the tiny open_clip on
+    --tiny), `--size` px, transforms on one thread per core, scores cached; against the
+    model alone on pre-decoded pixels."""
+    import os
+
+    import torch
+    from bench_metrics import PROMPTS, in_memory, make_pngs, model_only
+
+    from t2ibench.metrics.clip_score import ClipScorer
+
+    model = str(REPO / "config/models/open_clip-tiny.json") if args.tiny else "ViT-L-14"
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+    scorer = ClipScorer(model, "", args.device, 64)
+    folder = root / "scoring"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = make_pngs(folder, args.scoring_images, args.size)
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(len(paths))]
+    threads = os.cpu_count() or 1
+    in_memory(scorer, paths[:64], prompts[:64], threads, args.device)  # warm-up
+    seconds = in_memory(scorer, paths, prompts, threads, args.device)
+    entry = {
+        "scoring_model": Path(model).stem if args.tiny else model,
+        "scoring_images": len(paths),
+        "scoring_threads": threads,
+        "in_memory_images_per_s": round(len(paths) / seconds, 1),
+        "model_only_images_per_s": round(len(paths) / model_only(scorer, paths, prompts,
+                                                                  args.device), 1),
+    }  # fmt: skip
+    print(json.dumps(entry), flush=True)
+    return entry
+
+
 def table(results: dict) -> str:
     rows = [("model", "case", "s/image", "vs loop", "peak GPU MiB", "pixels vs default")]
     for r in results["models"]:
@@ -360,6 +395,11 @@ def table(results: dict) -> str:
             rows.append((m, f"engine, batch_size {b['batch_size']}", f"{b['s_per_image']:.3f}",
                          f"{b['s_per_image'] / loop:.2f}", b["peak_gpu_mib"],
                          f"{b['images_per_s']:.2f} images/s"))  # fmt: skip
+    if "scoring" in results:
+        sc = results["scoring"]
+        rows.append((sc["scoring_model"], f"CLIP score in memory, {sc['scoring_images']} images",
+                     "", "", "", f"{sc['in_memory_images_per_s']} images/s (model alone "
+                     f"{sc['model_only_images_per_s']})"))  # fmt: skip
     lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join([lines[0], "|---|---|---|---|---|---|", *lines[1:]])
 
@@ -381,12 +421,17 @@ def main() -> int:
         default=[1, 2, 4, 8],
         help="batch sizes to time (images per second each), e.g. 1,2,4,8",
     )
+    parser.add_argument(
+        "--scoring-images", type=int, default=1024,
+        help="images for the in-memory CLIP scoring throughput (0: skip it)",
+    )  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="CPU run on the tiny built-ins")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "gpu_bench.json")
     args = parser.parse_args()
     if args.tiny:
         args.device, args.size, args.steps, args.zsteps, args.dtype = "cpu", 64, 2, 2, "fp32"
         args.prompts, args.seeds = 2, 2
+        args.scoring_images = min(args.scoring_images, 16)
     import torch
 
     results = {"device": args.device, "torch": torch.__version__, "models": []}
@@ -399,6 +444,8 @@ def main() -> int:
             results["models"].append(bench_model(args, root, "zimage", "tiny-zimage"))
         else:
             print("Z-Image: skipped (give --zimage-config, a Z-Image-Turbo diffusers folder)")
+        if args.scoring_images:
+            results["scoring"] = bench_scoring(args, root)
     results["wall_s"] = time.perf_counter() - START
     print(table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
