@@ -64,6 +64,13 @@ def cache_rows(path: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
 
 
+def all_scores(path: Path) -> dict:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return dict(((sha, metric), v) for sha, metric, v in db.execute("SELECT * FROM scores"))
+
+
 def tables(plan, experiment, jobs, cache_path):
     return {
         name: scoring.metric_table(plan, experiment, name, jobs, cache_path).set_index(
@@ -184,3 +191,82 @@ def test_a_job_of_one_image_scores_it_too(base_config, tmp_path):
     inline = scoring.metric_table(plan, job.experiment, "clip_score", jobs, cache_path)
     fresh = scoring.metric_table(plan, job.experiment, "clip_score", jobs, tmp_path / "f.sqlite")
     assert inline["clip_score"].tolist() == pytest.approx(fresh["clip_score"].tolist(), abs=1e-4)
+
+
+def test_a_failing_score_cache_costs_no_image(base_config, tmp_path, monkeypatch, caplog):
+    """The cache cannot be written (locked, disk full): each scorer is dropped in one line,
+    every image is still written and the job succeeds."""
+    import sqlite3
+
+    from t2ibench.inline_scores import InlineScores
+
+    def locked(self, values, table="scores"):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ScoreCache, "put_many", locked)
+    monkeypatch.setattr(InlineScores, "_batch_size", lambda self: 2)  # flush mid-job
+    plan = plan_of(base_config, inline=True, workers=0)
+    with caplog.at_level(logging.WARNING, logger="t2ibench"):
+        _, jobs = run_chunk(plan, tmp_path)
+    assert all(Path(plan.path(j)).exists() for j in jobs) and len(jobs) == 6
+    warnings = sorted(
+        r.getMessage() for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "t2ibench"
+    )  # fmt: skip
+    assert warnings == [
+        f"{name}: not scored in generation (database is locked); its metric job scores it"
+        for name in SCORED
+    ]
+
+
+def test_scoring_waits_for_the_model_lock(base_config, tmp_path):
+    """Scores are made under the lock models are loaded and run under: a model loading in
+    bf16 elsewhere in the process changes torch's default dtype meanwhile."""
+    import threading
+
+    import torch
+    from PIL import Image
+
+    from t2ibench.generate import TORCH_LOCK
+    from t2ibench.inline_scores import InlineScores
+
+    plan = plan_of(base_config, inline=True, workers=0)
+    build_tiny_sdxl(plan)
+    jobs = plan.jobs[:2]
+    image = Image.new("RGB", (64, 64), (120, 30, 200))
+    reference = InlineScores.for_jobs(plan, tmp_path / "ref.sqlite", jobs)
+    with reference:
+        reference.add(plan.path(jobs[0]), image, {"image_flag": "", "png_sha256": "a"})
+    scores = InlineScores.for_jobs(plan, tmp_path / "s.sqlite", jobs)
+    scores.add(plan.path(jobs[0]), image, {"image_flag": "", "png_sha256": "a"})
+    closing = threading.Thread(target=scores.close)
+    with TORCH_LOCK:
+        torch.set_default_dtype(torch.bfloat16)  # as during a bf16 from_pretrained
+        try:
+            closing.start()
+            closing.join(0.5)
+            assert closing.is_alive()  # waiting for the lock, not scoring in bf16
+        finally:
+            torch.set_default_dtype(torch.float32)
+    closing.join(60)
+    assert scores.scored == 1 and scores.scorers.keys() == reference.scorers.keys()
+    got, want = all_scores(tmp_path / "s.sqlite"), all_scores(tmp_path / "ref.sqlite")
+    assert len(got) == len(SCORED) and got == want
+
+
+def test_the_metric_jobs_reuse_the_scorers_generation_built(base_config, tmp_path, monkeypatch):
+    """One copy of each scorer per process: the metric job takes the generation job's."""
+    from t2ibench.metrics.clip_score import ClipScorer
+    from t2ibench.steps import score_cache_path
+
+    plan = plan_of(base_config, inline=True, workers=0)
+    experiment, jobs = run_chunk(plan, tmp_path)
+
+    def no_second_copy(*args, **kwargs):
+        raise AssertionError("a second CLIP scorer was built")
+
+    monkeypatch.setattr(ClipScorer, "__init__", no_second_copy)
+    fresh = tmp_path / "fresh.sqlite"  # nothing cached: the scorer must run
+    table = scoring.metric_table(plan, experiment, "clip_score", jobs, fresh)
+    assert table["clip_score"].notna().all() and cache_rows(fresh) == 6
+    assert cache_rows(score_cache_path(plan)) == 6 * len(SCORED)

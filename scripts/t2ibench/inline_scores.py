@@ -10,9 +10,10 @@ memory are the pixels the metric job would decode, and the scores agree with the
 job's to float rounding (a batch of other images, tests/test_inline_scores.py).
 
 Scores are batched up to each scorer's ``batch_size`` and run on the writer's thread,
-off the generation's path; the images' transforms (resizing) run on ``metrics.workers``
-threads. A scorer that fails is logged once and dropped for the rest
-of the job: its metric job scores the images instead, and says the error there.
+under the lock models run under (between the generation's batches on one device); the
+images' transforms (resizing) run on ``metrics.workers`` threads. Nothing that goes wrong
+here reaches the images: a scorer, or the cache, that fails is logged once and dropped;
+its metric job then scores the images instead, and says the error there.
 """
 
 from __future__ import annotations
@@ -26,10 +27,31 @@ from t2ibench.generate import TORCH_LOCK
 
 log = logging.getLogger("t2ibench")
 
-# Scorers built in this process, by (metric, metric config, device): a Snakemake process
-# runs many per-image jobs as threads, and each reuses the scorers of the first.
+# Scorers built in this process, by builder and config: a Snakemake process runs many
+# per-image jobs as threads, and each reuses the scorers of the first; the metric jobs
+# reuse them too (t2ibench.metrics.builders), rather than hold a second copy.
 _SCORERS: dict[tuple, object] = {}
 _BUILD_LOCK = threading.Lock()
+
+
+def _key(plan, build) -> tuple:
+    import json
+
+    config = plan.config
+    metrics = json.dumps(config["metrics"], sort_keys=True, default=str)
+    return (
+        build.__module__,
+        build.__qualname__,
+        metrics,
+        config["device"],
+        config["resources_dir"],
+    )
+
+
+def built_scorer(plan, build):
+    """The scorer `build(plan)` already built in this process by a generation job, or
+    None."""
+    return _SCORERS.get(_key(plan, build))
 
 
 def _scorer_metrics(plan) -> list:
@@ -45,12 +67,7 @@ def _scorer_metrics(plan) -> list:
 
 
 def _scorer(plan, metric):
-    from t2ibench.metrics.registry import device_of
-
-    metrics_config = plan.config["metrics"]
-    section = metrics_config[metric.section]
-    device = device_of(section, metrics_config, plan.config["device"])
-    key = (metric.name, repr(sorted(section.items())), device, plan.config["resources_dir"])
+    key = _key(plan, metric.scorer)
     with _BUILD_LOCK:
         if key not in _SCORERS:
             with TORCH_LOCK:
@@ -128,26 +145,31 @@ class InlineScores:
         if not self.pending or not self.scorers:
             self.pending = []
             return
-        from t2ibench.metrics.cache import ScoreCache
-        from t2ibench.scoring import prompt_metric_id
-
         images, prompts, shas = zip(*self.pending, strict=True)
         self.pending = []
-        cache = ScoreCache(self.cache_path)
         for name, scorer in list(self.scorers.items()):
-            keys = [
-                (sha, prompt_metric_id(scorer.metric_id, text))
-                for sha, text in zip(shas, prompts, strict=True)
-            ]
             try:
-                scores = score_in_memory(scorer, images, prompts, self.pool)
+                self._score(scorer, images, prompts, shas)
             except Exception as err:  # noqa: BLE001 - the metric job reports it in full
                 log.warning("%s: not scored in generation (%s); its metric job scores it",
                             name, err)  # fmt: skip
                 del self.scorers[name]
-                continue
-            cache.put_many(dict(zip(keys, scores, strict=True)))
         self.scored += len(images)
+
+    def _score(self, scorer, images, prompts, shas) -> None:
+        """One scorer's scores of a batch, into the cache. Under the lock the models run
+        under: loading a model elsewhere in the process in fp16/bf16 changes torch's
+        default dtype meanwhile, and with it the pixels the transforms make."""
+        from t2ibench.metrics.cache import ScoreCache
+        from t2ibench.scoring import prompt_metric_id
+
+        with TORCH_LOCK:
+            scores = score_in_memory(scorer, images, prompts, self.pool)
+        keys = [
+            (sha, prompt_metric_id(scorer.metric_id, text))
+            for sha, text in zip(shas, prompts, strict=True)
+        ]
+        ScoreCache(self.cache_path).put_many(dict(zip(keys, scores, strict=True)))
 
 
 def score_in_memory(scorer, images, prompts, pool=None) -> list[float]:

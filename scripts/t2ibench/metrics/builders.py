@@ -25,9 +25,12 @@ def _prompt_scores(build):
     """The table of a per-image prompt metric whose scorer `build(plan)` makes."""
 
     def table(plan, experiment, jobs, cache_path):
+        from t2ibench.inline_scores import built_scorer
         from t2ibench.scoring import prompt_image_scores
 
-        return prompt_image_scores(plan, experiment, jobs, cache_path, build(plan))
+        # The scorer a generation job of this process built, rather than a second copy.
+        scorer = built_scorer(plan, build) or build(plan)
+        return prompt_image_scores(plan, experiment, jobs, cache_path, scorer)
 
     return table
 
