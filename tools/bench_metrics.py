@@ -106,7 +106,6 @@ def in_memory(scorer, paths: list[str], prompts: list[str], workers: int, device
 
     from PIL import Image
 
-    from t2ibench.inline_scores import score_in_memory
     from t2ibench.metrics.cache import ScoreCache
 
     images = []
@@ -118,7 +117,7 @@ def in_memory(scorer, paths: list[str], prompts: list[str], workers: int, device
     start = time.perf_counter()
     for begin in range(0, len(images), scorer.batch_size):
         end = begin + scorer.batch_size
-        scores = score_in_memory(scorer, images[begin:end], prompts[begin:end], pool)
+        scores = scorer.score(images[begin:end], prompts[begin:end], pool)
         cache.put_many(
             {(path, "bench"): v for path, v in zip(paths[begin:end], scores, strict=True)}
         )

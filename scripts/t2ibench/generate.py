@@ -418,7 +418,7 @@ class Generator:
         return records
 
     def _write(
-        self, image, record: dict, image_path: str, record_path: str, reason: str, then=None
+        self, image, record: dict, image_path: str, record_path: str, reason: str, on_written=None
     ):
         png = encode_png(image, record["settings"], record["model_sha256"], reason)
         # What a later run checks the PNG against (t2ibench.freshness).
@@ -427,8 +427,8 @@ class Generator:
         write_json(record_path, done)
         write_bytes(image_path, png)
         self.progress.step()
-        if then is not None:
-            then(image_path, image, done)
+        if on_written is not None:
+            on_written(image_path, image, done)
 
     def _use_loras(self, loaded: LoadedModel, settings: dict, keep: int) -> None:
         """The image's LoRAs active on the loaded model, no others (t2ibench.lora); at most

@@ -79,12 +79,13 @@ class InlineScores:
     """The scores of a job's images, made as the writer writes them (``add``) and put
     in the score cache batch by batch; ``close`` scores what is left."""
 
-    def __init__(self, plan, cache_path: Path, prompts: dict[str, str]):
-        """``prompts``: image path -> the prompt it is scored against (Plan.prompt_text)."""
+    def __init__(self, plan, cache_path: Path, prompts: dict[str, str], metrics: list):
+        """``prompts``: image path -> the prompt it is scored against (Plan.prompt_text);
+        ``metrics``: the registry entries whose scorers score them."""
         self.plan = plan
         self.cache_path = Path(cache_path)
         self.prompts = prompts
-        self.metrics = _scorer_metrics(plan)
+        self.metrics = metrics
         self.scorers: dict[str, object] = {}
         self.pending: list[tuple[object, str, str]] = []  # (image, prompt, png sha256)
         self.scored = 0
@@ -95,13 +96,14 @@ class InlineScores:
     @classmethod
     def for_jobs(cls, plan, cache_path: Path, jobs) -> InlineScores | None:
         """Inline scores for the plan's ``jobs``, or None when none are asked for."""
-        if not _scorer_metrics(plan):
+        metrics = _scorer_metrics(plan)
+        if not metrics:
             return None
-        return cls(plan, cache_path, {plan.path(j): plan.prompt_text(j) for j in jobs})
+        prompts = {plan.path(j): plan.prompt_text(j) for j in jobs}
+        return cls(plan, cache_path, prompts, metrics)
 
     def _batch_size(self) -> int:
-        sizes = [getattr(s, "batch_size", 1) for s in self.scorers.values()]
-        return max(sizes, default=1)
+        return max((scorer.batch_size for scorer in self.scorers.values()), default=1)
 
     def add(self, image_path: str, image, record: dict) -> None:
         """An image just written (its record holds the PNG's sha256). Flagged images
@@ -145,7 +147,7 @@ class InlineScores:
         if not self.pending or not self.scorers:
             self.pending = []
             return
-        images, prompts, shas = zip(*self.pending, strict=True)
+        images, prompts, shas = (list(column) for column in zip(*self.pending, strict=True))
         self.pending = []
         for name, scorer in list(self.scorers.items()):
             try:
@@ -164,30 +166,9 @@ class InlineScores:
         from t2ibench.scoring import prompt_metric_id
 
         with TORCH_LOCK:
-            scores = score_in_memory(scorer, images, prompts, self.pool)
+            scores = scorer.score(images, prompts, self.pool)
         keys = [
             (sha, prompt_metric_id(scorer.metric_id, text))
             for sha, text in zip(shas, prompts, strict=True)
         ]
         ScoreCache(self.cache_path).put_many(dict(zip(keys, scores, strict=True)))
-
-
-def score_in_memory(scorer, images, prompts, pool=None) -> list[float]:
-    """As PromptImageScorer.score (each distinct prompt encoded once, the images in
-    batches of the scorer's batch_size), with the images' transforms on the threads of
-    `pool` when given (PIL's resizing and torch release the GIL)."""
-    import torch
-
-    from t2ibench.metrics.base import take_rows
-
-    row = {text: i for i, text in enumerate(dict.fromkeys(prompts))}
-    encoded = scorer.encode_prompts(list(row))
-    rows = torch.tensor([row[text] for text in prompts], dtype=torch.long)
-    transform = scorer.transform()
-    pixels = list(pool.map(transform, images)) if pool else [transform(i) for i in images]
-    scores: list[float] = []
-    for start in range(0, len(images), scorer.batch_size):
-        end = start + scorer.batch_size
-        batch = torch.stack(pixels[start:end])
-        scores += scorer.score_pixels(batch, take_rows(encoded, rows[start:end])).tolist()
-    return scores

@@ -17,6 +17,7 @@ A scorer splits its work in three so that the workflow can run it fast:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import torch
@@ -58,18 +59,23 @@ class PromptImageScorer:
         """Scores (N,) of ``pixels`` (N, C, H, W) against ``texts`` (N rows), on the CPU."""
         raise NotImplementedError
 
-    def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
-        """The score of each (image, prompt) pair; each distinct prompt is encoded once."""
+    def score(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], pool: Executor | None = None
+    ) -> list[float]:
+        """The score of each (image, prompt) pair; each distinct prompt is encoded once.
+        With a `pool`, the images' transforms run on its threads (PIL's resizing and torch
+        release the GIL)."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         row = {prompt: i for i, prompt in enumerate(dict.fromkeys(prompts))}
         encoded = self.encode_prompts(list(row))
         rows = torch.tensor([row[prompt] for prompt in prompts], dtype=torch.long)
         transform = self.transform()
+        each = pool.map if pool is not None else map
         scores: list[float] = []
         for start in range(0, len(images), self.batch_size):
             end = start + self.batch_size
-            pixels = torch.stack([transform(image) for image in images[start:end]])
+            pixels = torch.stack(list(each(transform, images[start:end])))
             scores += self.score_pixels(pixels, take_rows(encoded, rows[start:end])).tolist()
         return scores
 
