@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from t2ibench import generate
-from t2ibench.generate import DevicePool, Generator, candidate_devices
+from t2ibench import devices, generate
+from t2ibench.devices import DevicePool, candidate_devices
+from t2ibench.generate import Generator
 from t2ibench.models import families
 
 
@@ -160,4 +161,4 @@ def test_a_batch_keeps_one_device_for_all_its_images(monkeypatch, tmp_path):
     assert sorted(fake.loads) == ["cuda:0", "cuda:1"]
     assert fake.overlap.is_set() and fake.clashes == []
     # Outside a batch, a job takes a device per image again.
-    assert getattr(generate._HELD, "device", None) is None
+    assert getattr(devices.HELD, "device", None) is None

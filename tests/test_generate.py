@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from t2ibench.devices import resolve_device
 from t2ibench.errors import InputError
-from t2ibench.generate import resolve_device
 from t2ibench.infotext import format_infotext
 
 
@@ -87,7 +87,7 @@ def test_sdxl_options_change_the_image():
 
 
 def test_memory_options_on_cpu():
-    from t2ibench.generate import place_pipeline
+    from t2ibench.devices import place_pipeline
     from t2ibench.models import families
     from t2ibench.models.tiny import build_tiny_sdxl_pipeline
 
@@ -103,7 +103,7 @@ def test_memory_options_on_cpu():
 def test_zimage_text_encoder_placed_on_its_own_device():
     import numpy as np
 
-    from t2ibench.generate import place_pipeline
+    from t2ibench.devices import place_pipeline
     from t2ibench.models import families
     from t2ibench.models.zimage import build_tiny_zimage_pipeline
 
@@ -133,7 +133,7 @@ def test_zimage_text_encoder_placed_on_its_own_device():
 
 
 def test_attention_backend_is_applied():
-    from t2ibench.generate import place_pipeline
+    from t2ibench.devices import place_pipeline
     from t2ibench.models import families
     from t2ibench.models.zimage import build_tiny_zimage_pipeline
 

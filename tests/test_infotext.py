@@ -10,9 +10,9 @@ from PIL import Image
 
 from t2ibench.config import validate_config
 from t2ibench.experiments import catalogue
-from t2ibench.generate import encode_png
 from t2ibench.infotext import format_infotext
 from t2ibench.plan import build_plan
+from t2ibench.writer import encode_png
 
 from a1111_infotext import parse
 from conftest import with_changes

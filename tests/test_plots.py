@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from t2ibench.report import plots
+from t2ibench.report import plot_data, plots
 from t2ibench.report.results import read_rows
 
 SUFFIXES = ("png", "svg")
@@ -86,7 +86,7 @@ def expected(stems):
 
 
 def load(folder):
-    summary = plots.summary_frame(read_rows(folder / "summary.csv"))
+    summary = plot_data.summary_frame(read_rows(folder / "summary.csv"))
     metadata = json.loads((folder / "metadata.json").read_text())
     return summary, metadata
 
@@ -112,7 +112,7 @@ def test_grid_sweep_plots_against_each_axis(tmp_path):
     names = [p.name for p in run_plots(folder)]
     assert names == expected(["clip_score_vs_shift", "clip_score_vs_steps", "clip_score_bars"])
     summary, metadata = load(folder)
-    data = plots.line_data(summary, metadata, "clip_score", "shift")
+    data = plot_data.line_data(summary, metadata, "clip_score", "shift")
     # One line per model and steps value, each across both shifts.
     assert [(s.model, s.group) for s in data.series] == [
         (model, f"steps={steps}") for model in ("model-a", "model-b") for steps in ("6", "9", "12")
@@ -127,7 +127,7 @@ def test_baseline_has_only_bars_and_scatter(tmp_path):
     names = [p.name for p in run_plots(folder)]
     assert names == expected(["clip_score_bars", "lpips_diversity_bars", "clip_score_vs_diversity"])
     summary, metadata = load(folder)
-    bars = plots.bar_data(summary, metadata, "clip_score")
+    bars = plot_data.bar_data(summary, metadata, "clip_score")
     assert bars.groups == ["a", "b", "c"] and not bars.by_cell
     assert bars.mean[:, 0].tolist() == [10.0, 20.0, 30.0]
 
@@ -135,7 +135,7 @@ def test_baseline_has_only_bars_and_scatter(tmp_path):
 def test_band_equals_the_summary_ci(tmp_path):
     folder = make_experiment(tmp_path, {"shift": ["1.0", "2.0", "3.0"]}, shuffle=True)
     summary, metadata = load(folder)
-    data = plots.line_data(summary, metadata, "clip_score", "shift")
+    data = plot_data.line_data(summary, metadata, "clip_score", "shift")
     csv = pd.read_csv(folder / "summary.csv")
     for series in data.series:
         rows = csv[csv.model == series.model].sort_values("shift")
@@ -156,7 +156,7 @@ def test_band_equals_the_summary_ci(tmp_path):
 def test_numeric_axis_sorted_by_value(tmp_path):
     folder = make_experiment(tmp_path, {"steps": ["10", "2", "5"]}, metrics=("clip_score",))
     summary, metadata = load(folder)
-    data = plots.line_data(summary, metadata, "clip_score", "steps")
+    data = plot_data.line_data(summary, metadata, "clip_score", "steps")
     assert data.numeric
     assert data.ticks == ["2", "5", "10"]  # by number, not as text or in listed order
     assert data.series[0].x.tolist() == [2.0, 5.0, 10.0]
@@ -171,7 +171,7 @@ def test_numeric_axis_sorted_by_value(tmp_path):
 def test_categorical_axis_keeps_the_experiment_order(tmp_path, values):
     folder = make_experiment(tmp_path, {"v": values}, metrics=("clip_score",), shuffle=True)
     summary, metadata = load(folder)
-    data = plots.line_data(summary, metadata, "clip_score", "v")
+    data = plot_data.line_data(summary, metadata, "clip_score", "v")
     assert not data.numeric
     assert data.ticks == values
     assert data.series[0].x.tolist() == [0.0, 1.0, 2.0]

@@ -8,9 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from t2ibench.config import validate_config
-from t2ibench.generate import image_flag
 from t2ibench.plan import build_plan
 from t2ibench.scoring import lpips_diversities, metric_table
+from t2ibench.writer import image_flag
 
 
 def test_image_flag():

@@ -1,4 +1,4 @@
-"""The engine's writer thread (t2ibench.generate.Writer): writes in order, every queued
+"""The engine's writer thread (t2ibench.writer.Writer): writes in order, every queued
 image before close, and a write's error reaches the job."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from t2ibench.generate import Writer
+from t2ibench.writer import Writer
 
 
 def test_every_queued_write_is_done_by_close_in_order():

@@ -168,7 +168,8 @@ def engine(pipe, plan, spec, args, out: Path, options: dict | None = None) -> di
     from PIL import Image
 
     from t2ibench import prompt_cache
-    from t2ibench.generate import Generator, LoadedModel, Writer
+    from t2ibench.generate import Generator, LoadedModel
+    from t2ibench.writer import Writer
 
     generator = Generator()
     memory = plan.config["memory"]
@@ -306,7 +307,7 @@ def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
         pipe = build_pipe(args, family_name, spec)
         try:
             from t2ibench import speed
-            from t2ibench.generate import place_pipeline
+            from t2ibench.devices import place_pipeline
             from t2ibench.models import families
 
             if memory:

@@ -1,11 +1,12 @@
 """Image generation: load each model once per process, then make images on demand.
 
-One Snakemake job makes one image. Jobs reach :func:`generate_image`, which takes the
-pipeline from a process-wide cache, so a process that runs many jobs loads each model
-once. The default profile runs jobs as threads of the main Snakemake process
+Both generation rules reach :class:`Generator`: a per-image job makes one image, a chunk
+job (clusters) a list of them, in batches of their batch_size. It keeps a process-wide
+cache of loaded pipelines, so a process that runs many jobs loads each model once; the
+default profile runs jobs as threads of the main Snakemake process
 (`force-use-threads`), which makes that one process for a whole local run. A lock
-serialises use of the device: diffusers pipelines and schedulers are not thread-safe,
-and one GPU runs one image at a time anyway.
+serialises use of a device: diffusers pipelines and schedulers are not thread-safe.
+Where a job runs is t2ibench.devices; how its files are written, t2ibench.writer.
 
 Determinism: the initial noise comes from a CPU ``torch.Generator`` seeded with the
 image's seed, so the same seed gives the same latents on any device.
@@ -16,62 +17,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import os
-import queue
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from t2ibench import __version__, batching, prompt_cache, speed
-from t2ibench.errors import InputError
-from t2ibench.infotext import format_infotext
+from t2ibench import batching, prompt_cache, speed
+from t2ibench.devices import DEVICES, HELD, candidate_devices, place_pipeline
 from t2ibench.io import write_bytes, write_json
 from t2ibench.models import families
 from t2ibench.models.registry import ModelSpec
+from t2ibench.writer import Writer, encode_png, image_flag, library_versions
 
 log = logging.getLogger("t2ibench")
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def resolve_device(device: str, key: str = "device") -> str:
-    """The torch device for a config device value (`key` names it in errors).
-
-    Checked when a job runs, and before the first job of a local run (t2ibench.preflight),
-    not when the workflow is parsed: a cluster's login node often has no GPU while its
-    compute nodes do.
-    """
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise InputError(
-                f"config key '{key}': {device} requested, but torch sees "
-                f"{torch.cuda.device_count()} CUDA device(s) here; use 'auto' or 'cpu'"
-            )
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"config key '{key}': mps requested, but it is not available here")
-    return device
-
-
-def configure_torch(threads: int) -> None:
-    """Apply the config's `torch_threads` (0 keeps torch's default). Process-wide."""
-    import torch
-
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -153,94 +117,6 @@ def stop_chunks_on_interrupt() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def candidate_devices(device: str) -> list[str]:
-    """The devices a generation job may run on: every CUDA device when the config says
-    `auto` or `cuda` (no index) and torch sees several, else the one resolved device."""
-    import torch
-
-    resolved = resolve_device(device)
-    if device in ("auto", "cuda") and resolved == "cuda" and torch.cuda.device_count() > 1:
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return [resolved]
-
-
-class DevicePool:
-    """Gives each concurrent job a device of its own.
-
-    Snakemake counts GPUs (`--resources gpu=N`) but does not say which one a job gets.
-    Jobs that run as threads of one process (the default profile) take a free device
-    here for the length of the job, and wait while every candidate is busy; a device
-    that already holds the job's model is preferred, so each model is loaded once per
-    device.
-    """
-
-    def __init__(self):
-        self._free = threading.Condition()
-        self._busy: set[str] = set()
-
-    @contextlib.contextmanager
-    def acquire(self, candidates: list[str], preferred: set[str] = frozenset()):
-        with self._free:
-            while all(d in self._busy for d in candidates):
-                self._free.wait()
-            free = [d for d in candidates if d not in self._busy]
-            device = next((d for d in free if d in preferred), free[0])
-            self._busy.add(device)
-        try:
-            yield device
-        finally:
-            with self._free:
-                self._busy.discard(device)
-                self._free.notify_all()
-
-
-DEVICES = DevicePool()
-_HELD = threading.local()  # the device a chunk job holds (Generator.hold_device)
-
-
-class Writer:
-    """Encodes and writes the images of a job on a thread of its own, in order, each
-    atomically (t2ibench.io), while the job makes the next one; `close` waits for what
-    is queued (at most `depth` images) and raises the first error of a write. Used as a
-    context manager, an interrupted job still writes every image it made."""
-
-    def __init__(self, depth: int = 4):
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.written = 0
-        self.thread = threading.Thread(target=self._run, name="t2ibench-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            task = self.queue.get()
-            if task is None:
-                return
-            try:
-                if self.error is None:
-                    task()
-                    self.written += 1
-            except BaseException as err:  # raised in the job's thread by submit/close
-                self.error = err
-
-    def submit(self, task) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(task)
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 class Generator:
     """Process-wide pipeline cache plus the generation call."""
 
@@ -261,11 +137,11 @@ class Generator:
         """Keep one device for every `generate` call this thread makes inside the block
         (a chunk job: its images run on one device, which loads the model once)."""
         with self._acquire(spec, candidate_devices(device)) as chosen:
-            _HELD.device = chosen
+            HELD.device = chosen
             try:
                 yield chosen
             finally:
-                _HELD.device = None
+                HELD.device = None
 
     @staticmethod
     def model_key(spec: ModelSpec, device: str, dtype: str, memory: dict, options: dict) -> tuple:
@@ -373,7 +249,7 @@ class Generator:
         on the writer's thread when there is one (t2ibench.inline_scores)."""
         settings = items[0][0]
         candidates = candidate_devices(device)
-        held = getattr(_HELD, "device", None)
+        held = getattr(HELD, "device", None)
         with contextlib.nullcontext(held) if held else self._acquire(spec, candidates) as device:
             with self._lock:
                 options = {k: settings[k] for k in speed.DEFAULTS if k in settings}
@@ -473,97 +349,6 @@ def load_vae(spec: ModelSpec, torch_dtype):
         torch_dtype=torch_dtype,
         local_files_only=True,
     )
-
-
-def place_pipeline(pipe, device: str, memory: dict, family) -> None:
-    """Put the pipeline on `device` with the config's memory options.
-
-    CPU offload keeps weights in CPU memory and moves each component (model) or layer
-    (sequential) to the GPU when it runs: slower, but fits big models on small GPUs.
-    VAE tiling and slicing decode large images and batches in pieces.
-    """
-    offload = memory.get("cpu_offload", "none")
-    if offload != "none":
-        if not device.startswith("cuda"):
-            raise InputError(
-                f"config key 'memory.cpu_offload': '{offload}' needs a CUDA device, got {device}"
-            )
-        gpu_id = int(device.split(":")[1]) if ":" in device else 0
-        if offload == "model":
-            pipe.enable_model_cpu_offload(gpu_id=gpu_id)
-        else:
-            pipe.enable_sequential_cpu_offload(gpu_id=gpu_id)
-    else:
-        pipe.to(device)
-    attention = memory.get("attention")
-    if attention and not family.attention_backends:
-        log.warning(
-            "memory.attention applies to transformer models; %s's %s uses PyTorch's "
-            "scaled_dot_product_attention as it is",
-            family.label,
-            family.denoiser,
-        )
-    elif attention:
-        denoiser = getattr(pipe, family.denoiser)
-        try:
-            denoiser.set_attention_backend(attention)
-        except Exception as err:  # a missing kernel package fails in many ways
-            raise InputError(
-                f"config key 'memory.attention': backend '{attention}' is not usable here "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
-            ) from None
-    encoder_device = memory.get("text_encoder_device")
-    if encoder_device and family.text_encoder_device:  # encoding moves between devices
-        pipe.text_encoder.to(resolve_device(encoder_device))
-    if memory.get("vae_tiling"):
-        pipe.vae.enable_tiling()
-    if memory.get("vae_slicing"):
-        pipe.vae.enable_slicing()
-
-
-def image_flag(image) -> str:
-    """'black' for an all-black image (NaN latents decode to black), else ''.
-
-    Such images are kept, so the run is complete, but flagged and left unscored: a CLIP
-    score of a black square would quietly drag a model's mean down.
-    """
-    bands = image.convert("RGB").getextrema()  # (min, max) per channel
-    return "black" if all(high == 0 for _, high in bands) else ""
-
-
-def library_versions() -> dict:
-    import diffusers
-    import torch
-    import transformers
-
-    return {
-        "t2ibench": __version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
-def encode_png(image, settings: dict, model_sha256: str, prediction_reason: str = "") -> bytes:
-    """The PNG file's bytes, with the parameters as PNG text; no timestamps, so re-runs
-    are byte-identical.
-
-    `prediction_reason` says why the prediction type was chosen (config, name, key).
-    """
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_itxt("parameters", format_infotext(settings, model_sha256))
-    meta = {
-        **settings,
-        "model_sha256": model_sha256,
-        "prediction_type_reason": prediction_reason,
-        "versions": library_versions(),
-    }
-    info.add_itxt("t2ibench", json.dumps(meta, sort_keys=True))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 GENERATOR = Generator()

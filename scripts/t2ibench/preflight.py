@@ -44,7 +44,7 @@ def check_devices(config: dict) -> None:
     wanted = [(key, device) for key, device in device_settings(config) if device not in _PLAIN]
     if not wanted:
         return
-    from t2ibench.generate import resolve_device
+    from t2ibench.devices import resolve_device
 
     for key, device in wanted:
         resolve_device(device, key)
@@ -60,7 +60,7 @@ def check_compile(plan: Plan) -> None:
     ]
     if not cells:
         return
-    from t2ibench.generate import resolve_device
+    from t2ibench.devices import resolve_device
 
     device = resolve_device(plan.config["device"])
     if not device.startswith("cuda"):

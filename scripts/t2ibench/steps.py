@@ -159,7 +159,7 @@ def _make_batch(plan: Plan, model: str, items: list, writer=None, scores=None) -
 def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_path: str) -> None:
     """One image of the plan, named by its target's wildcards."""
     load_libraries(plan, metrics=plan.config["metrics"]["score_in_generation"])
-    from t2ibench.generate import configure_torch
+    from t2ibench.devices import configure_torch
 
     job = plan.lookup(
         wildcards["experiment"],
@@ -191,9 +191,11 @@ def generate_chunk(
 
     from t2ibench import batching
     from t2ibench.chunks import chunk_jobs, parse_chunk_name
+    from t2ibench.devices import configure_torch
     from t2ibench.freshness import Freshness
-    from t2ibench.generate import GENERATOR, STOP, Writer, configure_torch
+    from t2ibench.generate import GENERATOR, STOP
     from t2ibench.io import write_json
+    from t2ibench.writer import Writer
 
     configure_torch(plan.config["torch_threads"])
     with logged(log_path, output):
@@ -311,7 +313,7 @@ def metric(
     t2ibench.metrics.registry)."""
     load_libraries(plan)
     from t2ibench import scoring
-    from t2ibench.generate import configure_torch
+    from t2ibench.devices import configure_torch
     from t2ibench.io import write_csv
 
     configure_torch(plan.config["torch_threads"])

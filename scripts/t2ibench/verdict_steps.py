@@ -68,7 +68,7 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
 def sequential_look(plan: Plan, experiment: str, k: int, previous, output: str, log_path: str):
     """sequential/look<k>.json: look k of a sequential experiment (t2ibench.rounds)."""
     from t2ibench import looks
-    from t2ibench.generate import configure_torch
+    from t2ibench.devices import configure_torch
     from t2ibench.io import write_json
 
     load_libraries()

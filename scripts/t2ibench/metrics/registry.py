@@ -219,7 +219,7 @@ def metric_params(metrics_config: dict, metric: str) -> dict:
 
 def device_of(section: dict, metrics_config: dict, default_device: str) -> str:
     """A metric's device: its own, else `metrics.device`, else the top-level `device`."""
-    from t2ibench.generate import resolve_device
+    from t2ibench.devices import resolve_device
 
     return resolve_device(section.get("device") or metrics_config["device"] or default_device)
 

@@ -254,7 +254,7 @@ def system_info(device: str) -> dict:
     import transformers
 
     from t2ibench import __version__
-    from t2ibench.generate import resolve_device
+    from t2ibench.devices import resolve_device
 
     resolved = resolve_device(device)
     if resolved.startswith("cuda"):
