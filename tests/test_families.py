@@ -213,25 +213,24 @@ def catalogue_experiment(family: str) -> str:
     raise AssertionError(f"no catalogue experiment for {family}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family", [f for f in families.names() if f not in ("sdxl", "zimage")])
-def test_quick_sweep_end_to_end(family, tmp_path):
-    """The workflow on each family's built-ins: its catalogue experiment's quick run, then
-    nothing to do; the PNGs carry the family's settings as A1111 readers expect. (SDXL's
-    and Z-Image's quick sweeps run in tests/test_sweeps.py.)"""
-    from PIL import Image
+QUICK_FAMILIES = [f for f in families.names() if f not in ("sdxl", "zimage")]
 
+
+@pytest.fixture(scope="module")
+def quick_sweeps(tmp_path_factory):
+    """One workflow run of every other family's catalogue experiment, quick, on all the
+    family's built-ins (SDXL's and Z-Image's quick sweeps run in tests/test_sweeps.py),
+    and whether a second run then had nothing to do."""
     from workflow_helpers import make_workdir, metrics_only, nothing_to_do, snakemake, write_config
 
-    work = make_workdir(tmp_path)
+    work = make_workdir(tmp_path_factory.mktemp("quick-families"))
     (work / "prompts" / "t.json").write_text(json.dumps({"a": {"text": "a red cube"}}))
-    builtins = [b.id for b in families.get(family).builtins]
-    experiment = catalogue_experiment(family)
+    builtins = [b.id for f in QUICK_FAMILIES for b in families.get(f).builtins]
     write_config(
         work,
         {
             "models": [{"name": m, "source": f"builtin:{m}"} for m in builtins],
-            "experiments": [experiment],
+            "experiments": [catalogue_experiment(f) for f in QUICK_FAMILIES],
             "quick": True,
             "prompts": {"sources": ["prompts/t.json"]},
             "generation": {"steps": 2, "width": 64, "height": 64, "images_per_prompt": 1},
@@ -241,8 +240,23 @@ def test_quick_sweep_end_to_end(family, tmp_path):
         },
     )
     snakemake(work, "--configfile", "test-config.yaml")
+    return work, nothing_to_do(snakemake(work, "--configfile", "test-config.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", QUICK_FAMILIES)
+def test_quick_sweep_end_to_end(family, quick_sweeps):
+    """The workflow on each family's built-ins: its catalogue experiment's quick run makes
+    an image of each built-in in each cell, scored, and then there is nothing to do; the
+    PNGs carry the family's settings as A1111 readers expect."""
+    from PIL import Image
+
+    work, then_nothing_to_do = quick_sweeps
+    builtins = [b.id for b in families.get(family).builtins]
+    experiment = catalogue_experiment(family)
     exp = work / "results" / experiment
     images = sorted(exp.glob("*/*/p*.png"))
+    assert {p.parent.parent.name for p in images} == set(builtins)
     cells = {p.parent.name for p in images}
     assert len(images) == len(builtins) * len(cells) and len(cells) >= 3
     rows = (work / "results" / "quick" / experiment / "results.csv").read_text().splitlines()
@@ -256,7 +270,7 @@ def test_quick_sweep_end_to_end(family, tmp_path):
         text = Image.open(exp / "tiny-flux-dev" / "guidance-5.0" / images[0].name).text
         assert "Distilled CFG Scale: 5.0" in text["parameters"]
         assert json.loads(text["t2ibench"])["guidance"] == 5.0
-    assert nothing_to_do(snakemake(work, "--configfile", "test-config.yaml"))
+    assert then_nothing_to_do
 
 
 def test_generic_family_reads_diffusers_source_as_diffusers_does(resources):
