@@ -14,15 +14,17 @@ from PIL import Image
 
 from t2ibench.errors import InputError
 from t2ibench.metrics.image_reward import (
-    DEFAULT_ARCHITECTURE,
-    KNOWN_UNUSED,
-    TINY_ARCHITECTURE,
     TINY_VOCAB,
     ImageRewardModel,
     ImageRewardScorer,
+    write_tiny_image_reward,
+)
+from t2ibench.metrics.image_reward_checkpoint import (
+    DEFAULT_ARCHITECTURE,
+    KNOWN_UNUSED,
+    TINY_ARCHITECTURE,
     load_architecture,
     official_layout,
-    write_tiny_image_reward,
 )
 
 PROMPTS = ["a red cat", "the blue cube on a mat in the city at night, a photo"]

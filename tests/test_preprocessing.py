@@ -256,11 +256,8 @@ def test_hps_changed_from_the_centre_crop(images, tmp_path):
 
 
 def test_image_reward_resizes_before_dropping_alpha(images, tmp_path):
-    from t2ibench.metrics.image_reward import (
-        ImageRewardScorer,
-        load_architecture,
-        write_tiny_image_reward,
-    )
+    from t2ibench.metrics.image_reward import ImageRewardScorer, write_tiny_image_reward
+    from t2ibench.metrics.image_reward_checkpoint import load_architecture
 
     write_tiny_image_reward(tmp_path, seed=0)
     architecture = str(REPO / "config" / "metrics" / "image-reward-tiny.json")
