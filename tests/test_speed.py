@@ -104,3 +104,37 @@ def test_the_gpu_bench_runs_on_the_cpu_with_the_tiny_models(tmp_path):
     scoring = found["scoring"]
     assert scoring["scoring_images"] == 16 and scoring["in_memory_images_per_s"] > 0
     assert "| open_clip-tiny | CLIP score in memory, 16 images |" in proc.stdout
+
+
+@pytest.mark.parametrize("tool", ["gpu_bench.py", "gpu_check.py"])
+def test_the_gpu_tools_without_a_gpu_stop_in_one_line(tool, monkeypatch):
+    """`make gpu-bench` and `make gpu-check` where torch sees no CUDA device: one line
+    naming the tool and the device, exit 1, no traceback."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from t2ibench.devices import require_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    require_device("cuda:1", "t")  # there: nothing happens
+    for device, message in [
+        ("cuda:2", "t: --device cuda:2: torch sees 2 CUDA device(s) here; run it on a GPU machine"),
+        ("cuda:one", "t: --device cuda:one: expected cpu, cuda or cuda:N"),
+    ]:
+        with pytest.raises(SystemExit, match="^" + re.escape(message) + "$"):
+            require_device(device, "t")
+    monkeypatch.undo()
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, f"tools/{tool}"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(f"{tool}: --device cuda: torch sees 0 CUDA device(s) here")

@@ -433,6 +433,11 @@ def main() -> int:
         args.device, args.size, args.steps, args.zsteps, args.dtype = "cpu", 64, 2, 2, "fp32"
         args.prompts, args.seeds = 2, 2
         args.scoring_images = min(args.scoring_images, 16)
+    from t2ibench.devices import require_device
+
+    require_device(
+        args.device, "gpu_bench.py", "run it on a GPU machine (--tiny: its code path on the CPU)"
+    )
     import torch
 
     results = {"device": args.device, "torch": torch.__version__, "models": []}

@@ -97,7 +97,9 @@ def main() -> int:
     parser.add_argument("--offload", action="store_true", help="also: model CPU offload (bf16)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    from t2ibench.devices import require_device
 
+    require_device(args.device, "gpu_check.py")
     import torch
 
     from t2ibench.models.sdxl_config import materialise_sdxl_config

@@ -137,3 +137,20 @@ def place_pipeline(pipe, device: str, memory: dict, family) -> None:
         pipe.vae.enable_tiling()
     if memory.get("vae_slicing"):
         pipe.vae.enable_slicing()
+
+
+def require_device(device: str, program: str, hint: str = "run it on a GPU machine") -> None:
+    """Exit with one line when a tool's `--device` is not usable here (a CUDA device that
+    torch does not see: no GPU, no driver, or an index past the last)."""
+    import sys
+
+    import torch
+
+    if not device.startswith("cuda"):
+        return
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        sys.exit(f"{program}: --device {device}: expected cpu, cuda or cuda:N")
+    index = int(device[5:]) if device != "cuda" else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        sys.exit(f"{program}: --device {device}: torch sees {count} CUDA device(s) here; {hint}")
