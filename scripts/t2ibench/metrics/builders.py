@@ -7,6 +7,7 @@ from pathlib import Path
 
 from t2ibench.errors import InputError
 from t2ibench.metrics.registry import builtin_folder, device_of, is_builtin
+from t2ibench.metrics.vqascore_settings import check_vqascore_settings
 from t2ibench.seeding import seeded
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -116,22 +117,6 @@ def _image_reward(plan):
 
 def _check_vqascore(section: dict) -> None:
     check_vqascore_settings(section["question"], section["min_pixels"], section["max_pixels"])
-
-
-def check_vqascore_settings(question: str, min_pixels: int, max_pixels: int) -> None:
-    """What the schema cannot say of VQAScore's settings (checked when the config is
-    read, and by the scorer for callers of its own). Here, not in t2ibench.metrics.vqascore,
-    so that reading a config does not import torch."""
-    if min_pixels and max_pixels and min_pixels > max_pixels:
-        raise InputError(
-            f"config key 'metrics.vqascore.min_pixels': {min_pixels} is above max_pixels "
-            f"{max_pixels}; expected min_pixels <= max_pixels"
-        )
-    if question.count("{}") != 1:
-        raise InputError(
-            f"config key 'metrics.vqascore.question': expected one '{{}}' for the prompt, "
-            f"got {question!r}"
-        )
 
 
 # --- built-in tiny models -------------------------------------------------------------

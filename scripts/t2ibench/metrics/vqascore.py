@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from t2ibench.errors import InputError
-from t2ibench.metrics.builders import check_vqascore_settings as check_settings
+from t2ibench.metrics.vqascore_settings import check_vqascore_settings as check_settings
 
 log = logging.getLogger(__name__)
 
