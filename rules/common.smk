@@ -14,6 +14,7 @@ from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
+from t2ibench.io import unfinished_outputs
 from t2ibench.metrics import registry
 from t2ibench.models.families import base_configs
 from t2ibench.report.tables import FORMAT as TABLES_FORMAT
@@ -104,6 +105,25 @@ def force(path):
     while it ran elsewhere). Called from input functions, while the DAG is built."""
     if workflow.dag is not None and MAIN_PROCESS:
         workflow.dag.forcefiles.add(path)
+
+
+_UNFINISHED_SEEN = []
+
+
+def force_unfinished():
+    """Force every table, page and list that a job began replacing and did not finish
+    (failed, interrupted, killed; t2ibench.io.unfinished_mark): Snakemake put the old
+    file back with a new time, so neither its times nor its checksums would remake it.
+    Once per DAG, from the input functions of the rules that read the image lists."""
+    if workflow.dag is None or not MAIN_PROCESS or workflow.dag in _UNFINISHED_SEEN:
+        return
+    _UNFINISHED_SEEN[:] = [workflow.dag]
+    folders = [f"{ANALYSIS}/report"]
+    for experiment in PLAN.experiments:
+        folders += [f"{ANALYSIS}/{experiment}", f"{ANALYSIS}/{experiment}/metrics"]
+    for folder in folders:
+        for path in unfinished_outputs(folder):
+            force(path)
 
 
 def experiment_jobs(experiment):
@@ -221,6 +241,7 @@ def get_viewer_inputs(wildcards):
     """The viewer shows every experiment on disk and is remade when the experiments this
     run makes are newer: `snakemake shift_sweep` refreshes it without making the others.
     """
+    force_unfinished()
     return [path for e in targeted_experiments() for path in analysis_outputs(e)]
 
 
@@ -382,6 +403,7 @@ def listed_jobs(experiment):
 def get_list_inputs(wildcards):
     """The images (or chunks) to make first; none with `analyze`. An image list older
     than one of its images (made by a run that stopped before the list) is forced."""
+    force_unfinished()
     experiment = wildcards.experiment
     inputs = [] if analyze_only() else to_make(experiment)
     path = Path(f"{ANALYSIS}/{experiment}/images.txt")
@@ -423,6 +445,7 @@ def get_cell_record(wildcards):
 
 
 def get_metric_tables(wildcards):
+    force_unfinished()
     return {
         metric: f"{ANALYSIS}/{wildcards.experiment}/metrics/{metric}.csv"
         for metric in steps.enabled_metrics(config)
@@ -467,6 +490,7 @@ def get_metric_params(wildcards):
 
 def get_metric_inputs(wildcards):
     """The image list, then the tables of the metrics this one comes after."""
+    force_unfinished()
     after = [
         f"{ANALYSIS}/{wildcards.experiment}/metrics/{name}.csv"
         for name in registry.get(wildcards.metric).after

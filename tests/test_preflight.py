@@ -117,8 +117,38 @@ def test_an_os_error_in_a_step_keeps_the_finished_file(tmp_path, monkeypatch):
         with logged(str(log), str(target)):
             io.atomic_write(target, full_disk)
     assert target.read_text() == "finished\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "table.csv"]
+    # The old file stays, marked unfinished (the next run makes it again); no part file.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".table.csv.unfinished", "logs", "table.csv"]
     assert "error: " in log.read_text()
+
+
+def test_a_step_replacing_a_file_is_marked_until_it_succeeds(tmp_path):
+    """The unfinished mark: made only when the output exists, left by a failure or an
+    interrupt, removed by success; unfinished_outputs lists what it marks, as the folder
+    spells it, and drops marks of files gone."""
+    from t2ibench import io
+    from t2ibench.console import logged
+
+    log = str(tmp_path / "logs" / "job.log")
+    new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    with pytest.raises(KeyboardInterrupt), logged(log, str(new)):
+        raise KeyboardInterrupt
+    assert not io.unfinished_mark(new).exists()  # nothing to put back: no mark
+    old.write_text("finished\n")
+    with pytest.raises(KeyboardInterrupt), logged(log, str(old)):
+        assert io.unfinished_mark(old).exists()
+        raise KeyboardInterrupt
+    assert io.unfinished_outputs(str(tmp_path)) == [f"{tmp_path}/old.csv"]
+    with logged(log, str(old)):
+        io.write_text(old, "again\n")
+    assert io.unfinished_outputs(str(tmp_path)) == [] and not io.unfinished_mark(old).exists()
+    with pytest.raises(ValueError), logged(log, str(old), mark=False):
+        raise ValueError
+    assert not io.unfinished_mark(old).exists()
+    io.unfinished_mark(tmp_path / "gone.csv").touch()
+    assert io.unfinished_outputs(str(tmp_path)) == []
+    assert not io.unfinished_mark(tmp_path / "gone.csv").exists()
 
 
 def test_finite_numbers_and_folders(tmp_path):

@@ -463,3 +463,45 @@ def test_no_space_left_inside_a_job_is_one_line_and_loses_nothing(work):
             png.load()
     finally:
         subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+# --- a table job that failed: Snakemake puts the old table back, with a new time --------
+
+
+def test_a_failed_table_job_is_made_again_by_the_next_run(work):
+    """Images remade (another steps value), then every metric job fails on a damaged
+    score cache (one line naming it): the old tables are put back by Snakemake with a
+    newer time, yet the next run, the cache removed, remakes them from the new images;
+    a damaged metric table is one line naming it too. Then nothing is left to do."""
+    config = work / "test-config.yaml"
+    config.write_text(config.read_text().replace("steps: 2", "steps: 3"))
+    cache = work / "resources" / "cache" / "scores.sqlite"
+    cache.write_text("not a database")
+    proc = snakemake(work, *ARGS, check=False)
+    assert proc.returncode != 0 and len(made_images(proc)) == 48
+    assert f"{cache.relative_to(work)}: not a readable score cache" in errors(proc)[0]
+    stale = pd.read_csv(results(work) / "results.csv")
+    assert set(stale["steps"]) == {2}  # the old table, put back
+    cache.unlink()
+    assert "Nothing to be done" not in output(snakemake(work, "-n", *ARGS))
+    snakemake(work, *ARGS)
+    fresh = pd.read_csv(results(work) / "results.csv")
+    assert set(fresh["steps"]) == {3} and len(fresh) == 12
+    records = {
+        p: json.loads(Path(work, p).with_suffix(".json").read_text())["settings"]["steps"]
+        for p in fresh["image_path"]
+    }
+    assert set(records.values()) == {3}
+    assert not list(results(work).rglob(".*.unfinished"))
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+    table = results(work) / "metrics" / "clip_score.csv"
+    table.write_text('garbage,,,"\n')
+    proc = snakemake(work, *ARGS, check=False)
+    [line] = errors(proc)
+    assert line.endswith(
+        f"{table.relative_to(work)}: not a readable metric table (Error tokenizing data. C "
+        "error: EOF inside string starting at row 0); remove it and run again"
+    ), line
+    table.unlink()
+    snakemake(work, *ARGS)
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))

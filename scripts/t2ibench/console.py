@@ -95,7 +95,7 @@ class _JobLogFile(logging.FileHandler):
 
 
 @contextlib.contextmanager
-def logged(path: str, output: str | None = None):
+def logged(path: str, output: str | None = None, mark: bool = True):
     """Also write t2ibench log messages to a rule's log file while it runs.
 
     Jobs may run as threads of one process: the file gets only the messages of the
@@ -103,8 +103,18 @@ def logged(path: str, output: str | None = None):
     now, and an operating-system error (a full disk, a folder it may not write), end the
     job with one line naming the file (`output`, when the error names none); the files
     are written atomically, so nothing is left half-written.
+
+    With `mark`, a job that replaces an existing `output` (an `update()` table) leaves an
+    unfinished mark beside it until it succeeds (t2ibench.io.unfinished_mark): when it
+    fails or is interrupted, Snakemake puts the old file back with a new time, which
+    would pass for up to date; the mark has the next run make it again.
     """
+    from t2ibench.io import unfinished_mark
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    marked = unfinished_mark(output) if mark and output and Path(output).exists() else None
+    if marked is not None:
+        marked.touch()
     handler = _JobLogFile(path, mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     thread = threading.get_ident()
@@ -112,6 +122,8 @@ def logged(path: str, output: str | None = None):
     log.addHandler(handler)
     try:
         yield
+        if marked is not None:
+            marked.unlink(missing_ok=True)
     except InputError as err:  # bad input found only now: say it in the rule's log too
         log.error("error: %s", err)
         raise

@@ -114,6 +114,32 @@ def write_rows(path: str | Path, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
+UNFINISHED = ".unfinished"
+
+
+def unfinished_mark(output: str | Path) -> Path:
+    """The mark of a job that began replacing `output` and has not finished:
+    `.<name>.unfinished` beside it (t2ibench.console.logged)."""
+    output = Path(output)
+    return output.parent / f".{output.name}{UNFINISHED}"
+
+
+def unfinished_outputs(folder: str) -> list[str]:
+    """The outputs in `folder` that a job began replacing and did not finish (marks of
+    outputs no longer there are removed). Paths as `folder` spells them."""
+    found = []
+    directory = Path(folder)
+    if not directory.is_dir():
+        return found
+    for mark in directory.glob(f".*{UNFINISHED}"):
+        name = mark.name[1 : -len(UNFINISHED)]
+        if (directory / name).exists():
+            found.append(f"{folder}/{name}")
+        else:
+            mark.unlink(missing_ok=True)
+    return sorted(found)
+
+
 def staging_dir(folder: str | Path) -> Path:
     """A new empty folder beside `folder` (mode 0777 less the umask) to build it in."""
     folder = Path(folder)

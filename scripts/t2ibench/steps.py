@@ -170,7 +170,7 @@ def generate_image(plan: Plan, wildcards: dict, image: str, record: str, log_pat
         wildcards["seed"],
     )
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path, image):
+    with logged(log_path, image, mark=False):  # images: t2ibench.freshness
         scores = InlineScores.for_jobs(plan, score_cache_path(plan), [job])
         with scores or nullcontext():
             _make_image(plan, job.model, plan.settings(job), image, record, scores=scores)
@@ -262,7 +262,7 @@ def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
     verifies it and makes it again.
     """
     from t2ibench.freshness import OUTDATED, Freshness
-    from t2ibench.io import write_text
+    from t2ibench.io import unfinished_mark, write_text
 
     with logged(log_path, output):
         states = Freshness(plan, verify=True).states(experiment)
@@ -274,6 +274,13 @@ def image_list(plan: Plan, experiment: str, output: str, log_path: str) -> None:
         ]
         write_text(output, "".join(f"{plan.path(job)}\n" for job in listed))
         log.debug("%s: %d images", experiment, len(listed))
+        # The list may read the same with other pixels under its names, which Snakemake's
+        # checksums would take for unchanged: each metric table is marked unfinished
+        # until its job has scored this list (t2ibench.io.unfinished_mark).
+        for name in enabled_metrics(plan.config):
+            table = Path(output).parent / "metrics" / f"{name}.csv"
+            if table.exists():
+                unfinished_mark(table).touch()
         for job, state in left_out[:5]:
             log.warning(
                 "%s: left out of the tables: %s; the next `snakemake` makes it again",

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from contextlib import closing
 from pathlib import Path
 
+from t2ibench.errors import InputError
+
 Key = tuple[str, str]  # (image_sha256, metric_id)
 
 # SQLite's default limit on ``?`` parameters per statement is 999 before 3.32, 32766 after.
@@ -94,6 +96,15 @@ class ScoreCache:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.timeout)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as err:
+            db.close()
+            if isinstance(err, sqlite3.OperationalError):  # locked, busy: as it is
+                raise
+            raise InputError(
+                f"{self.path}: not a readable score cache ({err}); remove it and run again "
+                "(the scores are computed again)"
+            ) from None
         return db

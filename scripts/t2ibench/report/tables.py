@@ -6,6 +6,7 @@ import datetime as dt
 import platform
 from pathlib import Path
 
+from t2ibench.errors import InputError
 from t2ibench.metrics import registry
 from t2ibench.models import families
 from t2ibench.plan import Plan
@@ -83,11 +84,32 @@ def results_frame(plan: Plan, experiment: str, jobs, metric_tables: dict[str, st
         metric = registry.get(name)
         keys = registry.MERGE_KEYS.get(metric.granularity)
         if keys:  # a set metric's table stands alone
-            table = pd.read_csv(path)
+            table = read_metric_table(path, [*keys, *metric.column_names])
             frame = frame.merge(table[[*keys, *metric.column_names]], on=keys, how="left")
     # Paths last, metrics just before them: the columns people read first come first.
     columns = [c for c in frame.columns if c != "image_path"] + ["image_path"]
     return frame[columns]
+
+
+def read_metric_table(path: str, columns: list[str]):
+    """A metric's table (metrics/<metric>.csv), with `columns`; a damaged one is one line
+    naming it (remove it: the next run scores again, from the score cache)."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' ParserError too
+        reason = " ".join(str(err).split())[:160]
+        raise InputError(
+            f"{path}: not a readable metric table ({reason}); remove it and run again"
+        ) from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"{path}: not a metric table of this run (no column {missing[0]!r}); remove it "
+            "and run again"
+        )
+    return table
 
 
 def summary_frame(results, plan: Plan | None = None, experiment: str | None = None):
