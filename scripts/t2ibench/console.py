@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from t2ibench.errors import InputError, JobError, os_error_line
+from t2ibench.io import unfinished_mark
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
@@ -109,8 +110,6 @@ def logged(path: str, output: str | None = None, mark: bool = True):
     fails or is interrupted, Snakemake puts the old file back with a new time, which
     would pass for up to date; the mark has the next run make it again.
     """
-    from t2ibench.io import unfinished_mark
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     marked = unfinished_mark(output) if mark and output and Path(output).exists() else None
     if marked is not None:

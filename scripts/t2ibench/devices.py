@@ -13,6 +13,15 @@ from t2ibench.errors import InputError
 log = logging.getLogger("t2ibench")
 
 
+def cuda_index(device: str) -> int | None:
+    """The index of a CUDA device name: 0 for `cuda`, N for `cuda:N`; None otherwise."""
+    if device == "cuda":
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    return None
+
+
 def resolve_device(device: str, key: str = "device") -> str:
     """The torch device for a config device value (`key` names it in errors).
 
@@ -28,8 +37,8 @@ def resolve_device(device: str, key: str = "device") -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
+    index = cuda_index(device)
+    if index is not None:
         if index >= torch.cuda.device_count():
             raise InputError(
                 f"config key '{key}': {device} requested, but torch sees "
@@ -106,7 +115,7 @@ def place_pipeline(pipe, device: str, memory: dict, family) -> None:
             raise InputError(
                 f"config key 'memory.cpu_offload': '{offload}' needs a CUDA device, got {device}"
             )
-        gpu_id = int(device.split(":")[1]) if ":" in device else 0
+        gpu_id = cuda_index(device) or 0
         if offload == "model":
             pipe.enable_model_cpu_offload(gpu_id=gpu_id)
         else:
@@ -148,9 +157,9 @@ def require_device(device: str, program: str, hint: str = "run it on a GPU machi
 
     if not device.startswith("cuda"):
         return
-    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+    index = cuda_index(device)
+    if index is None:
         sys.exit(f"{program}: --device {device}: expected cpu, cuda or cuda:N")
-    index = int(device[5:]) if device != "cuda" else 0
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if index >= count:
         sys.exit(f"{program}: --device {device}: torch sees {count} CUDA device(s) here; {hint}")
