@@ -7,7 +7,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from t2ibench import console, human, look_chain, preflight, rounds, steps, verdict_steps
+from t2ibench import (
+    console,
+    generation_steps,
+    human,
+    look_chain,
+    preflight,
+    rounds,
+    steps,
+    verdict_steps,
+)
 from t2ibench.chunks import CHUNK_WILDCARD, chunk_jobs, chunk_record_path
 from t2ibench.chunks import experiment_chunks, parse_chunk_name
 from t2ibench.config import load_yaml, validate_config

@@ -16,7 +16,9 @@ rule generate_image:
     resources:
         gpu=1,
     run:
-        steps.generate_image(PLAN, dict(wildcards), output.image, output.record, log[0])
+        generation_steps.generate_image(
+            PLAN, dict(wildcards), output.image, output.record, log[0]
+        )
 
 
 # With images_per_job above 1: one job per chunk of a model's images, one model load.
@@ -30,7 +32,7 @@ rule generate_chunk:
     resources:
         gpu=1,
     run:
-        steps.generate_chunk(
+        generation_steps.generate_chunk(
             PLAN,
             wildcards.experiment,
             wildcards.model,

@@ -121,8 +121,8 @@ def test_a_gap_fill_in_a_batched_chunk_is_the_first_run(base_config, tmp_path):
     from pathlib import Path
 
     from t2ibench.chunks import chunk_jobs, experiment_chunks
+    from t2ibench.generation_steps import generate_chunk
     from t2ibench.models.registry import builtin_paths
-    from t2ibench.steps import generate_chunk
 
     gen = {**base_config["generation"], "batch_size": 4, "images_per_prompt": 2}
     config = validate_config(

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from t2ibench.cells import slug
 from t2ibench.config import coerce_strings, load_config, load_schema, validate_config
 from t2ibench.errors import InputError
-from t2ibench.experiments import (
-    CATALOGUE_DIR,
-    load_experiment,
-    slug,
-)
+from t2ibench.experiments import CATALOGUE_DIR, load_experiment
 from t2ibench.plan import build_plan
 
 from conftest import REPO, with_changes

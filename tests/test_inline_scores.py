@@ -45,7 +45,7 @@ def build_tiny_sdxl(plan):
 
 def run_chunk(plan, tmp_path):
     from t2ibench.chunks import chunk_jobs, experiment_chunks
-    from t2ibench.steps import generate_chunk
+    from t2ibench.generation_steps import generate_chunk
 
     build_tiny_sdxl(plan)
     experiment = next(iter(plan.experiments))
@@ -173,7 +173,8 @@ def test_flagged_images_are_not_scored_and_an_interrupt_drops_what_is_pending(
 
 def test_a_job_of_one_image_scores_it_too(base_config, tmp_path):
     """The per-image rule (images_per_job 1): each job scores its image."""
-    from t2ibench.steps import generate_image, score_cache_path
+    from t2ibench.generation_steps import generate_image
+    from t2ibench.steps import score_cache_path
 
     metrics = {"score_in_generation": True, "workers": 0, "siglip": {"enabled": False}}
     metrics |= {name: {"enabled": False} for name in ("lpips", "image_reward", "pickscore", "hps")}

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from t2ibench import runlock
-from t2ibench.config import check_finite, check_folder, validate_config
+from t2ibench.config import check_finite, validate_config
+from t2ibench.config_paths import check_folder
 from t2ibench.errors import InputError, JobError, os_error_line
 from t2ibench.io import final_name
 from t2ibench.preflight import check_devices, device_settings

@@ -11,10 +11,10 @@ from test_families import BUILTINS, build, image, settings_for
 from t2ibench import prompt_cache
 from t2ibench.config import validate_config
 from t2ibench.generate import GENERATOR
+from t2ibench.generation_steps import _make_image
 from t2ibench.models import families
 from t2ibench.models.registry import builtin_paths
 from t2ibench.plan import build_plan
-from t2ibench.steps import _make_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

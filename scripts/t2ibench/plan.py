@@ -17,11 +17,10 @@ import re
 from dataclasses import dataclass
 
 from t2ibench import batching, rounds, speed
+from t2ibench.cells import PROMPT_SR, Cell
 from t2ibench.errors import InputError
 from t2ibench.experiments import (
     BASELINE,
-    PROMPT_SR,
-    Cell,
     Experiment,
     check_cell_settings,
     load_experiments,
