@@ -252,3 +252,30 @@ def test_own_configfile_replaces_the_demo_config(work):
     )
     proc = snakemake(work, "-n")  # no --configfile: the demo config
     assert "plan: 390 images over 7 model(s) and 10 prompt(s) in 2 experiment(s)" in proc.stderr
+
+
+def test_an_error_found_only_in_a_job_is_said_once_without_frames(tmp_path):
+    """A checkpoint that lacks weights is found when its job loads it (the check needs the
+    architecture built): the console has t2ibench's line and the failed job's log, not
+    Snakemake's RuleException with its frames, nor "no backup found" for the outputs the
+    job never wrote; Snakemake's full log keeps the frames."""
+    from t2ibench.models.registry import builtin_paths
+
+    work = make_workdir(tmp_path)
+    checkpoint = builtin_paths(str(work / "resources"), "tiny-sdxl")[0]
+    config = good_config()
+    config["models"] = [{"name": "full", "source": checkpoint, "family": "sdxl"}]
+    config["prompts"]["num_prompts"] = 1
+    config["generation"]["images_per_prompt"] = 1
+    write_config(work, config)
+    proc = snakemake(work, "--configfile", "test-config.yaml", check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("t2ibench: error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "lacks" in errors[0] and "expected a complete SDXL checkpoint" in errors[0]
+    for noise in ("RuleException", "InputError", "Traceback", 'File "', "no backup found"):
+        assert noise not in proc.stderr, proc.stderr[-3000:]
+    assert "Failed generate_image" in proc.stderr  # which job, and its log, still shown
+    [full_log] = (work / ".snakemake" / "log").glob("*.snakemake.log")
+    assert "RuleException" in full_log.read_text()
+    assert not list((work / "results").rglob("*.png"))

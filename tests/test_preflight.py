@@ -187,3 +187,44 @@ def test_stale_backups_are_removed_only_inside_snakemakes_backup_folder(tmp_path
     clear_stale_backups("../../results", str(work))
     assert (outside / "keep.png").is_file()
     clear_stale_backups("/abs/results", str(work))  # nothing there: nothing happens
+
+
+def test_snakemakes_console_does_not_repeat_a_jobs_one_line_error(tmp_path):
+    """Snakemake's RuleException around a job's InputError or JobError, and "no backup
+    found" for outputs the job never wrote, stay off the console but in the full log;
+    any other exception keeps its frames on the console."""
+    import io
+    import logging
+
+    from t2ibench.console import quiet_snakemake_console
+
+    logger = logging.getLogger("snakemake.logging")
+    stream = io.StringIO()
+    console = logging.StreamHandler(stream)
+    full = logging.FileHandler(tmp_path / "full.log")
+    saved = logger.handlers[:], logger.level
+    logger.handlers, logger.level = [console, full], logging.INFO
+    frame = '\n  File "scripts/t2ibench/generate.py", line 186, in _load'
+    try:
+        quiet_snakemake_console()
+        quiet_snakemake_console()  # once per parse of the Snakefile: one filter
+        logger.error(
+            f'RuleException:\nInputError in file "rules/generate.smk", line 19:\nm: lacks{frame}'
+        )
+        logger.error(
+            f'RuleException:\nJobError in file "rules/report.smk", line 9:\ndisk full{frame}'
+        )
+        logger.error(
+            f'RuleException:\nValueError in file "rules/generate.smk", line 19:\nboom{frame}'
+        )
+        logger.warning("Cannot restore results/a.png: no backup found.")
+        logger.warning("Some other warning about results/a.png")
+    finally:
+        logger.handlers, logger.level = saved
+        full.close()
+    shown = stream.getvalue()
+    assert len(console.filters) == 1
+    assert "InputError" not in shown and "JobError" not in shown and "no backup" not in shown
+    assert "ValueError in file" in shown and frame in shown and "Some other warning" in shown
+    kept = (tmp_path / "full.log").read_text()
+    assert "InputError in file" in kept and "JobError in file" in kept and "no backup" in kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -45,6 +46,29 @@ class _ToSnakemake(logging.Handler):
             self.handleError(record)
 
 
+# Snakemake's console lines that repeat what t2ibench has said (the console filter):
+# a job's one-line error (t2ibench's "error: ..." line and the failed job's log already
+# say it) as a RuleException with the frames it passed through, and, for a job that
+# failed before it wrote its update() outputs, that there was no old file to put back.
+_REPEATED = (
+    (logging.ERROR, re.compile(r"RuleException:\n(InputError|JobError) in file ")),
+    (logging.WARNING, re.compile(r"Cannot restore .+: no backup found\.$")),
+)
+
+
+def _not_repeated(record: logging.LogRecord) -> bool:
+    message = record.msg if isinstance(record.msg, str) else ""
+    return not any(record.levelno == level and rx.match(message) for level, rx in _REPEATED)
+
+
+def quiet_snakemake_console() -> None:
+    """Keep Snakemake's console handlers (not its log file, which keeps everything)
+    from printing what repeats t2ibench's own lines; see _REPEATED."""
+    for handler in logging.getLogger("snakemake.logging").handlers:
+        if not isinstance(handler, logging.FileHandler) and _not_repeated not in handler.filters:
+            handler.addFilter(_not_repeated)
+
+
 def setup_logging() -> None:
     """Send t2ibench's console lines through Snakemake's logger, once per process.
 
@@ -65,6 +89,7 @@ def setup_logging() -> None:
         logging.captureWarnings(True)
         for name in LIBRARY_LOGGERS:
             _route_to_job_logs(logging.getLogger(name))
+    quiet_snakemake_console()  # Snakemake may have set up new handlers since
 
 
 def _route_to_job_logs(logger: logging.Logger) -> None:
