@@ -372,6 +372,13 @@ def get_rounds_summary(wildcards):
     return {"rounds": path}
 
 
+def get_findings_design(wildcards):
+    """The design the findings follow: switching between early stopping and the fixed
+    design (`sequential=false`) makes them again, also with every image already made."""
+    design = design_of(wildcards.experiment)
+    return "fixed" if design is None else design.as_dict()
+
+
 def get_last_look(wildcards):
     """The look after which nothing is open (or the last of the design). Where a look
     on disk no longer holds, or the images on disk are not those rounds.json counted,

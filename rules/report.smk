@@ -80,6 +80,7 @@ rule findings:
     localrule: True
     params:
         findings=config["findings"],
+        design=get_findings_design,
         votes=get_vote_digest,
     run:
         verdict_steps.findings(PLAN, wildcards.experiment, dict(input), output, log[0])

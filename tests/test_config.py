@@ -121,6 +121,23 @@ def test_duplicate_model_names(base_config):
         validate_config(config)
 
 
+def test_no_model_takes_the_name_of_what_the_rules_write_in_an_experiment_folder(base_config):
+    """Every file and folder the rules write directly in an experiment's folder (read off
+    rules/*.smk) is refused as a model name in one line: a model's folder there would
+    collide with it (Snakemake: "a child to another output")."""
+    import re
+
+    from conftest import REPO
+
+    text = "".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    written = set(re.findall(r"\{(?:ANALYSIS|RESULTS)\}/\{\{experiment\}\}/([^/\"{]+)", text))
+    assert {"findings.md", "comparisons.csv", "plots"} <= written
+    for name in sorted(written):
+        config = with_changes(base_config, models=[{"name": name, "source": "builtin:tiny-sdxl"}])
+        with pytest.raises(InputError, match=rf"model name '{re.escape(name)}' would be a folder"):
+            build_plan(validate_config(config))
+
+
 def test_yaml_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("generation: [unclosed\n")

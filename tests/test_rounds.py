@@ -405,6 +405,12 @@ def test_one_snakemake_runs_the_rounds_and_a_fixed_run_makes_only_the_rest(tmp_p
     assert len((out / "images.txt").read_text().splitlines()) == 72
     assert "(36 by its rounds, 36 by other runs)" in (out / "findings.md").read_text()
     assert nothing_to_do(snakemake(work, *args))
+    # The fixed design again, every image made: the findings follow the design in use.
+    fixed = snakemake(work, *args, "--config", "sequential=false")
+    assert not made_images(fixed)
+    assert "## Early stopping" not in (out / "findings.md").read_text()
+    assert "Early stopping" not in (out / "index.html").read_text()
+    assert nothing_to_do(snakemake(work, *args, "--config", "sequential=false"))
 
 
 @pytest.mark.slow

@@ -284,10 +284,12 @@ def _with_vae(spec: ModelSpec, entry: dict, where: str) -> ModelSpec:
     return dataclasses.replace(spec, vae=str(path))
 
 
-# What an experiment's folder holds besides its models' folders: no model may take a name.
+# What an experiment's folder holds besides its models' folders (the rules' outputs there;
+# a test reads them off rules/*.smk): no model may take a name.
 EXPERIMENT_FOLDER_ITEMS = frozenset(
-    {"grids", "plots", "metrics", "logs", "benchmarks", "index.html", "images.txt",
-     "metadata.json", "results.csv", "summary.csv", "comparisons.csv"}
+    {"grids", "plots", "metrics", "logs", "benchmarks", "sequential", "index.html",
+     "images.txt", "metadata.json", "results.csv", "summary.csv", "comparisons.csv",
+     "findings.md", "findings.json", "human.csv", "human.json"}
 )  # fmt: skip
 
 
