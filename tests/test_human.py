@@ -210,3 +210,44 @@ def test_strengths_find_the_order_and_cover_in_simulation():
     print(f"order right in {ordered / 200:.1%}, interval coverage {covered / 800:.1%}")
     assert ordered / 200 >= 0.9
     assert 0.90 <= covered / 800 <= 0.99
+
+
+def unanimous(votes: int) -> np.ndarray:
+    """`votes` prompts, one vote each, every one for arm 0."""
+    tables = np.zeros((votes, 2, 2))
+    tables[:, 0, 1] = 1
+    return tables
+
+
+def test_a_few_unanimous_votes_are_not_resolved_and_their_interval_has_width():
+    """A bootstrap over prompts whose votes all agree resamples the same wins every time:
+    its interval has no width. The Wald interval of the fit widens it: 2 of 2 votes is
+    not resolved (a sign test's p is 0.5), 12 of 12 is (p 0.0005, Wilson [0.76, 1])."""
+    for votes, resolved in ((2, False), (4, False), (12, True)):
+        top, low = human.strengths(unanimous(votes), ["a", "b"])["ranking"]
+        assert top["arm"] == "a" and top["resolved"] is resolved, votes
+        assert top["ci_high"] - top["ci_low"] > 1.0
+        assert low["ci_low"] < low["strength"] < low["ci_high"]
+    # The Wald part is the fit's information: for two arms, 1 / (games p (1 - p)) for
+    # the gap, a quarter of it for each centred strength.
+    wins = np.array([[3.0, 1.0], [0.0, 0.0]]) + 0.5  # with the prior's half win each way
+    gap = np.log(wins[0, 1] / wins[1, 0])
+    p = 1 / (1 + np.exp(-gap))
+    cov = human.covariance(np.array([[0.0, 3.0], [1.0, 0.0]]), np.array([gap / 2, -gap / 2]))
+    assert cov[0, 0] == pytest.approx(1 / (5 * p * (1 - p)) / 4)
+    assert cov[0, 0] + cov[1, 1] - 2 * cov[0, 1] == pytest.approx(1 / (5 * p * (1 - p)))
+
+
+@pytest.mark.slow
+def test_equal_arms_are_rarely_resolved_in_simulation():
+    """300 simulated studies of two equal arms (10 to 60 votes over 5 to 20 prompts, 10%
+    ties): "resolved" in at most 5% of them."""
+    rng = np.random.default_rng(3)
+    for votes, prompts in ((10, 5), (20, 10), (60, 20)):
+        resolved = sum(
+            human.strengths(simulate(rng, np.zeros(2), votes, prompts), ["a", "b"], 500, s)[
+                "ranking"
+            ][0]["resolved"]
+            for s in range(300)
+        )
+        assert resolved / 300 <= 0.05, (votes, prompts, resolved)

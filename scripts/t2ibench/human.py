@@ -9,10 +9,13 @@ sha256), the choice (left, right or tie) and when. Vote files put in the config'
   prompt and seed) and per cell (votes between cells of one model), ties counted as
   half a win each, fitted by Hunter's MM algorithm (Hunter 2004, "MM algorithms for
   generalized Bradley-Terry models", Annals of Statistics 32:384-406) on log-strengths
-  centred at 0, with a weak prior of 0.1 tie per compared pair (an arm that never wins
-  keeps a finite strength); 95% percentile bootstrap intervals over prompts (the
-  prompts resampled with their votes), and the ranking with each neighbour difference
-  resolved (its interval excludes 0) or not;
+  centred at 0, with a prior of one tie per compared pair (half a win each way, as
+  Jeffreys' prior for one pair: an arm that never wins keeps a finite strength); 95%
+  intervals that are the union of a percentile bootstrap over prompts (the prompts
+  resampled with their votes: votes on one prompt are not independent) and the Wald
+  interval of the fit (its information matrix: a bootstrap alone has no width where
+  every prompt's votes agree, as a few unanimous votes do), and the ranking with each
+  neighbour difference resolved (its interval excludes 0) or not;
 - per metric, its agreement with people: the share of non-tie votes where the metric
   prefers the image people chose (a metric tie counts half), with a Wilson 95%
   interval, and the votes behind it;
@@ -37,7 +40,8 @@ from t2ibench.errors import InputError
 FORMAT = "t2ibench-votes"
 VERSION = 1
 CHOICES = ("left", "right", "tie")
-PRIOR = 0.1  # virtual ties per compared pair
+PRIOR = 1.0  # virtual ties per compared pair
+Z95 = 1.959963984540054  # the normal's 97.5% point
 SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -235,28 +239,49 @@ def win_tables(votes, arm_of, prompt_of, arms: list[str]):
     return prompts, np.stack([tables[p] for p in prompts]) if prompts else np.zeros((0, 0, 0))
 
 
+def covariance(wins: np.ndarray, strengths: np.ndarray, prior: float = PRIOR) -> np.ndarray:
+    """The covariance of the centred log-strengths fitted to `wins` (with the prior, as
+    `fit`): the pseudo-inverse of the log-likelihood's information matrix, the Laplacian
+    of the compared pairs weighted by games x p x (1 - p)."""
+    wins = np.asarray(wins, float)
+    games = wins + wins.T
+    games = games + prior * (games > 0)
+    p = 1 / (1 + np.exp(strengths[None, :] - strengths[:, None]))  # P(i beats j)
+    weight = games * p * (1 - p)
+    information = np.diag(weight.sum(1)) - weight
+    return np.linalg.pinv(information)
+
+
+def _union(estimate: float, draws: np.ndarray, se: float) -> tuple[float, float]:
+    """The union of the bootstrap percentile interval and the Wald interval."""
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(min(low, estimate - Z95 * se)), float(max(high, estimate + Z95 * se))
+
+
 def strengths(tables: np.ndarray, arms: list[str], boot: int = 2000, seed: int = 0) -> dict:
-    """Bradley-Terry log-strengths, 95% bootstrap intervals over prompts, the ranking."""
+    """Bradley-Terry log-strengths, their 95% intervals (bootstrap over prompts, widened
+    to the Wald interval where that is wider), the ranking."""
     estimate = fit(tables.sum(0))
+    cov = covariance(tables.sum(0), estimate)
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(tables), np.full(len(tables), 1 / len(tables)), size=boot)
     draws = fit(np.einsum("bp,pij->bij", weights, tables))
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
     order = list(np.argsort(-estimate))
     ranking = []
     for rank, i in enumerate(order, start=1):
+        low, high = _union(estimate[i], draws[:, i], math.sqrt(max(cov[i, i], 0.0)))
         entry = {
             "arm": arms[i],
             "strength": float(estimate[i]),
-            "ci_low": float(low[i]),
-            "ci_high": float(high[i]),
+            "ci_low": low,
+            "ci_high": high,
             "rank": rank,
             "votes": int(round(tables[:, i, :].sum() + tables[:, :, i].sum())),
         }
         if rank < len(order):
             j = order[rank]
-            diff = draws[:, i] - draws[:, j]
-            lo, hi = np.percentile(diff, [2.5, 97.5])
+            se = math.sqrt(max(cov[i, i] + cov[j, j] - 2 * cov[i, j], 0.0))
+            lo, hi = _union(estimate[i] - estimate[j], draws[:, i] - draws[:, j], se)
             entry["above"] = arms[j]
             entry["resolved"] = bool(lo > 0 or hi < 0)
         ranking.append(entry)
