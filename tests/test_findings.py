@@ -113,6 +113,34 @@ def test_verdicts_and_their_sentences():
     assert "## Metrics that disagree" in text and "## Equivalent within the margin" in text
 
 
+def test_no_spread_and_skew_are_said_not_a_detectable_difference_of_0():
+    """Scores the same on every prompt have no spread to detect with: the sentence says so
+    (not "could have detected 0"). A difference as large as the detectable one that the
+    skewness-corrected test does not declare says why. Missing pairs are counted."""
+    frame = pd.DataFrame(
+        [
+            row(difference=0.0, ci_low=0.0, ci_high=0.0, p_value=1.0, sd=0.0),
+            row(metric="hps", difference=0.3, ci_low=0.3, ci_high=0.3, p_value=0.06, sd=0.0,
+                pairs=6, prompts=4),
+            row(metric="pickscore", difference=0.7, ci_low=-0.14, ci_high=0.94, p_value=0.1,
+                sd=0.25, skewness=-1.3, prompts=6, pairs=12),
+        ]
+    )  # fmt: skip
+    found = findings.build(frame, META, {**SETTINGS, "margins": {}}, {}, "")
+    same, constant, skewed = found["findings"]
+    assert {f["verdict"] for f in found["findings"]} == {"no difference detected"}
+    assert same["sentence"] == (
+        "No difference in clip_score detected between shift=4.0 and shift=3.0 on m: the same "
+        "score on every prompt (50 prompts x 2 seeds)."
+    )
+    assert "every prompt differs by 0.3" in constant["sentence"]
+    assert "(6 pairs over 4 prompts)" in constant["sentence"]
+    assert "could have detected" not in same["sentence"] + constant["sentence"]
+    assert same["detectable"] is None and constant["detectable"] is None  # NaN in JSON: null
+    assert skewed["detectable"] < 0.7
+    assert "as large as the" in skewed["sentence"] and "skewness -1.3" in skewed["sentence"]
+
+
 def test_benjamini_hochberg_is_named_and_used():
     frame = pd.DataFrame([row(p_value=0.02), row(metric="hps", p_value=0.04)])
     found = findings.build(frame, META, {**SETTINGS, "adjust": "bh"}, {}, "")
@@ -147,6 +175,7 @@ def test_one_checkpoint_under_two_names_gives_no_finding(tmp_path):
     assert len(found["findings"]) == 2  # clip_score and image_reward, two vs one
     assert {f["verdict"] for f in found["findings"]} == {"no difference detected"}
     assert all(f["difference"] == 0 and f["p_value"] == 1 for f in found["findings"])
+    assert all("the same score on every prompt" in f["sentence"] for f in found["findings"])
 
 
 def test_one_prompt_is_not_tested_and_old_tables_are_refused(tmp_path):

@@ -121,3 +121,20 @@ def test_the_cli_plans_and_refuses_a_bad_difference(planned, tmp_path, capsys):
         err.startswith("t2ibench: error: --difference 'clip_score=-1': expected")
         and "\n" not in err
     )
+
+
+def test_scores_with_no_spread_are_not_a_detectable_difference_of_0():
+    """Earlier paired scores that are the same on every prompt (the same images) give no
+    sd to plan with: said in words, left out of the start-up line."""
+
+    found = {"experiment": "e", "prompts": 4, "seeds": 2, "source": "r.csv", "reason": "",
+             "method": "80% power", "rows": [
+                 {"metric": "clip_score", "sd": 0.0, "detectable": float("nan")},
+                 {"metric": "hps", "sd": 0.5, "detectable": 1.2}]}  # fmt: skip
+    lines = planning.report_lines(found)
+    assert lines[1] == (
+        "  clip_score: every paired score the same in the earlier run (no spread): nothing "
+        "to plan from"
+    )
+    assert lines[2].startswith("  hps: detectable difference 1.2 ")
+    assert all("nan" not in line for line in lines)

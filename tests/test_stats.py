@@ -58,6 +58,27 @@ def test_symmetric_scores_give_students_t():
     assert result["prompts"] == 6 and result["pairs"] == 12 and result["few_prompts"]
 
 
+def test_below_six_prompts_skewness_is_not_corrected():
+    """At 4 or 5 prompts a sample skewness is mostly noise: skewed per-prompt means get
+    the paired t-test's interval and p; from 6 prompts the skewness-corrected form is
+    joined to them and widens the interval."""
+    for per_prompt in ([10.4, 10.6, 11.0, 25.0], [10.4, 10.5, 10.6, 11.0, 25.0]):
+        per_prompt = np.array(per_prompt)
+        result = stats.paired_difference(
+            per_prompt, np.zeros(len(per_prompt)), range(len(per_prompt))
+        )
+        reference = scipy_stats.ttest_1samp(per_prompt, 0.0)
+        assert result["skewness"] > 1.0
+        assert result["p_value"] == pytest.approx(reference.pvalue, rel=1e-6)
+        low, high = reference.confidence_interval(0.95)
+        assert (result["ci_low"], result["ci_high"]) == pytest.approx((low, high), rel=1e-6)
+        assert stats.mean_ci(per_prompt, range(len(per_prompt))) == pytest.approx((low, high))
+    six = np.array([10.4, 10.5, 10.6, 10.8, 11.0, 25.0])
+    result = stats.paired_difference(six, np.zeros(6), range(6))
+    low, high = scipy_stats.ttest_1samp(six, 0.0).confidence_interval(0.95)
+    assert result["ci_low"] <= low and result["ci_high"] > high + 1.0
+
+
 def test_the_prompt_is_the_unit():
     """Seeds of one prompt that move together widen the interval; NaN pairs drop out;
     one prompt gives no interval."""
@@ -162,3 +183,15 @@ def test_adjustment_and_power_agree_with_statsmodels():
     for prompts, alpha in [(10, 0.05), (30, 0.01), (50, 0.001)]:
         effect = stats.detectable_difference(1.0, prompts, alpha)
         assert TTestPower().power(effect, prompts, alpha) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_a_scorers_float_noise_is_no_difference():
+    """The same images scored in other batches differ by float noise (1e-11): that is
+    no difference (sd 0, p 1), as exactly equal scores are; 1e-6 is a difference."""
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(0.2, 0.9, 12)
+    labels = np.repeat(np.arange(6), 2)
+    noisy = stats.paired_difference(scores + rng.normal(0, 1e-11, 12), scores, labels)
+    assert noisy["difference"] == 0 and noisy["sd"] == 0 and noisy["p_value"] == 1.0
+    real = stats.paired_difference(scores + rng.normal(0, 1e-6, 12), scores, labels)
+    assert real["sd"] > 0

@@ -129,6 +129,12 @@ def report_lines(found: dict) -> list[str]:
         return [f"{head}: {found['reason']}; nothing to plan from"]
     lines = [f"{head}; scores of {found['source']} ({found['method']}):"]
     for row in found["rows"]:
+        if not row["sd"] > 0:
+            lines.append(
+                f"  {row['metric']}: every paired score the same in the earlier run (no "
+                "spread): nothing to plan from"
+            )
+            continue
         line = (
             f"  {row['metric']}: detectable difference {row['detectable']:.3g} "
             f"(sd of a per-prompt difference {row['sd']:.3g})"
@@ -145,8 +151,9 @@ def startup_line(plan: Plan, experiment: str) -> str:
         found = power(plan, experiment)
     except InputError:
         return ""
-    if not found["rows"]:
+    rows = [r for r in found["rows"] if r["sd"] > 0]  # no spread: nothing to plan from
+    if not rows:
         return ""
-    said = ", ".join(f"{r['metric']} {r['detectable']:.3g}" for r in found["rows"])
+    said = ", ".join(f"{r['metric']} {r['detectable']:.3g}" for r in rows)
     size = f"{found['prompts']} prompts x {found['seeds']} seeds"
     return f"power: {experiment} ({size}) can detect {said} ({found['method']})"

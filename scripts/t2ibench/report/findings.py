@@ -9,7 +9,9 @@ against the first model per cell, per metric) becomes a verdict:
 - equivalent: the metric has a `margin` and the two one-sided tests say the difference
   lies within it (their p adjusted the same way);
 - no difference detected: neither; the sentence then gives the smallest difference the
-  run could have detected (80% power at the adjusted level, t2ibench.stats).
+  run could have detected (80% power at the adjusted level, t2ibench.stats), says where
+  the observed difference is that large but skewed prompts kept the test from declaring
+  it, or that every prompt scored the same (no spread: nothing to detect with).
 
 A cell better by one metric and worse by another is said as a disagreement. The
 statistics are t2ibench.stats'; this module only decides and words them.
@@ -100,7 +102,10 @@ def _subject(row, metadata: dict) -> tuple[str, str, str]:
 
 def sentence(row, metadata: dict, method: str, seeds: int, sequential=None) -> str:
     this, other, place = _subject(row, metadata)
-    sample = f"{int(row['prompts'])} prompts x {seeds} seed{'s' if seeds != 1 else ''}"
+    prompts, pairs = int(row["prompts"]), int(row.get("pairs", 0) or 0)
+    sample = f"{prompts} prompts x {seeds} seed{'s' if seeds != 1 else ''}"
+    if prompts < pairs < prompts * seeds:  # images missing or flagged on some prompts
+        sample = f"{pairs} pairs over {prompts} prompts"
     metric, name = row["metric"], NAMES[method]
     interval = f"[{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
     record = row.get("sequential") if sequential else None
@@ -130,10 +135,36 @@ def sentence(row, metadata: dict, method: str, seeds: int, sequential=None) -> s
             f"{metric} of {this} and {other}{place} not tested: fewer than 2 prompts with "
             f"paired scores ({sample})."
         )
+    return _undetected(row, f"{metric} detected between {this} and {other}{place}", sample)
+
+
+def _undetected(row, what: str, sample: str) -> str:
+    """The sentence of "no difference detected": with the difference the run could have
+    detected where the prompts' differences have a spread."""
+    difference, detectable = row["difference"], row["detectable"]
+    if row["sd"] == 0:  # every prompt the same difference: the sign test decides
+        if difference == 0:
+            return f"No difference in {what}: the same score on every prompt ({sample})."
+        return (
+            f"No difference in {what}: every prompt differs by {_number(difference)}, too "
+            f"few prompts for the sign test, the test for a difference with no spread "
+            f"({sample})."
+        )
+    said = f"No difference in {what}: {_number(difference)} [{_number(row['ci_low'])}, " + (
+        f"{_number(row['ci_high'])}]"
+    )
+    if math.isnan(detectable) or abs(difference) < detectable:
+        return f"{said}; the run could have detected {_number(detectable)} ({sample})."
+    skew = row.get("skewness", float("nan"))
+    why = (
+        f"the prompts' differences are skewed (skewness {skew:.2g}), which the "
+        "skewness-corrected test allows for"
+        if not math.isnan(skew) and abs(skew) >= 0.5
+        else f"its adjusted p {_p(row['p_adjusted'])} is not below the level"
+    )
     return (
-        f"No difference in {metric} detected between {this} and {other}{place}: "
-        f"{_number(row['difference'])} {interval}; the run could have detected "
-        f"{_number(row['detectable'])} ({sample})."
+        f"{said}; as large as the {_number(detectable)} a t-test over these prompts "
+        f"detects, but {why}: more prompts would decide ({sample})."
     )
 
 
