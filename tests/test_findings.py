@@ -196,3 +196,22 @@ def test_cost_varies_by_the_cells_settings():
     assert not cost.varies_cost(
         {"cells": {"a": {"settings": {"shift": 3}}, "b": {"settings": {"shift": 4}}}}
     )
+
+
+def test_findings_md_keeps_config_text_as_text_and_the_banner_names_the_experiments_models():
+    """A cell value with HTML in it (prompt_sr text) is not HTML in findings.md; "p < 0.05"
+    stays readable. The demo banner of an experiment names only its own models."""
+    from t2ibench.report.html import demo_reasons, experiment_models
+
+    meta = {**META, "cells": {**META["cells"], "shift-4.0": {"values": {"shift": "<img src=x>"}}}}
+    found = findings.build(pd.DataFrame([row()]), meta, SETTINGS, {}, "")
+    text = findings.markdown(found)
+    assert "<img" not in text and "shift=&lt;img src=x>" in text
+    assert "p < 0.05" in text
+    config = {"models": [{"name": "a", "source": "builtin:tiny-sdxl"},
+                         {"name": "b", "source": "builtin:tiny-sd15"}],
+              "metrics": {}}  # fmt: skip
+    meta = {"config": config, "models": [{"name": "a"}]}
+    reasons = demo_reasons(config, experiment_models(meta))
+    assert reasons == ["model a is a built-in tiny model"]
+    assert len(demo_reasons(config)) == 2 and experiment_models({}) is None

@@ -138,3 +138,19 @@ def test_scores_with_no_spread_are_not_a_detectable_difference_of_0():
     )
     assert lines[2].startswith("  hps: detectable difference 1.2 ")
     assert all("nan" not in line for line in lines)
+
+
+def test_a_sequential_experiments_power_says_it_is_the_fixed_designs(planned, tmp_path):
+    """plan --power of a `sequential:` experiment gives the fixed design's figures and
+    says so (its looks test at their own levels); a fixed one has no such line."""
+    rng = np.random.default_rng(4)
+    earlier_run(planned, rng, prompts=20, seeds=2)
+    assert planning.power(planned, "sweep")["note"] == ""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        sweep.read_text() + "sequential: {metrics: [clip_score], margin: 0.5, round: 10}\n"
+    )
+    config = {**planned.config, "experiments": [str(sweep)]}
+    found = planning.power(build_plan(validate_config(config)), "sweep")
+    assert found["rows"] and found["note"].startswith("sequential: these are the fixed design's")
+    assert planning.report_lines(found)[-1] == f"  {found['note']}"

@@ -197,3 +197,38 @@ def test_results_image_uses_the_same_rule(results):
     assert loaded.results_dir == results
     assert loaded.image(loaded.row(0, "c1", "m1", 7)) == image
     assert loaded.image(None) is None
+
+
+def test_means_are_the_per_prompt_means_their_intervals_are_about():
+    """With images missing on some prompts, summary.csv's mean is the mean of the prompt
+    means (the one its CI is about, inside the CI), and comparisons.csv's mean minus
+    reference_mean is its difference; std and n stay over the images."""
+    import numpy as np
+    import pandas as pd
+
+    from t2ibench.report import tables
+
+    rows = []
+    for cell, shift in (("a", 0.0), ("b", 1.0)):
+        for prompt in range(4):
+            for seed in (1, 2):
+                if cell == "b" and prompt == 0 and seed == 2:
+                    continue  # one image gone: prompt 0 has one image in cell b
+                score = 10.0 * prompt + shift + (seed - 1.5)
+                rows.append({"model": "m", "cell": cell, "prompt_index": prompt,
+                             "seed": seed, "image_flag": "", "clip_score": score})  # fmt: skip
+    results = pd.DataFrame(rows)
+    summary = tables.summary_frame(results).set_index("cell")
+    b = results[results.cell == "b"]
+    per_prompt = b.groupby("prompt_index").clip_score.mean()
+    assert summary.loc["b", "clip_score_mean"] == pytest.approx(per_prompt.mean())
+    assert summary.loc["b", "clip_score_mean"] != pytest.approx(b.clip_score.mean())
+    assert summary.loc["b", "clip_score_n"] == 7
+    assert summary.loc["b", "clip_score_std"] == pytest.approx(b.clip_score.std(ddof=1))
+    low, high = summary.loc["b", ["clip_score_ci_low", "clip_score_ci_high"]]
+    assert low < summary.loc["b", "clip_score_mean"] < high
+    keys = ["prompt_index", "seed"]
+    row = tables._compare("clip_score", keys, b, results[results.cell == "a"], "cell", "m", "b")
+    assert row["pairs"] == 7 and row["prompts"] == 4
+    assert row["mean"] - row["reference_mean"] == pytest.approx(row["difference"])
+    assert row["difference"] == pytest.approx(1.0) and np.isfinite(row["ci_low"])

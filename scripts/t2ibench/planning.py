@@ -101,7 +101,14 @@ def power(plan: Plan, experiment: str, differences: dict | None = None) -> dict:
             row["prompts_needed"] = stats.prompts_needed(sd, wanted, level)
         rows.append(row)
     method = f"80% power, {settings['adjust']} at {settings['alpha']} over {m} comparisons"
-    return {**out, "rows": rows, "method": method, "reason": ""}
+    note = ""
+    if plan.sequential(experiment) is not None:
+        note = (
+            "sequential: these are the fixed design's figures; its looks test the deciding "
+            "metrics at each look's spent level, split over that look's tests (stricter "
+            "at the first looks)"
+        )
+    return {**out, "rows": rows, "method": method, "reason": "", "note": note}
 
 
 def parse_differences(values: list[str] | None) -> dict[str, float]:
@@ -142,6 +149,8 @@ def report_lines(found: dict) -> list[str]:
         if "prompts_needed" in row:
             line += f"; {row['difference']:g} needs {row['prompts_needed']} prompts"
         lines.append(line)
+    if found.get("note"):
+        lines.append(f"  {found['note']}")
     return lines
 
 

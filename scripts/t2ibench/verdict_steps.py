@@ -23,7 +23,7 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
     from t2ibench.io import write_json, write_text
     from t2ibench.metrics import registry
     from t2ibench.report import findings as words
-    from t2ibench.report.html import demo_reasons
+    from t2ibench.report.html import demo_reasons, experiment_models
 
     with logged(log_path, outputs.md):
         from t2ibench.errors import InputError
@@ -40,7 +40,7 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
         results, summary = pd.read_csv(inputs["results"]), pd.read_csv(inputs["summary"])
         meta = json.loads(Path(inputs["metadata"]).read_text(encoding="utf-8"))
         directions = {k: v["higher_is_better"] for k, v in registry.column_facts().items()}
-        reasons = demo_reasons(meta["config"])
+        reasons = demo_reasons(meta["config"], experiment_models(meta))
         warning = (
             "Demo: random weights (" + "; ".join(reasons) + "). These findings show how "
             "t2ibench reports, not what any model does."

@@ -20,6 +20,7 @@ statistics are t2ibench.stats'; this module only decides and words them.
 from __future__ import annotations
 
 import math
+import re
 
 from t2ibench import stats
 from t2ibench.report import stopping
@@ -330,4 +331,6 @@ def markdown(found: dict) -> str:
             lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in rest], ""]
     if not rows:
         lines += ["No comparisons: the experiment has one cell and one model, or no scores.", ""]
-    return "\n".join(lines)
+    # Names and values from configs (a cell's prompt_sr text, a model's name) are text:
+    # no renderer of the Markdown may take them for HTML ("p < 0.05" stays as it is).
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", "\n".join(lines))

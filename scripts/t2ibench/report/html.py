@@ -89,19 +89,26 @@ def _identity(model: dict) -> str:
 DEMO_BANNER = "Demo numbers: images and scores here mean nothing."
 
 
-def demo_reasons(config: dict) -> list[str]:
-    """Why the numbers of a run mean nothing: what came from random weights (the demo)."""
+def demo_reasons(config: dict, models: list[str] | None = None) -> list[str]:
+    """Why the numbers of a run mean nothing: what came from random weights (the demo);
+    with `models`, the models of one experiment only."""
     reasons = [
         f"model {m['name']} is a built-in tiny model"
         for m in config["models"]
-        if m["source"].startswith("builtin:")
+        if m["source"].startswith("builtin:") and (models is None or m["name"] in models)
     ]
     return reasons + registry.demo_reasons(config["metrics"])
 
 
-def demo_warning(config: dict) -> str:
+def experiment_models(meta: dict) -> list[str] | None:
+    """The names of an experiment's models from its metadata.json (None: not recorded)."""
+    models = meta.get("models")
+    return [m["name"] for m in models] if isinstance(models, list) else None
+
+
+def demo_warning(config: dict, models: list[str] | None = None) -> str:
     """A banner when anything on the page comes from random weights (the demo)."""
-    reasons = demo_reasons(config)
+    reasons = demo_reasons(config, models)
     if not reasons:
         return ""
     return f"<p class=warn><b>{DEMO_BANNER}</b> " + html.escape("; ".join(reasons)) + ".</p>"
@@ -231,7 +238,7 @@ def write_experiment_page(plan: Plan, experiment: str, inputs: dict, output: str
 <title>t2ibench: {html.escape(experiment)}</title><style>{STYLE}</style></head>
 <body>
 <h1>t2ibench: {html.escape(experiment)}</h1>
-{demo_warning(meta["config"])}
+{demo_warning(meta["config"], experiment_models(meta))}
 <p>{html.escape(meta.get("description", ""))}</p>
 {findings_section(found)}
 <p>{links}</p>

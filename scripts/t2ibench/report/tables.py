@@ -151,11 +151,16 @@ def summary_frame(results, plan: Plan | None = None, experiment: str | None = No
 
 
 def _describe(row: dict, metric: str, values, prompts=None) -> None:
-    from t2ibench.stats import mean_ci
+    """mean, std, n and (with `prompts`) the 95% CI of a column. With prompts the mean
+    is that of the per-prompt means, as the CI's (the images' mean where every prompt
+    has as many images); std and n are over the images."""
+    from t2ibench.stats import mean_ci, prompt_means
 
     present = values.notna()
     values = values[present].astype(float)
     row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
+    if prompts is not None and len(values):
+        row[f"{metric}_mean"] = float(prompt_means(values, prompts[present]).mean())
     row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
     row[f"{metric}_n"] = len(values)
     if prompts is not None:
@@ -246,10 +251,16 @@ def paired(metric: str, keys: list[str], a, b):
 
 def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: str) -> dict:
     """One comparisons.csv row: `a` against `b`, matched on `keys`."""
-    from t2ibench.stats import METHOD, paired_difference
+    from t2ibench.stats import METHOD, paired_difference, prompt_means
 
     merged = paired(metric, keys, a, b)
     stats = paired_difference(merged[metric], merged[f"{metric}_r"], merged.prompt_index)
+    both = merged[merged[metric].notna() & merged[f"{metric}_r"].notna()]
+    # The means of the pairs' per-prompt means: their difference is `difference`.
+    means = [
+        float(prompt_means(both[c], both.prompt_index).mean()) if len(both) else float("nan")
+        for c in (metric, f"{metric}_r")
+    ]
     return {
         "metric": metric,
         "comparison": kind,
@@ -257,8 +268,8 @@ def _compare(metric: str, keys: list[str], a, b, kind: str, model: str, cell: st
         "cell": cell,
         "pairs": stats["pairs"],
         "prompts": stats["prompts"],
-        "mean": merged[metric].mean(),
-        "reference_mean": merged[f"{metric}_r"].mean(),
+        "mean": means[0],
+        "reference_mean": means[1],
         "difference": stats["difference"],
         "ci_low": stats["ci_low"],
         "ci_high": stats["ci_high"],

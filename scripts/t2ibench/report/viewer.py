@@ -187,10 +187,10 @@ def finite(value):
 
 def demo_banner(meta: dict) -> list[str]:
     """The per-experiment pages' "demo numbers mean nothing" banner, as a message."""
-    from t2ibench.report.html import DEMO_BANNER, demo_reasons
+    from t2ibench.report.html import DEMO_BANNER, demo_reasons, experiment_models
 
     try:
-        reasons = demo_reasons(meta["config"])
+        reasons = demo_reasons(meta["config"], experiment_models(meta))
     except (KeyError, TypeError, AttributeError):  # metadata of another tool or version
         return []
     return [f"{DEMO_BANNER} {'; '.join(reasons)}."] if reasons else []
