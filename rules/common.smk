@@ -23,11 +23,13 @@ from t2ibench.config import load_yaml, validate_config
 from t2ibench.errors import InputError
 from t2ibench.freshness import OUTDATED, Freshness, read_image_lists
 from t2ibench.generate import stop_chunks_on_interrupt
-from t2ibench.io import unfinished_outputs
+from t2ibench.io import changed_outputs, settings_digest, unfinished_outputs
 from t2ibench.metrics import registry
+from t2ibench.models.checks import check_checkpoint
 from t2ibench.models.families import base_configs
 from t2ibench.report.tables import FORMAT as TABLES_FORMAT
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
+from t2ibench.models.registry import builtin_dir
 
 BASE_CONFIGS = list(base_configs())
 from t2ibench.plan import build_plan
@@ -123,15 +125,30 @@ def force_unfinished():
     """Force every table, page and list that a job began replacing and did not finish
     (failed, interrupted, killed; t2ibench.io.unfinished_mark): Snakemake put the old
     file back with a new time, so neither its times nor its checksums would remake it.
-    Once per DAG, from the input functions of the rules that read the image lists."""
+    Force too each one that is no longer what its job made (removed, cut, edited by
+    hand; t2ibench.io.made_mark), and each built-in model file that is damaged. Once per
+    DAG, from the input functions of the rules that read the image lists."""
     if workflow.dag is None or not MAIN_PROCESS or workflow.dag in _UNFINISHED_SEEN:
         return
     _UNFINISHED_SEEN[:] = [workflow.dag]
-    folders = [f"{ANALYSIS}/report"]
+    folders = {f"{ANALYSIS}/report": None, str(builtin_dir(RESOURCES)): None}
     for experiment in PLAN.experiments:
-        folders += [f"{ANALYSIS}/{experiment}", f"{ANALYSIS}/{experiment}/metrics"]
-    for folder in folders:
-        for path in unfinished_outputs(folder):
+        folders[f"{ANALYSIS}/{experiment}"] = None
+        folders[f"{ANALYSIS}/{experiment}/metrics"] = {
+            f"{name}.csv": settings_digest(
+                steps.metric_settings(PLAN, experiment, name)
+            )
+            for name in steps.enabled_metrics(config)
+        }
+    for folder, settings in folders.items():
+        for path in unfinished_outputs(folder) + changed_outputs(folder, settings):
+            force(path)
+    for builtin in BUILTIN_IDS:  # a damaged built-in model file is built again
+        path = f"{RESOURCES}/{BUILTIN_FOLDER}/{builtin}.safetensors"
+        try:
+            if Path(path).is_file():
+                check_checkpoint(Path(path))
+        except InputError:
             force(path)
 
 
@@ -495,13 +512,8 @@ def get_page_tables(wildcards):
 
 
 def get_metric_params(wildcards):
-    """What a metric's table depends on besides the images: its config, and for the
-    metrics against real images, which images those are (a changed reference set
-    remakes them)."""
-    return {
-        **registry.metric_params(config["metrics"], wildcards.metric),
-        **steps.metric_references(PLAN, wildcards.experiment, wildcards.metric),
-    }
+    """What a metric's table depends on besides the images (t2ibench.steps)."""
+    return steps.metric_settings(PLAN, wildcards.experiment, wildcards.metric)
 
 
 def get_metric_inputs(wildcards):

@@ -485,3 +485,21 @@ def test_cli_results_dir_from_config(results_dir, out, tmp_path, capsys):
     assert "sweep description" in capsys.readouterr().out
     assert cli.main(["compare", "--config", f"results_dir={tmp_path}/none", "--list"]) == 0
     assert "no experiments" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-rows", "0"], "argument --max-rows: expected an integer of at least 1, got '0'"),
+        (["--per-row", "0"], "argument --per-row: expected an integer of at least 1"),
+        (["--max-side", "1"], "argument --max-side: expected an integer of at least 64"),
+        (["--threshold", "-1"], "argument --threshold: expected an integer from 0 to 255"),
+        (["--cell-size", "x"], "argument --cell-size: expected an integer of at least 16, got 'x'"),
+    ],
+)
+def test_compare_options_out_of_range_are_refused(capsys, args, message):
+    from t2ibench import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["compare", *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -235,3 +235,32 @@ def test_reading_the_config_and_planning_import_no_torch():
         [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_config_file_that_is_a_folder_is_one_line(tmp_path):
+    with pytest.raises(InputError, match=r"config file .+: is a folder; expected a YAML file"):
+        load_yaml(tmp_path)
+
+
+def test_a_folder_has_one_spelling_however_the_config_spells_it(tmp_path, monkeypatch):
+    """results_dir as "res", "./res/", or the absolute path of the same folder: one
+    spelling, so Snakemake's records and the image lists name the same files."""
+    from t2ibench.config import one_spelling
+
+    monkeypatch.chdir(tmp_path)
+    for spelled in ("res", "./res/", str(tmp_path / "res"), f"{tmp_path}/x/../res"):
+        assert one_spelling(spelled) == "res", spelled
+    assert one_spelling("a/b/") == "a/b"
+    outside = tmp_path.parent / "elsewhere"
+    assert one_spelling(str(outside)) == str(outside)
+    assert one_spelling("../elsewhere") == str(outside)
+
+
+def test_a_models_dir_without_checkpoints_is_named(base_config, tmp_path):
+    """models_dir set to a folder with no .safetensors and no models listed: the message
+    names models_dir (not "set 'models_dir'")."""
+    empty = tmp_path / "checkpoints"
+    empty.mkdir()
+    config = with_changes(base_config, models=[], models_dir=str(empty))
+    with pytest.raises(InputError, match=r"'models_dir': .+checkpoints holds no \.safetensors"):
+        build_plan(validate_config(config))

@@ -340,3 +340,12 @@ def test_load_experiment_records_source_and_axes():
     assert exp.source.endswith("config/experiments/shift_steps_grid.yaml")
     assert json.dumps(exp.cells[0].values) == '{"shift": "2.0", "steps": "6"}'
     assert REPO in Path(exp.source).resolve().parents
+
+
+def test_a_setting_fixed_and_varied_at_once_is_refused(tmp_path):
+    """`settings: {steps: 4}` beside `variables: {steps: [2, 3]}`: one of the two would be
+    dropped silently; one line names the key."""
+    path = sweep(tmp_path, {"steps": [2, 3]}, settings={"steps": 4})
+    with pytest.raises(InputError, match=r"key 'settings.steps': also set by the cells"):
+        load_experiment(path)
+    assert load_experiment(sweep(tmp_path, {"steps": [2, 3]}, settings={"guidance_scale": 4}))

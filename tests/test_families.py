@@ -521,3 +521,21 @@ def test_a_pipeline_without_a_negative_prompt_records_none(tmp_path, base_config
     defaults = _call_defaults("Flux2Pipeline")
     assert settings["steps"] == defaults["num_inference_steps"]
     assert settings["guidance_scale"] == defaults["guidance_scale"]
+
+
+def test_a_family_given_against_the_files_own_keys_is_one_line(resources):
+    """`family: sd15` on an SDXL single file is refused when the config is read (not in
+    the job, with a message about the SD 1.x config folder); a built-in's family cannot
+    be changed either. The file's own family, given, passes."""
+    build("tiny-sdxl", resources)
+    checkpoint = builtin_paths(resources, "tiny-sdxl")[0]
+    for forced in ("sd15", "sd3", "flux"):
+        entry = {"name": "m", "source": checkpoint, "family": forced}
+        with pytest.raises(
+            InputError, match=rf"'models\[0\].family': {forced}, but .+ has the keys of SDXL"
+        ):
+            resolve_model(entry, 0, resources)
+    assert resolve_model({"name": "m", "source": checkpoint, "family": "sdxl"}, 0, resources)
+    entry = {"name": "m", "source": "builtin:tiny-sdxl", "family": "zimage"}
+    with pytest.raises(InputError, match=r"'models\[0\].family': zimage, but built-in model"):
+        resolve_model(entry, 0, resources)

@@ -343,6 +343,8 @@ def test_lora_files_and_folders_are_checked(tmp_path):
         lora.resolve(str(plain), "strong", "where", None)
     empty = tmp_path / "epochs"
     empty.mkdir()
+    with pytest.raises(InputError, match=r"where: .+epochs is a folder; expected a LoRA"):
+        lora.check_file(str(empty), "where")
     (empty / "e1.ckpt").write_bytes(b"x")
     with pytest.raises(InputError, match="has no .safetensors files"):
         lora.folder_files(str(empty), "where")

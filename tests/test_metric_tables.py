@@ -267,6 +267,31 @@ def test_an_error_found_in_a_job_is_also_in_its_log(base_config, tmp_path, repo)
     assert not output.exists()
 
 
+@pytest.mark.parametrize(
+    "section, settings, message",
+    [
+        ("fid", {"extractor": "inception", "weights": ""},
+         "'metrics.fid.weights': empty; the inception extractor needs"),
+        ("clip", {"model": "nope-model"},
+         "'metrics.clip.model': unknown open_clip model 'nope-model'"),
+        ("fid", {"model": "ViT-Q-99"}, "'metrics.fid.model': unknown open_clip model 'ViT-Q-99'"),
+        ("image_reward", {"weights": "WEIGHTS", "tokenizer": ""},
+         "'metrics.image_reward.tokenizer': empty; expected a bert-base-uncased"),
+    ],
+)  # fmt: skip
+def test_metric_settings_a_job_would_refuse_are_refused_before_the_run(
+    base_config, tmp_path, section, settings, message
+):
+    """Found by the config check, before any image is made, not by the metric job after
+    them; an architecture open_clip knows passes."""
+    weights = tmp_path / "ImageReward.pt"
+    weights.write_bytes(b"\0")
+    settings = {k: str(weights) if v == "WEIGHTS" else v for k, v in settings.items()}
+    with pytest.raises(InputError, match=re.escape(message)):
+        validate_config(with_changes(base_config, metrics={section: settings}))
+    validate_config(with_changes(base_config, metrics={"clip": {"model": "ViT-L-14"}}))
+
+
 def test_disabled_metric_files_are_not_checked(base_config):
     metrics = {"hps": {"enabled": False, "weights": "w/HPS_v2.1_compressed.pt"}}
     validate_config(with_changes(base_config, metrics=metrics))

@@ -228,3 +228,45 @@ def test_snakemakes_console_does_not_repeat_a_jobs_one_line_error(tmp_path):
     assert "ValueError in file" in shown and frame in shown and "Some other warning" in shown
     kept = (tmp_path / "full.log").read_text()
     assert "InputError in file" in kept and "JobError in file" in kept and "no backup" in kept
+
+
+def test_made_marks_find_files_changed_since_their_job(tmp_path):
+    """A made mark holds what its job wrote: the file removed, cut or edited is changed;
+    one that only got a new time (a copy) is not, and its mark is renewed; a damaged
+    mark counts as changed."""
+    import json
+    import os
+
+    from t2ibench.io import changed_outputs, made_mark, record_made
+
+    folder = str(tmp_path)
+    files = {name: tmp_path / name for name in ("a.csv", "b.csv", "c.csv", "d.csv", "e.csv")}
+    for path in files.values():
+        path.write_text("x,y\n1,2\n")
+        record_made(path)
+    assert changed_outputs(folder) == []
+    files["a.csv"].unlink()
+    files["b.csv"].write_text("x,y\n")
+    files["c.csv"].write_text("x,y\n1,3\n")  # the same size, other bytes
+    os.utime(files["d.csv"], (1e9, 1e9))  # the same bytes, another time
+    made_mark(files["e.csv"]).write_text("{not json")
+    assert changed_outputs(folder) == [
+        f"{folder}/{n}" for n in ("a.csv", "b.csv", "c.csv", "e.csv")
+    ]
+    renewed = json.loads(made_mark(files["d.csv"]).read_text())
+    assert renewed["mtime_ns"] == files["d.csv"].stat().st_mtime_ns
+    assert changed_outputs(str(tmp_path / "none")) == []
+
+
+def test_a_made_mark_holds_the_settings_its_file_was_made_with(tmp_path):
+    from t2ibench.io import changed_outputs, record_made, settings_digest
+
+    table = tmp_path / "clip_score.csv"
+    table.write_text("image_path,clip_score\n")
+    record_made(table, {"model": "ViT-L-14"})
+    now = {"clip_score.csv": settings_digest({"model": "ViT-L-14"})}
+    assert changed_outputs(str(tmp_path), now) == []
+    other = {"clip_score.csv": settings_digest({"model": "ViT-B-32"})}
+    assert changed_outputs(str(tmp_path), other) == [f"{tmp_path}/clip_score.csv"]
+    record_made(table)  # a mark without settings: only the file is checked
+    assert changed_outputs(str(tmp_path), other) == []

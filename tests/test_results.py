@@ -232,3 +232,15 @@ def test_means_are_the_per_prompt_means_their_intervals_are_about():
     assert row["pairs"] == 7 and row["prompts"] == 4
     assert row["mean"] - row["reference_mean"] == pytest.approx(row["difference"])
     assert row["difference"] == pytest.approx(1.0) and np.isfinite(row["ci_low"])
+
+
+def test_a_prompt_longer_than_the_csv_modules_field_limit_is_read(tmp_path):
+    """A 600,000-character prompt in results.csv (pandas writes it): read back whole."""
+    import pandas as pd
+
+    text = "word " * 120_000
+    path = tmp_path / "results.csv"
+    pd.DataFrame([{"prompt_text": text, "clip_score": 1.0}]).to_csv(path, index=False)
+    [row] = res.read_rows(path)
+    assert row["prompt_text"] == text
+    assert res.read_table(path)["rows"][0][0] == text

@@ -22,6 +22,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from t2ibench.io import made_mark
+from t2ibench.models.registry import builtin_paths
+
 from workflow_helpers import (
     made_images,
     make_workdir,
@@ -495,6 +498,11 @@ def test_a_failed_table_job_is_made_again_by_the_next_run(work):
     assert not list(results(work).rglob(".*.unfinished"))
     assert nothing_to_do(snakemake(work, "-n", *ARGS))
     table = results(work) / "metrics" / "clip_score.csv"
+    good = table.read_bytes()
+    table.write_text('garbage,,,"\n')  # its job's made mark says it is not what it made
+    snakemake(work, *ARGS)
+    assert table.read_bytes() == good
+    made_mark(table).unlink()  # a table no job of t2ibench made: read, and refused
     table.write_text('garbage,,,"\n')
     proc = snakemake(work, *ARGS, check=False)
     [line] = errors(proc)
@@ -504,4 +512,65 @@ def test_a_failed_table_job_is_made_again_by_the_next_run(work):
     ), line
     table.unlink()
     snakemake(work, *ARGS)
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+def test_a_table_removed_cut_or_edited_by_hand_is_made_again(work):
+    """Each table, list and page leaves a made mark: a results.csv cut short, an image
+    list with lines removed, a metric table removed or with rows removed are each made
+    again by the next run (and what reads them after them), the rest left alone. A
+    damaged built-in model file is built again."""
+
+    def tables():  # not the marks (a copy's are renewed), nor what holds a timestamp
+        found = digests(results(work), "logs", "benchmarks")
+        stamped = {"metadata.json", "index.html"}
+        return {k: v for k, v in found.items() if k not in stamped and Path(k).name[0] != "."}
+
+    before = tables()
+    table, listed = results(work) / "results.csv", results(work) / "images.txt"
+    metrics = results(work) / "metrics"
+    damages = {
+        "results.csv": lambda: table.write_bytes(table.read_bytes()[:300]),
+        "images.txt": lambda: listed.write_text("".join(listed.read_text().splitlines(True)[:2])),
+        "metric table removed": lambda: (metrics / "clip_score.csv").unlink(),
+        "metric rows removed": lambda: (metrics / "fid.csv").write_text(
+            (metrics / "fid.csv").read_text().splitlines(True)[0]
+        ),
+    }
+    for what, damage in damages.items():
+        damage()
+        assert not nothing_to_do(snakemake(work, "-n", *ARGS)), what
+        snakemake(work, *ARGS)
+        assert tables() == before, what
+        assert nothing_to_do(snakemake(work, "-n", *ARGS)), what
+    checkpoint = Path(builtin_paths(str(work / "resources"), "tiny-sdxl")[0])
+    data = checkpoint.read_bytes()
+    checkpoint.unlink()  # the tests' built-ins are shared links: damage a copy
+    checkpoint.write_bytes(data[:100_000])
+    pngs = {k: v for k, v in before.items() if k.endswith(".png")}
+    snakemake(work, *ARGS)
+    assert checkpoint.read_bytes() == data
+    assert {k: v for k, v in tables().items() if k.endswith(".png")} == pngs
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
+def test_a_changed_metric_setting_remakes_its_table_without_snakemakes_records(work):
+    """Results moved without .snakemake/ (Snakemake keeps each job's params there): a
+    metric setting changed since still remakes that metric's table, by its made mark,
+    and only it."""
+    import yaml
+
+    shutil.rmtree(work / ".snakemake" / "metadata")
+    metrics = results(work) / "metrics"
+    before = {p.name: p.read_bytes() for p in metrics.glob("*.csv")}
+    config = yaml.safe_load((work / "test-config.yaml").read_text())
+    config["metrics"]["lpips"] = {"net": "squeeze"}  # enabled: on by default
+    write_config(work, config)
+    assert not nothing_to_do(snakemake(work, "-n", *ARGS))
+    snakemake(work, *ARGS)
+    after = {p.name: p.read_bytes() for p in metrics.glob("*.csv")}
+    assert after["lpips_diversity.csv"] != before["lpips_diversity.csv"]
+    assert {k: v for k, v in after.items() if k != "lpips_diversity.csv"} == {
+        k: v for k, v in before.items() if k != "lpips_diversity.csv"
+    }
     assert nothing_to_do(snakemake(work, "-n", *ARGS))

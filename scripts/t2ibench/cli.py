@@ -61,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer from `low` (to `high`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _compare_args(parser: argparse.ArgumentParser) -> None:
     from t2ibench.report.compare import DIFF_MODES, MODES, PER_ROW, THRESHOLD
     from t2ibench.report.grid import AXES
@@ -82,7 +98,12 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
     add("--model", dest="models", metavar="M", **repeat, help="model name(s) (comma list)")
     add("--metric", metavar="NAME", help="draw this metric under each image, e.g. clip_score")
     add("--diff-mode", choices=DIFF_MODES, default="highlight", help="diff style")
-    add("--threshold", type=int, default=THRESHOLD, help="highlight: |A-B| above this is red")
+    add(
+        "--threshold",
+        type=_int_in(0, 255),
+        default=THRESHOLD,
+        help="highlight: |A-B| above this is red",
+    )
     add("--resize", action="store_true", help="diff: resize B to A's size when they differ")
     add(
         "-o",
@@ -91,10 +112,10 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="PNG to write (default: <experiment>-<mode>.png)",
     )
-    add("--cell-size", type=int, default=256, help="tile size in px (default: 256)")
-    add("--max-side", type=int, default=MAX_SIDE, help="page size cap in px")
-    add("--max-rows", type=int, help="rows per page at most")
-    add("--per-row", type=int, default=PER_ROW, help="side-by-side: images per row")
+    add("--cell-size", type=_int_in(16), default=256, help="tile size in px (default: 256)")
+    add("--max-side", type=_int_in(64), default=MAX_SIDE, help="page size cap in px")
+    add("--max-rows", type=_int_in(1), help="rows per page at most")
+    add("--per-row", type=_int_in(1), default=PER_ROW, help="side-by-side: images per row")
 
 
 def _plan(args):

@@ -61,6 +61,10 @@ def load_yaml(path: Path, kind: str = "config file") -> dict:
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise InputError(f"{kind} {path}: not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{kind} {path}: is a folder; expected a YAML file") from None
+    except OSError as err:  # unreadable: permissions, I/O error
+        raise InputError(f"{kind} {path}: cannot be read ({err.strerror or err})") from None
     except UnicodeDecodeError as err:
         raise InputError(f"{kind} {path}: not UTF-8 text (byte {err.start})") from None
     except yaml.constructor.ConstructorError as err:
@@ -277,6 +281,18 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def one_spelling(folder: str) -> str:
+    """One spelling of a folder: relative to the working folder when it is inside it
+    ("results/", "./results" and /abs/work/results are "results"), else absolute. File
+    names built from it are the ones Snakemake's outputs and its records of them have,
+    and those an image list holds, whichever way a config spells the folder."""
+    path = os.path.abspath(folder)
+    here = os.path.abspath(os.curdir)
+    if os.path.commonpath([path, here]) == here and path != here:
+        return os.path.relpath(path, here)
+    return path
+
+
 def check_finite(instance: Any, key: str = "") -> None:
     """No NaN or infinite number anywhere (YAML's .nan and .inf pass a schema's
     "number"): one would run without guidance, or put NaN into every record. No text
@@ -356,9 +372,7 @@ def _check_semantics(config: dict) -> None:
         )
     for key in ("results_dir", "resources_dir"):
         check_folder(config[key], f"config key '{key}'")
-        # One spelling of a folder ("results/", "./results" are "results"): file names
-        # built from it are the ones Snakemake's outputs have.
-        config[key] = os.path.normpath(config[key])
+        config[key] = one_spelling(config[key])
     results, resources = (os.path.abspath(config[k]) for k in ("results_dir", "resources_dir"))
     if results == os.path.abspath(os.curdir):
         raise InputError(

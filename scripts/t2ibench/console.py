@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from t2ibench.errors import InputError, JobError, os_error_line
-from t2ibench.io import unfinished_mark
+from t2ibench.io import record_made, unfinished_mark
 from t2ibench.plan import Plan
 
 log = logging.getLogger("t2ibench")
@@ -121,7 +121,7 @@ class _JobLogFile(logging.FileHandler):
 
 
 @contextlib.contextmanager
-def logged(path: str, output: str | None = None, mark: bool = True):
+def logged(path: str, output: str | None = None, mark: bool = True, settings=None):
     """Also write t2ibench log messages to a rule's log file while it runs.
 
     Jobs may run as threads of one process: the file gets only the messages of the
@@ -133,7 +133,10 @@ def logged(path: str, output: str | None = None, mark: bool = True):
     With `mark`, a job that replaces an existing `output` (an `update()` table) leaves an
     unfinished mark beside it until it succeeds (t2ibench.io.unfinished_mark): when it
     fails or is interrupted, Snakemake puts the old file back with a new time, which
-    would pass for up to date; the mark has the next run make it again.
+    would pass for up to date; the mark has the next run make it again. A job that
+    succeeds leaves a made mark (t2ibench.io.made_mark), with the digest of the
+    `settings` it was made with: a file removed, cut or edited since, or whose settings
+    changed, is made again by the next run.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     marked = unfinished_mark(output) if mark and output and Path(output).exists() else None
@@ -146,6 +149,8 @@ def logged(path: str, output: str | None = None, mark: bool = True):
     log.addHandler(handler)
     try:
         yield
+        if mark and output and Path(output).is_file():
+            record_made(output, settings)
         if marked is not None:
             marked.unlink(missing_ok=True)
     except InputError as err:  # bad input found only now: say it in the rule's log too

@@ -140,6 +140,82 @@ def unfinished_outputs(folder: str) -> list[str]:
     return sorted(found)
 
 
+MADE = ".made"
+
+
+def made_mark(output: str | Path) -> Path:
+    """What the job that made `output` left: `.<name>.made` beside it, holding the file's
+    size, time and sha256 when the job finished (t2ibench.console.logged)."""
+    output = Path(output)
+    return output.parent / f".{output.name}{MADE}"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+MADE_LIMIT = 256 << 20  # larger files (downloaded weights) have checks of their own
+
+
+def settings_digest(settings) -> str:
+    """A digest of what a file was made with (a job's settings, as JSON)."""
+    import hashlib
+
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_made(output: str | Path, settings=None) -> None:
+    """Leave the made mark of a file a job has just written (not of large files), with
+    the digest of the `settings` it was made with, when given."""
+    output = Path(output)
+    stat = output.stat()
+    if stat.st_size > MADE_LIMIT:
+        return
+    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(output)}
+    if settings is not None:
+        entry["settings"] = settings_digest(settings)
+    write_text(made_mark(output), json.dumps(entry))
+
+
+def changed_outputs(folder: str, settings: dict | None = None) -> list[str]:
+    """The files in `folder` that are no longer what their job made: removed, cut,
+    edited or replaced since (by size and time, then by sha256: a copy that only lost
+    its times is the same file, and its mark is brought up to date), or, for a file
+    named in `settings` (name -> settings_digest of what it would be made with now), made with
+    other settings: Snakemake's record of a job's params is in .snakemake/, which a
+    copied or moved results folder does not bring. A mark that cannot be read counts as
+    changed. Paths as `folder` spells them."""
+    found = []
+    directory = Path(folder)
+    if not directory.is_dir():
+        return found
+    for mark in directory.glob(f".*{MADE}"):
+        path = directory / mark.name[1 : -len(MADE)]
+        try:
+            entry = json.loads(mark.read_text(encoding="utf-8"))
+            wanted = (settings or {}).get(path.name)
+            if wanted is not None and entry.get("settings", wanted) != wanted:
+                found.append(f"{folder}/{path.name}")
+                continue
+            stat = path.stat()
+            if (stat.st_size, stat.st_mtime_ns) == (entry["size"], entry["mtime_ns"]):
+                continue
+            if stat.st_size == entry["size"] and _sha256(path) == entry["sha256"]:
+                record_made(path)
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        found.append(f"{folder}/{path.name}")
+    return sorted(found)
+
+
 def staging_dir(folder: str | Path) -> Path:
     """A new empty folder beside `folder` (mode 0777 less the umask) to build it in."""
     folder = Path(folder)

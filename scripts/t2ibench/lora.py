@@ -48,6 +48,11 @@ def folder_files(folder: str, where: str) -> list[Path]:
 def check_file(file: str, where: str) -> dict:
     """A LoRA file must be a readable safetensors file with LoRA weights; its header."""
     path = Path(file)
+    if path.is_dir():
+        raise InputError(
+            f"{where}: {file} is a folder; expected a LoRA .safetensors file (a folder of "
+            "them, one value each, is an experiment's `lora` axis)"
+        )
     if not path.is_file():
         raise InputError(f"{where}: LoRA file {file} does not exist")
     if path.suffix.lower() != ".safetensors":

@@ -193,7 +193,8 @@ def metric(
     from t2ibench.io import write_csv
 
     configure_torch(plan.config["torch_threads"])
-    with logged(log_path, output), TORCH_LOCK:
+    settings = metric_settings(plan, experiment, name)
+    with logged(log_path, output, settings=settings), TORCH_LOCK:
         jobs = listed_jobs(plan, experiment, image_list)
         table = scoring.metric_table(plan, experiment, name, jobs, score_cache_path(plan))
         write_csv(table, output)
@@ -262,6 +263,18 @@ def report_page(plan: Plan, experiment: str, inputs: dict, output: str, log_path
 
     with logged(log_path, output):
         write_experiment_page(plan, experiment, inputs, output)
+
+
+def metric_settings(plan: Plan, experiment: str, metric: str) -> dict:
+    """What a metric's table depends on besides the images (the metric rule's params,
+    and its made mark's settings): its config, and for the metrics against real images,
+    which images those are (a changed reference set remakes them)."""
+    from t2ibench.metrics.registry import metric_params
+
+    return {
+        **metric_params(plan.config["metrics"], metric),
+        **metric_references(plan, experiment, metric),
+    }
 
 
 def metric_references(plan: Plan, experiment: str, metric: str) -> dict:

@@ -119,6 +119,53 @@ def _check_vqascore(section: dict) -> None:
     check_vqascore_settings(section["question"], section["min_pixels"], section["max_pixels"])
 
 
+def open_clip_architectures() -> set[str]:
+    """open_clip's architecture names, from its model_configs folder (without importing
+    open_clip and torch); empty when open_clip is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model_configs"
+    return {path.stem for path in folder.glob("*.json")}
+
+
+def check_open_clip_model(value: str, key: str) -> None:
+    """An open_clip model named, not given as a config file, is one open_clip knows."""
+    if not value or is_builtin(value) or "/" in value or value.endswith(".json"):
+        return  # a built-in or a config file (whose existence the registry's files check)
+    names = open_clip_architectures()
+    if names and value not in names and not Path(value).is_file():
+        raise InputError(
+            f"config key '{key}': unknown open_clip model '{value}'; expected one of "
+            f"open_clip's {len(names)} architectures (e.g. ViT-L-14, ViT-B-32) or a path to "
+            "an open_clip model-config JSON"
+        )
+
+
+def _check_clip(section: dict) -> None:
+    check_open_clip_model(section["model"], "metrics.clip.model")
+
+
+def _check_fid(section: dict) -> None:
+    if section["extractor"] == "inception" and not section["weights"]:
+        raise InputError(
+            "config key 'metrics.fid.weights': empty; the inception extractor needs the "
+            "TorchScript Inception network (inception-2015-12-05.pt) there"
+        )
+    if section["extractor"] == "clip":
+        check_open_clip_model(section["model"], "metrics.fid.model")
+
+
+def _check_image_reward(section: dict) -> None:
+    if not is_builtin(section["weights"]) and not section["tokenizer"]:
+        raise InputError(
+            "config key 'metrics.image_reward.tokenizer': empty; expected a bert-base-uncased "
+            "tokenizer folder (ImageReward's BLIP text encoder uses it)"
+        )
+
+
 # --- built-in tiny models -------------------------------------------------------------
 
 

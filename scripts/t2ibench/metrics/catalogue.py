@@ -13,6 +13,9 @@ builds its scorer: t2ibench.metrics.builders.
 from __future__ import annotations
 
 from t2ibench.metrics.builders import (
+    _check_clip,
+    _check_fid,
+    _check_image_reward,
     _check_vqascore,
     _clip,
     _hps,
@@ -70,6 +73,7 @@ register(
         summary="CLIP score: 100 x max(cos(image, prompt), 0) with an open_clip model.",
         table=_prompt_scores(_clip),
         scorer=_clip,
+        check=_check_clip,
         settings={
             "model": _text(
                 "config/models/open_clip-tiny.json",
@@ -121,6 +125,7 @@ register(
         summary="ImageReward v1.0: a BLIP reward model of human preference (normalised).",
         table=_prompt_scores(_image_reward),
         scorer=_image_reward,
+        check=_check_image_reward,
         settings={
             "weights": _text(
                 "builtin:tiny-image-reward",
@@ -399,6 +404,7 @@ register(
             "first model or the reference cell; biased or noisy on small sets (see warning)."
         ),
         table=_table("set_distances"),
+        check=_check_fid,
         settings={
             "extractor": {
                 "type": "string",

@@ -170,14 +170,30 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         check_checkpoint(path)
         raise InputError(f"config key '{key}': {source} is not a .safetensors file")
     header = check_checkpoint(path)
-    family = (
-        families.get(entry["family"]) if entry.get("family") else families.for_file(header, path)
-    )
+    if entry.get("family"):
+        family = families.get(entry["family"])
+        _check_forced_family(family, header, source, where)
+    else:
+        family = families.for_file(header, path)
     config_dir = entry.get("config")
     if config_dir and not (Path(config_dir) / "model_index.json").is_file():
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     resolved = family.resolve_file(entry, path, header, resources_dir)
     return _spec(entry, "single_file", path, family.name, resolved, header)
+
+
+def _check_forced_family(family, header: dict, source: str, where: str) -> None:
+    """A `family` given for a single file that another family's keys are in: refused (it
+    would fail in the job, with a message about the family's config)."""
+    if family.recognise_file(header):
+        return
+    found = next((f for f in families.all_families() if f.recognise_file(header)), None)
+    if found is not None:
+        raise InputError(
+            f"config key '{where}.family': {family.name}, but {source} has the keys of "
+            f"{found.label} checkpoints (family {found.name}); remove `family` or give a "
+            f"{family.label} file"
+        )
 
 
 def _resolve_builtin(entry: dict, key: str, resources_dir: str) -> ModelSpec:
@@ -187,6 +203,11 @@ def _resolve_builtin(entry: dict, key: str, resources_dir: str) -> ModelSpec:
         valid = ", ".join(BUILTIN_PREFIX + b for b in families.builtins())
         raise InputError(
             f"config key '{key}': unknown built-in model '{builtin_id}'; expected one of: {valid}"
+        )
+    if entry.get("family") and entry["family"] != builtin.family:
+        raise InputError(
+            f"config key '{key.rsplit('.', 1)[0]}.family': {entry['family']}, but built-in "
+            f"model '{builtin_id}' is of family {builtin.family}; remove `family`"
         )
     family = families.get(builtin.family)
     resolved = family.resolve_builtin(builtin, resources_dir)
@@ -301,6 +322,11 @@ def resolve_models(config: dict) -> list[ModelSpec]:
             (f"models_dir file {e['source']}", e) for e in models_dir_entries(config["models_dir"])
         ]
     if not entries:
+        if config.get("models_dir"):
+            raise InputError(
+                f"config key 'models_dir': {config['models_dir']} holds no .safetensors file, "
+                "and 'models' lists none; expected checkpoints there, or models listed"
+            )
         raise InputError("config key 'models': no models; list some or set 'models_dir'")
     seen: dict[str, str] = {}
     for where, entry in entries:

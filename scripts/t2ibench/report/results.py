@@ -30,6 +30,10 @@ from t2ibench.errors import InputError
 from t2ibench.experiments import RESULTS_FOLDERS
 from t2ibench.metrics import registry
 
+# A prompt may be longer than the csv module's default field limit (128 KiB); pandas,
+# which writes the tables, has none.
+csv.field_size_limit(2**31 - 1)
+
 QUICK = "quick"
 # Columns shown as text in the viewer's tables even when they look like numbers.
 TEXT_COLUMNS = {
