@@ -26,6 +26,7 @@ from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.io import changed_outputs, settings_digest, unfinished_outputs
 from t2ibench.metrics import registry
 from t2ibench.models.checks import check_checkpoint
+from t2ibench.report.thumbnails import files_missing
 from t2ibench.models.families import base_configs
 from t2ibench.report.tables import FORMAT as TABLES_FORMAT
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
@@ -143,6 +144,8 @@ def force_unfinished():
     for folder, settings in folders.items():
         for path in unfinished_outputs(folder) + changed_outputs(folder, settings):
             force(path)
+    if files_missing(f"{ANALYSIS}/report"):  # a viewer whose thumbnails were removed
+        force(f"{ANALYSIS}/report/index.html")
     for builtin in BUILTIN_IDS:  # a damaged built-in model file is built again
         path = f"{RESOURCES}/{BUILTIN_FOLDER}/{builtin}.safetensors"
         try:

@@ -518,8 +518,8 @@ def test_a_failed_table_job_is_made_again_by_the_next_run(work):
 def test_a_table_removed_cut_or_edited_by_hand_is_made_again(work):
     """Each table, list and page leaves a made mark: a results.csv cut short, an image
     list with lines removed, a metric table removed or with rows removed are each made
-    again by the next run (and what reads them after them), the rest left alone. A
-    damaged built-in model file is built again."""
+    again by the next run (and what reads them after them), the rest left alone; so is
+    a viewer whose thumbnail was removed. A damaged built-in model file is built again."""
 
     def tables():  # not the marks (a copy's are renewed), nor what holds a timestamp
         found = digests(results(work), "logs", "benchmarks")
@@ -536,12 +536,17 @@ def test_a_table_removed_cut_or_edited_by_hand_is_made_again(work):
         "metric rows removed": lambda: (metrics / "fid.csv").write_text(
             (metrics / "fid.csv").read_text().splitlines(True)[0]
         ),
+        "viewer thumbnail removed": lambda: next(
+            (work / "results/report/thumbs").iterdir()
+        ).unlink(),
     }
+    thumbs = sorted(p.name for p in (work / "results/report/thumbs").iterdir())
     for what, damage in damages.items():
         damage()
         assert not nothing_to_do(snakemake(work, "-n", *ARGS)), what
         snakemake(work, *ARGS)
         assert tables() == before, what
+        assert sorted(p.name for p in (work / "results/report/thumbs").iterdir()) == thumbs
         assert nothing_to_do(snakemake(work, "-n", *ARGS)), what
     checkpoint = Path(builtin_paths(str(work / "resources"), "tiny-sdxl")[0])
     data = checkpoint.read_bytes()

@@ -403,3 +403,24 @@ def test_custom_prompt_experiments_are_shown_and_quick_runs_have_their_own_viewe
     assert (quick / unquote(sweep["files"]["results.csv"])).resolve() == (
         results / "quick" / "sweep" / "results.csv"
     ).resolve()
+
+
+def test_a_viewer_missing_a_thumbnail_or_script_is_found(tmp_path):
+    """Thumbnails, pixel copies and scripts are not Snakemake outputs of the viewer: one
+    removed by hand is found (the run then makes the viewer again)."""
+    import json
+
+    from t2ibench.report.thumbnails import files_missing
+    from t2ibench.report.viewer import ASSET_FILES
+
+    assert not files_missing(tmp_path)  # no viewer yet: nothing is missing from it
+    key = "0" * 20
+    for name in ("index.html", *ASSET_FILES, f"thumbs/{key}.webp", f"px/{key}.js"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "cache.json").write_text(json.dumps({key: {"width": 64}}))
+    assert not files_missing(tmp_path)
+    for name in (f"thumbs/{key}.webp", f"px/{key}.js", "viewer.js"):
+        (tmp_path / name).unlink()
+        assert files_missing(tmp_path), name
+        (tmp_path / name).write_text("x")

@@ -174,3 +174,19 @@ def attach_sizes(experiment: dict, sizes: dict[str, dict]) -> None:
         image["px"] = key if info else None
         image["size"] = [info["w"], info["h"]] if info else None
         image["copy"] = [info["pw"], info["ph"], info["lossless"]] if info else None
+
+
+def files_missing(out_dir: str | Path) -> bool:
+    """True when a built viewer lacks a file it uses: a thumbnail or pixel copy that
+    cache.json names, or one of its scripts and style sheets (removed by hand: the
+    viewer's own outputs, index.html and data.js, are still there)."""
+    from t2ibench.report.viewer import ASSET_FILES
+
+    out_dir = Path(out_dir)
+    if not (out_dir / "index.html").is_file():
+        return False  # not built: the viewer job makes it all
+    build = Build(out_dir, 0, 0)
+    keys = load_cache(out_dir / "cache.json")
+    return any(not (out_dir / name).is_file() for name in ASSET_FILES) or any(
+        not (thumb_path(build, key).is_file() and pixels_path(build, key).is_file()) for key in keys
+    )
