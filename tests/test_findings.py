@@ -176,6 +176,11 @@ def test_one_checkpoint_under_two_names_gives_no_finding(tmp_path):
     assert {f["verdict"] for f in found["findings"]} == {"no difference detected"}
     assert all(f["difference"] == 0 and f["p_value"] == 1 for f in found["findings"])
     assert all("the same score on every prompt" in f["sentence"] for f in found["findings"])
+    [same] = found["same_images"]  # the same pixels (the PNGs' metadata names the model)
+    assert (same["model"], same["reference"], same["pairs"]) == ("two", "one", 8)
+    text = (work / "results" / "baseline" / "findings.md").read_text()
+    assert "## Same images" in text and "two and one made the same images: all 8" in text
+    assert "Same images" in (work / "results" / "baseline" / "index.html").read_text()
 
 
 def test_one_prompt_is_not_tested_and_old_tables_are_refused(tmp_path):
@@ -215,3 +220,18 @@ def test_findings_md_keeps_config_text_as_text_and_the_banner_names_the_experime
     reasons = demo_reasons(config, experiment_models(meta))
     assert reasons == ["model a is a built-in tiny model"]
     assert len(demo_reasons(config)) == 2 and experiment_models({}) is None
+
+
+def test_arms_with_the_same_images_are_said_first():
+    same = [{"comparison": "cell vs reference cell", "model": "m", "cell": "shift-4.0",
+             "reference": "shift-3.0", "pairs": 12}]  # fmt: skip
+    found = findings.build(pd.DataFrame([row()]), META, SETTINGS, {}, "", same=same)
+    [item] = found["same_images"]
+    assert item["sentence"] == (
+        "shift=4.0 and shift=3.0 on m made the same images: all 12 pairs (prompt, seed) have "
+        "the same pixels, so every metric scores them the same; the setting changes nothing "
+        "here."
+    )
+    text = findings.markdown(found)
+    assert text.index("## Same images") < text.index("## Differences")
+    assert findings.build(pd.DataFrame([row()]), META, SETTINGS, {}, "")["same_images"] == []

@@ -28,6 +28,7 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
     with logged(log_path, outputs.md):
         from t2ibench.errors import InputError
         from t2ibench.report import cost
+        from t2ibench.report.same_images import same_image_arms
 
         comparisons = pd.read_csv(inputs["comparisons"])
         missing = {"sd", "few_prompts"} - set(comparisons.columns)
@@ -56,7 +57,10 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
                 (Path(outputs.md).parent / stale).unlink(missing_ok=True)
         rounds = inputs.get("rounds")
         sequential = json.loads(Path(rounds).read_text(encoding="utf-8")) if rounds else None
-        found = words.build(comparisons, meta, settings, directions, warning, spent, sequential)
+        same = same_image_arms(results, plan, experiment, comparisons)
+        found = words.build(
+            comparisons, meta, settings, directions, warning, spent, sequential, same
+        )
         found["human"] = {"sentences": people["sentences"]} if people else None
         write_json(outputs.json, found)
         write_text(outputs.md, words.markdown(found))

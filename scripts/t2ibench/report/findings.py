@@ -169,6 +169,20 @@ def _undetected(row, what: str, sample: str) -> str:
     )
 
 
+def same_sentence(item: dict, metadata: dict) -> str:
+    """A comparison whose images are all the same PNGs, in words."""
+    this, other, place = _subject(item, metadata)
+    what = (
+        "the setting changes nothing here"
+        if item["comparison"] == "cell vs reference cell"
+        else "the two models give the same images here"
+    )
+    return (
+        f"{this} and {other}{place} made the same images: all {item['pairs']} pairs "
+        f"(prompt, seed) have the same pixels, so every metric scores them the same; {what}."
+    )
+
+
 def build(
     comparisons,
     metadata: dict,
@@ -177,9 +191,11 @@ def build(
     warning: str,
     cost=None,
     sequential=None,
+    same=None,
 ) -> dict:
     """The findings of one experiment (findings.json's content); `sequential` is a
-    sequential experiment's rounds.json (t2ibench.report.stopping)."""
+    sequential experiment's rounds.json (t2ibench.report.stopping); `same`, the
+    comparisons whose images are the same PNGs (t2ibench.report.same_images)."""
     method, alpha = settings["adjust"], settings["alpha"]
     margins = settings.get("margins") or {}
     frame = stopping.apply(classify(comparisons, directions, margins, alpha, method), sequential)
@@ -213,6 +229,7 @@ def build(
         + (", the deciding metrics' by the sequential looks)" if sequential else ")"),
         "few_prompts": few,
         "note": FEW_NOTE if few else "",
+        "same_images": [{**item, "sentence": same_sentence(item, metadata)} for item in same or []],
         "findings": rows,
         "cells": metadata.get("cells") or {},  # their values label them in findings.md
         "disagreements": disagreements(rows, metadata),
@@ -298,6 +315,8 @@ def markdown(found: dict) -> str:
     lines += [f"{found['headline']}; {method['tests']}.", ""]
     if found["note"]:
         lines += [found["note"], ""]
+    if found.get("same_images"):
+        lines += ["## Same images", "", *[f"- {i['sentence']}" for i in found["same_images"]], ""]
     for title, verdicts in [
         ("Differences", ("better", "worse")),
         ("Equivalent within the margin", ("equivalent",)),

@@ -169,6 +169,8 @@ def findings_section(found: dict) -> str:
     parts = [f"<h2>Findings</h2><p>{html.escape(found.get('headline', ''))}.</p>"]
     if found.get("note"):
         parts.append(f"<p class=note>{html.escape(found['note'])}</p>")
+    if found.get("same_images"):
+        parts.append(f"<h3>Same images</h3><ul>{items(found['same_images'])}</ul>")
     if decided:
         parts.append(f"<ul>{items(decided)}</ul>")
     equivalent = [r for r in rows if r["verdict"] == "equivalent"]

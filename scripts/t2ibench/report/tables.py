@@ -193,10 +193,9 @@ def comparison_pairs(results, plan: Plan, experiment: str):
     """Each comparison of an experiment's results: (metric, keys, this, reference, kind,
     model, cell, reference name), the rows of the compared and the reference images of
     the metric, to be matched on `keys`: each cell against the reference cell (per
-    model), each model against the first model (per cell)."""
-    exp = plan.experiments[experiment]
-    reference_cell = exp.experiment.reference
-    first_model = exp.models[0]
+    model), each model against the first model (per cell; same_images.compared_arms)."""
+    from t2ibench.report.same_images import compared_arms
+
     if results.empty:
         return
     clean = results[results["image_flag"].fillna("") == ""]
@@ -208,26 +207,10 @@ def comparison_pairs(results, plan: Plan, experiment: str):
         data = clean.dropna(subset=[metric]).drop_duplicates(["model", "cell", *keys])
         if data.empty:  # e.g. LPIPS diversity with one image per prompt
             continue
-        for model in exp.models:
-            ref = data[(data.model == model) & (data.cell == reference_cell)]
-            for cell in exp.experiment.cell_names:
-                if cell != reference_cell:
-                    this = data[(data.model == model) & (data.cell == cell)]
-                    yield (
-                        metric,
-                        keys,
-                        this,
-                        ref,
-                        "cell vs reference cell",
-                        model,
-                        cell,
-                        (reference_cell),
-                    )
-        for cell in exp.experiment.cell_names:
-            ref = data[(data.model == first_model) & (data.cell == cell)]
-            for model in exp.models[1:]:
-                this = data[(data.model == model) & (data.cell == cell)]
-                yield metric, keys, this, ref, "model vs first model", model, cell, first_model
+        for kind, model, cell, ref_model, ref_cell, reference in compared_arms(plan, experiment):
+            this = data[(data.model == model) & (data.cell == cell)]
+            ref = data[(data.model == ref_model) & (data.cell == ref_cell)]
+            yield metric, keys, this, ref, kind, model, cell, reference
 
 
 def comparisons_frame(results, plan: Plan, experiment: str):
