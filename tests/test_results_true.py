@@ -521,7 +521,7 @@ def test_a_table_removed_cut_or_edited_by_hand_is_made_again(work):
     again by the next run (and what reads them after them), the rest left alone; so is
     a viewer whose thumbnail was removed. A damaged built-in model file is built again."""
 
-    def tables():  # not the marks (a copy's are renewed), nor what holds a timestamp
+    def tables():  # not the marks (made anew with each file), nor what holds a timestamp
         found = digests(results(work), "logs", "benchmarks")
         stamped = {"metadata.json", "index.html"}
         return {k: v for k, v in found.items() if k not in stamped and Path(k).name[0] != "."}

@@ -186,12 +186,12 @@ def record_made(output: str | Path, settings=None) -> None:
 
 def changed_outputs(folder: str, settings: dict | None = None) -> list[str]:
     """The files in `folder` that are no longer what their job made: removed, cut,
-    edited or replaced since (by size and time, then by sha256: a copy that only lost
-    its times is the same file, and its mark is brought up to date), or, for a file
+    edited or replaced since (by size and time, then by sha256: a file that only got
+    another time, a copy or one Snakemake touched, is the same file), or, for a file
     named in `settings` (name -> settings_digest of what it would be made with now), made with
     other settings: Snakemake's record of a job's params is in .snakemake/, which a
     copied or moved results folder does not bring. A mark that cannot be read counts as
-    changed. Paths as `folder` spells them."""
+    changed. Nothing is written (dry runs call it too). Paths as `folder` spells them."""
     found = []
     directory = Path(folder)
     if not directory.is_dir():
@@ -208,8 +208,7 @@ def changed_outputs(folder: str, settings: dict | None = None) -> list[str]:
             if (stat.st_size, stat.st_mtime_ns) == (entry["size"], entry["mtime_ns"]):
                 continue
             if stat.st_size == entry["size"] and _sha256(path) == entry["sha256"]:
-                record_made(path)
-                continue
+                continue  # only its time changed (Snakemake touches some outputs)
         except (OSError, ValueError, KeyError, TypeError):
             pass
         found.append(f"{folder}/{path.name}")
