@@ -26,9 +26,9 @@ from t2ibench.generate import stop_chunks_on_interrupt
 from t2ibench.io import changed_outputs, settings_digest, unfinished_outputs
 from t2ibench.metrics import registry
 from t2ibench.models.checks import check_checkpoint
-from t2ibench.report.thumbnails import files_missing
 from t2ibench.models.families import base_configs
 from t2ibench.report.tables import FORMAT as TABLES_FORMAT
+from t2ibench.report.thumbnails import files_missing
 from t2ibench.models.registry import BUILTIN_FOLDER, BUILTIN_FOLDER_IDS, BUILTIN_IDS
 from t2ibench.models.registry import builtin_dir
 

@@ -177,10 +177,11 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         cells = explicit_cells(where, data["cells"], gen_schema)
         axes = list(dict.fromkeys(a for c in cells for a in c.values))
     check_unique_names(where, cells)
-    for key in sorted({k for cell in cells for k in cell.settings} & set(settings)):
+    both = sorted({k for cell in cells for k in cell.settings} & set(settings))
+    if both:
         raise InputError(
-            f"{where}: key 'settings.{key}': also set by the cells (a variable or a cell "
-            "sets it); set it in one place"
+            f"{where}: key 'settings.{both[0]}': also set by the cells (a variable or a "
+            "cell sets it); set it in one place"
         )
     prompts = None
     if "prompts" in data:

@@ -9,6 +9,7 @@ the mode.)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -141,6 +142,7 @@ def unfinished_outputs(folder: str) -> list[str]:
 
 
 MADE = ".made"
+MADE_LIMIT = 256 << 20  # larger files (downloaded weights) have checks of their own
 
 
 def made_mark(output: str | Path) -> Path:
@@ -151,8 +153,6 @@ def made_mark(output: str | Path) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -160,13 +160,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-MADE_LIMIT = 256 << 20  # larger files (downloaded weights) have checks of their own
-
-
 def settings_digest(settings) -> str:
     """A digest of what a file was made with (a job's settings, as JSON)."""
-    import hashlib
-
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -97,6 +97,7 @@ def _image_reward(plan):
     from t2ibench.metrics.image_reward import ImageRewardScorer
 
     section, device, resources, where = _context(plan, "image_reward")
+    _check_image_reward(section)
     weights, tokenizer = section["weights"], section["tokenizer"]
     architecture = section["architecture"]
     if is_builtin(weights):
@@ -104,11 +105,6 @@ def _image_reward(plan):
         weights = str(folder / "ImageReward.pt")
         tokenizer = tokenizer or str(folder / "tokenizer")
         architecture = architecture or str(ROOT / "config/metrics/image-reward-tiny.json")
-    if not tokenizer:
-        raise InputError(
-            f"config key '{where}.tokenizer': empty; expected a bert-base-uncased "
-            "tokenizer folder (ImageReward's BLIP text encoder uses it)"
-        )
     kwargs = {"architecture": architecture} if architecture else {}
     return ImageRewardScorer(
         weights, tokenizer, device=device, batch_size=section["batch_size"], **kwargs

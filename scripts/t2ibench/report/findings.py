@@ -170,7 +170,7 @@ def _undetected(row, what: str, sample: str) -> str:
 
 
 def same_sentence(item: dict, metadata: dict) -> str:
-    """A comparison whose images are all the same PNGs, in words."""
+    """A comparison whose images all have the same pixels, in words."""
     this, other, place = _subject(item, metadata)
     what = (
         "the setting changes nothing here"
@@ -195,7 +195,7 @@ def build(
 ) -> dict:
     """The findings of one experiment (findings.json's content); `sequential` is a
     sequential experiment's rounds.json (t2ibench.report.stopping); `same`, the
-    comparisons whose images are the same PNGs (t2ibench.report.same_images)."""
+    comparisons whose images have the same pixels (t2ibench.report.same_images)."""
     method, alpha = settings["adjust"], settings["alpha"]
     margins = settings.get("margins") or {}
     frame = stopping.apply(classify(comparisons, directions, margins, alpha, method), sequential)

@@ -158,8 +158,11 @@ def _describe(row: dict, metric: str, values, prompts=None) -> None:
 
     present = values.notna()
     values = values[present].astype(float)
-    row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
-    if prompts is not None and len(values):
+    if not len(values):
+        row[f"{metric}_mean"] = float("nan")
+    elif prompts is None:
+        row[f"{metric}_mean"] = values.mean()
+    else:
         row[f"{metric}_mean"] = float(prompt_means(values, prompts[present]).mean())
     row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
     row[f"{metric}_n"] = len(values)
