@@ -56,10 +56,12 @@ onstart:
 
 
 onsuccess:
+    quick_exit.stop_scheduler_timers()
     if MAIN_PROCESS:
         preflight.end_run(PLAN, ANALYSIS, ok=True)
 
 
 onerror:
+    quick_exit.stop_scheduler_timers()
     if MAIN_PROCESS:
         preflight.end_run(PLAN, ANALYSIS, ok=False)

@@ -13,6 +13,7 @@ from t2ibench import (
     human,
     look_chain,
     preflight,
+    quick_exit,
     rounds,
     steps,
     verdict_steps,
@@ -67,6 +68,7 @@ console.setup_logging()
 # Cluster jobs, and the subprocesses of jobs run outside threads, make their own
 # targets only: the plan summary is the main process's.
 MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
+quick_exit.freeze_at_exit()
 if MAIN_PROCESS and human.foreign(VOTES, PLAN.experiments):
     console.log.warning("%s", human.foreign(VOTES, PLAN.experiments))
 
