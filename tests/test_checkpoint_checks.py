@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import struct
+import time
 
 import pytest
 import torch
@@ -199,3 +200,56 @@ def test_sha256_cache_survives_a_corrupt_cache_file(valid, tmp_path):
 def test_sha256_of_a_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="absent.safetensors"):
         sha256_file(tmp_path / "absent.safetensors")
+
+
+def test_a_folders_digest_is_its_content_files_paths_and_digests(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    (folder / "unet" / "w.safetensors").write_bytes(b"w" * 100)
+    (folder / "README.md").write_text("notes")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x.json").write_text("{}")
+    expected = hashlib.sha256(
+        "".join(
+            f"{name}\0{hashlib.sha256(data).hexdigest()}\n"
+            for name, data in [("model_index.json", b"{}"), ("unet/w.safetensors", b"w" * 100)]
+        ).encode()
+    ).hexdigest()
+    cache_file = tmp_path / "sha256.json"
+    calls = []
+    real_stream = checks._sha256_stream
+    monkeypatch.setattr(checks, "_sha256_stream", lambda p: calls.append(p) or real_stream(p))
+    assert checks.model_digest(folder, cache_file) == expected
+    assert checks.model_digest(folder, cache_file) == expected
+    assert len(calls) == 2  # each content file once; the second call reads the cache
+    assert (
+        checks.model_digest(folder / "unet" / "w.safetensors")
+        == hashlib.sha256(b"w" * 100).hexdigest()
+    )
+
+
+def test_a_built_in_folder_built_twice_has_one_digest(tmp_path):
+    """What keeps images done when resources/ is cleaned and a built-in folder is made
+    again: the builder writes the same bytes."""
+    from t2ibench.models.zimage import save_tiny_zimage
+
+    save_tiny_zimage(tmp_path / "a")
+    save_tiny_zimage(tmp_path / "b")
+    assert len(checks.folder_files(tmp_path / "a")) > 3
+    assert checks.sha256_folder(tmp_path / "a") == checks.sha256_folder(tmp_path / "b")
+
+
+def test_a_same_size_file_put_back_with_the_old_time_is_hashed_again(tmp_path):
+    """`cp -p` or `touch -r` of other weights of the same size: size and mtime match the
+    cache entry, the ctime does not."""
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 64)
+    cache_file = tmp_path / "sha256.json"
+    first = sha256_file(path, cache_file)
+    stat = path.stat()
+    time.sleep(0.05)  # the kernel's file times move in ticks of a few milliseconds
+    path.write_bytes(b"b" * 64)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns and path.stat().st_size == stat.st_size
+    assert sha256_file(path, cache_file) == hashlib.sha256(b"b" * 64).hexdigest() != first

@@ -190,3 +190,64 @@ def test_png_helpers(tmp_path):
     assert file_sha256(path) == file_sha256(str(path))
     path.write_bytes(png_bytes()[:-1])
     assert not is_complete_png(path, path.stat().st_size)
+
+
+def folder_model_image(base_config):
+    """(plan, job, folder, image): a built-in folder model's image whose record names
+    the folder's digest, as a generation job writes it."""
+    from t2ibench.models.checks import sha256_folder
+
+    config = {**base_config, "models": [{"name": "z", "source": "builtin:tiny-zimage"}]}
+    plan = build_plan(validate_config(config))
+    folder = Path(plan.models["z"].checkpoint)
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "model_index.json").write_text('{"_class_name": "ZImagePipeline"}')
+    (folder / "transformer" / "weights.safetensors").write_bytes(b"weights")
+    job = plan.jobs[0]
+    image = write_image(plan, job)
+    record = json.loads(image.with_suffix(".json").read_text())
+    record["model_sha256"] = sha256_folder(folder)
+    image.with_suffix(".json").write_text(json.dumps(record))
+    return plan, job, folder, image
+
+
+def test_a_model_folder_made_again_the_same_outdates_nothing(base_config):
+    """A built-in folder removed with resources/ and made again, or a folder copied:
+    newer files with the same content leave the image done. Notes and caches beside the
+    weights do not count."""
+    plan, job, folder, image = folder_model_image(base_config)
+    weights = folder / "transformer" / "weights.safetensors"
+    new = image.stat().st_mtime + 100
+    for path in (folder / "model_index.json", weights):
+        path.write_bytes(path.read_bytes())
+        os.utime(path, (new, new))
+    (folder / "README.md").write_text("notes")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "lock").write_text("")
+    os.utime(folder, (new, new))
+    assert state(plan, job).state == DONE
+
+
+def test_weights_changed_inside_a_model_folder_outdate_the_image(base_config):
+    """Before, only model_index.json's time counted: weights replaced inside the folder
+    (with any time) went unseen."""
+    plan, job, folder, image = folder_model_image(base_config)
+    weights = folder / "transformer" / "weights.safetensors"
+    old = image.stat().st_mtime - 1000
+    weights.write_bytes(b"other weights")
+    os.utime(weights, (old, old))
+    assert state(plan, job).reason == MODEL_CHANGED
+    weights.write_bytes(b"weights")
+    weights.rename(folder / "transformer" / "renamed.safetensors")
+    assert state(plan, job).reason == MODEL_CHANGED
+
+
+def test_a_folder_record_without_a_digest_is_compared_by_time(base_config):
+    plan, job, folder, image = folder_model_image(base_config)
+    record = json.loads(image.with_suffix(".json").read_text())
+    del record["model_sha256"]
+    image.with_suffix(".json").write_text(json.dumps(record))
+    assert state(plan, job).state == DONE
+    new = image.stat().st_mtime + 100
+    os.utime(folder, (new, new))  # a built-in's rule output is the folder
+    assert state(plan, job).reason == MODEL_NEWER

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
 from PIL import Image
+
+from t2ibench.models.registry import BUILTIN_FOLDER
 
 from workflow_helpers import make_workdir, snakemake, tiny_sdxl_models, write_config
 
@@ -399,6 +402,14 @@ def test_zimage_beside_sdxl_and_a_shift_change(tmp_path):
     snakemake(work, "--configfile", "test-config.yaml")
     assert all(p.stat().st_mtime_ns != before[p][0] for p in z_images)
     assert all(p.read_bytes() != before[p][1] for p in z_images)  # another shift, new image
+
+    # resources/ cleaned: the built-in folder is made again, the same, for the one image
+    # missing; the others stay done (compared by the folder's content, not its time).
+    shutil.rmtree(work / "resources" / BUILTIN_FOLDER / "tiny-zimage")
+    z_images[0].unlink()
+    snakemake(work, "generate", "--configfile", "test-config.yaml")
+    dry = snakemake(work, "generate", "-n", "--configfile", "test-config.yaml")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
 
 
 def test_findings_are_written_and_shown_first(finished_run):

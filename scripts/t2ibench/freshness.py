@@ -154,37 +154,40 @@ class Freshness:
     def model_changed(self, model: str, record: dict, image_mtime: float) -> str:
         """Why the model is not the one the image was made with, or "".
 
-        A single-file checkpoint whose sha256 the record names is compared by content
-        (its digest is cached by path, size and mtime, so it is read again only when the
+        A checkpoint whose digest the record names, a single file's sha256 or a folder's
+        digest of its files (models.checks.model_digest), is compared by content (each
+        file's digest is cached by path, size and times, so it is read again only when the
         file's stat changed): weights swapped for others, even with an older time (`cp
-        -p`, `rsync -a`, a tar), outdate the image; a file touched or copied unchanged
-        does not. Other models (diffusers folders, a separate VAE) are compared by time.
+        -p`, `rsync -a`, a tar), outdate the image; a file touched, copied unchanged or a
+        built-in folder made again the same does not. A separate VAE, and records without
+        a digest (folders' records before they had one), are compared by time.
         """
         spec = self.plan.models[model]
         recorded = record.get("model_sha256")
-        single = spec.kind != "diffusers" and Path(spec.checkpoint).is_file()
-        if recorded and single:
+        if recorded and self._checkpoint_there(spec):
             if self.model_sha(model) != recorded:
                 return MODEL_CHANGED
             if not spec.vae:
                 return ""
-            # the checkpoint matched: only the VAE's files' times count
-            others = [
-                f for f in spec.input_files
-                if f != spec.checkpoint and not (spec.shared_config and f == spec.config_dir)
-            ]  # fmt: skip
-            newer = any(os.path.exists(f) and os.stat(f).st_mtime > image_mtime for f in others)
+            # the checkpoint matched: only the VAE's time counts
+            newer = os.path.exists(spec.vae) and os.stat(spec.vae).st_mtime > image_mtime
             return MODEL_NEWER if newer else ""
         return MODEL_NEWER if self.model_mtime(model) > image_mtime else ""
 
+    @staticmethod
+    def _checkpoint_there(spec) -> bool:
+        """A file, or a folder with its model_index.json (a built-in not made yet is not)."""
+        path = Path(spec.checkpoint)
+        return path.is_file() or (path / "model_index.json").is_file()
+
     def model_sha(self, model: str) -> str:
-        """The checkpoint's sha256 (read once per instance, cached across runs)."""
-        from t2ibench.models.checks import sha256_file, sha_cache
+        """The checkpoint's digest (read once per instance, cached across runs)."""
+        from t2ibench.models.checks import model_digest, sha_cache
 
         if model not in self._model_sha:
             cache = sha_cache(self.plan.config["resources_dir"])
             spec = self.plan.models[model]
-            self._model_sha[model] = sha256_file(Path(spec.checkpoint), cache)
+            self._model_sha[model] = model_digest(Path(spec.checkpoint), cache)
         return self._model_sha[model]
 
     def state(self, job: ImageJob) -> ImageState:

@@ -79,16 +79,20 @@ def library_versions() -> dict:
     }
 
 
-def encode_png(image, settings: dict, model_sha256: str, prediction_reason: str = "") -> bytes:
+def encode_png(
+    image, settings: dict, model_sha256: str, prediction_reason: str = "", model_hash: bool = True
+) -> bytes:
     """The PNG file's bytes, with the parameters as PNG text; no timestamps, so re-runs
     are byte-identical.
 
-    `prediction_reason` says why the prediction type was chosen (config, name, key).
+    `prediction_reason` says why the prediction type was chosen (config, name, key);
+    `model_hash`: the infotext names `model_sha256` as A1111's model hash (a single file's,
+    not a folder's digest).
     """
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    info.add_itxt("parameters", format_infotext(settings, model_sha256))
+    info.add_itxt("parameters", format_infotext(settings, model_sha256 if model_hash else ""))
     meta = {
         **settings,
         "model_sha256": model_sha256,

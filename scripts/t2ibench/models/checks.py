@@ -141,7 +141,7 @@ def _read_cache(cache_file: Path) -> dict:
 
 
 def _cached_digest(entry: object, stamp: dict) -> str | None:
-    """The cached digest while the file's size and mtime still match, else None."""
+    """The cached digest while the file's stamp (size, times) still matches, else None."""
     if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in stamp.items()):
         return None
     digest = entry.get("sha256")
@@ -163,21 +163,76 @@ def sha_cache(resources_dir: str | Path) -> Path:
 def sha256_file(path: Path, cache_file: Path | None = None) -> str:
     """The file's sha256, streamed (checkpoints are gigabytes).
 
-    With ``cache_file``, a digest is reused while the file's resolved path, size and
-    mtime_ns are unchanged, so a multi-gigabyte checkpoint is hashed once, not per run.
+    With ``cache_file``, a digest is reused while the file's resolved path, size, mtime_ns
+    and ctime_ns are unchanged, so a multi-gigabyte checkpoint is hashed once, not per run.
+    The ctime is what tells a file replaced by one of the same size whose time was kept
+    (`cp -p`, `rsync -a`, `touch -r`): a copy cannot set it.
     Two processes updating the cache at once may drop one entry; it is then recomputed.
     """
     path = Path(path)
     _require_file(path)
     if cache_file is None:
         return _sha256_stream(path)
-    stat = path.stat()
-    key = str(path.resolve())
-    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     cache = _read_cache(Path(cache_file))
-    digest = _cached_digest(cache.get(key), stamp)
-    if digest is None:
-        digest = _sha256_stream(path)
-        cache[key] = {**stamp, "sha256": digest}
+    digest, computed = _digest_with(cache, path)
+    if computed:
         _write_cache(Path(cache_file), cache)
     return digest
+
+
+# Not a model's content: notes, licences, sample pictures (a hub repository has them).
+_NOT_CONTENT = (".md", ".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """A model folder's files that are its content: weights, configs and tokenizer files
+    (links followed); names starting with "." (caches, lock files) and notes, licences and
+    pictures are left out."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            suffix = Path(name).suffix.lower()
+            if name.startswith(".") or not suffix or suffix in _NOT_CONTENT:
+                continue
+            found.append(Path(root) / name)
+    return found
+
+
+def sha256_folder(folder: Path, cache_file: Path | None = None) -> str:
+    """A model folder's digest: the sha256 of each content file's path in the folder and
+    its own sha256 (cached as a single file's), so that a folder written again the same
+    keeps its digest and one whose weights changed does not, whatever the files' times."""
+    folder = Path(folder)
+    cache = _read_cache(Path(cache_file)) if cache_file else {}
+    computed = False
+    digest = hashlib.sha256()
+    for path in folder_files(folder):
+        file_digest, new = _digest_with(cache, path)
+        computed |= new
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_digest}\n".encode())
+    if computed and cache_file:
+        _write_cache(Path(cache_file), cache)
+    return digest.hexdigest()
+
+
+def model_digest(checkpoint: Path, cache_file: Path | None = None) -> str:
+    """A single file's sha256, or a model folder's digest (sha256_folder)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        return sha256_folder(checkpoint, cache_file)
+    return sha256_file(checkpoint, cache_file)
+
+
+def _digest_with(cache: dict, path: Path) -> tuple[str, bool]:
+    """The file's sha256 from `cache` while its resolved path, size, mtime_ns and
+    ctime_ns match, else computed and put in `cache`; and whether it was computed."""
+    stat = path.stat()
+    key = str(path.resolve())
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
+    digest = _cached_digest(cache.get(key), stamp)
+    if digest is not None:
+        return digest, False
+    digest = _sha256_stream(path)
+    cache[key] = {**stamp, "sha256": digest}
+    return digest, True
