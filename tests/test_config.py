@@ -264,3 +264,13 @@ def test_a_models_dir_without_checkpoints_is_named(base_config, tmp_path):
     config = with_changes(base_config, models=[], models_dir=str(empty))
     with pytest.raises(InputError, match=r"'models_dir': .+checkpoints holds no \.safetensors"):
         build_plan(validate_config(config))
+
+
+def test_a_profiles_images_per_job_is_a_default_the_config_file_overrides(base_config):
+    """profiles/slurm's `default_images_per_job=50` (a --config value, which beats the
+    config file) gives chunks of 50 only where the config sets no images_per_job."""
+    assert validate_config({**base_config, "default_images_per_job": 50})["images_per_job"] == 50
+    own = {**base_config, "default_images_per_job": 50, "images_per_job": 64}
+    own["generation"] = {**base_config["generation"], "batch_size": 64}
+    assert validate_config(own)["images_per_job"] == 64
+    assert validate_config(base_config)["images_per_job"] == 1

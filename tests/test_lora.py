@@ -449,9 +449,9 @@ def test_lora_epochs_by_strengths_sweep_end_to_end(model, tmp_path, resources):
     assert (cell["name"], cell["weight"]) == ("epoch-10", 0.5) and len(cell["sha256"]) == 64
 
 
-def test_a_lora_of_another_family_is_refused_before_the_run(tmp_path, resources):
+def test_a_lora_of_another_family_is_refused_before_the_run(tmp_path, resources, base_config):
     """A FLUX LoRA on an SDXL model and an SDXL LoRA on a FLUX model: their keys name
-    none of the model's blocks, which the plan says in one line."""
+    none of the model's blocks, which the plan says in one line, naming the model."""
     flux_lora = lora_files("tiny-flux-dev", resources, tmp_path)["kohya-1"]
     sdxl_lora = lora_files("tiny-sdxl", resources, tmp_path)["peft-1"]
     for model, file, label in [
@@ -462,3 +462,10 @@ def test_a_lora_of_another_family_is_refused_before_the_run(tmp_path, resources)
         with pytest.raises(InputError, match=f"is not a LoRA of {label} models"):
             lora.resolve(file, 1.0, "config key 'generation.lora'", None, family)
         assert lora.resolve(file, 1.0, "x", None)["weight"] == 1.0  # fine on its own
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    config = dict(base_config, resources_dir=resources)
+    config["generation"] = {**base_config["generation"], "lora": str(flux_lora)}
+    with pytest.raises(InputError, match=r"key 'lora' \(model 'tiny'\): .+ not a LoRA of"):
+        build_plan(validate_config(config))

@@ -30,6 +30,58 @@ def test_options_are_in_the_settings_only_when_set(base_config):
     assert "compile" not in settings
 
 
+def with_models(base_config, gen=None, memory=None, **models):
+    config = {**base_config, "models": [{"name": n, "source": s} for n, s in models.items()]}
+    config["generation"] = {**base_config["generation"], **(gen or {})}
+    if memory:
+        config["memory"] = memory
+    return build_plan(validate_config(config))
+
+
+def test_an_attention_backend_is_a_setting_of_transformer_models_only(base_config):
+    plan = with_models(
+        base_config, {"attention": "_native_math"}, z="builtin:tiny-zimage", s="builtin:tiny-sdxl"
+    )
+    by_model = {job.model: plan.settings(job) for job in plan.jobs}
+    assert by_model["z"]["attention"] == "_native_math"
+    assert "attention" not in by_model["s"]  # a UNet: SDPA whatever the config says
+    # null and native are diffusers' default: images made before the option stay done.
+    for gen in ({"attention": "native"}, {}):
+        plan = with_models(base_config, gen, z="builtin:tiny-zimage")
+        assert "attention" not in plan.settings(plan.jobs[0])
+    # memory.attention (hardware profiles) fills it where generation.attention is null.
+    plan = with_models(base_config, memory={"attention": "flex"}, z="builtin:tiny-zimage")
+    assert plan.settings(plan.jobs[0])["attention"] == "flex"
+    plan = with_models(
+        base_config, {"attention": "_native_math"}, {"attention": "flex"}, z="builtin:tiny-zimage"
+    )
+    assert plan.settings(plan.jobs[0])["attention"] == "_native_math"
+
+
+def test_options_a_family_or_machine_cannot_take_are_refused_when_the_plan_is_built(
+    base_config, monkeypatch
+):
+    with pytest.raises(InputError, match="fuse_qkv': model 'z' \\(Z-Image\\): its transformer"):
+        with_models(base_config, {"fuse_qkv": True}, z="builtin:tiny-zimage")
+    with_models(base_config, {"fuse_qkv": True}, s="builtin:tiny-sdxl")  # SDXL has them
+    monkeypatch.setitem(speed.ATTENTION_PACKAGES, "sage", "no_such_package_here")
+    with pytest.raises(InputError, match="attention': backend 'sage' needs the no_such_package"):
+        with_models(base_config, {"attention": "sage"}, z="builtin:tiny-zimage")
+
+
+def test_an_attention_backend_can_be_an_experiments_axis(base_config, tmp_path):
+    experiment = tmp_path / "attention.yaml"
+    experiment.write_text(
+        "name: attention\ndescription: two backends\nfamilies: [zimage]\n"
+        "variables: {attention: [native, _native_math]}\n"
+    )
+    config = {**base_config, "models": [{"name": "z", "source": "builtin:tiny-zimage"}]}
+    config["experiments"] = [str(experiment)]
+    plan = build_plan(validate_config(config))
+    cells = {plan.settings(j).get("attention") for j in plan.jobs if j.experiment == "attention"}
+    assert cells == {None, "_native_math"}
+
+
 @pytest.mark.parametrize("builtin_id", ["tiny-sdxl", "tiny-sd15", "tiny-flux-dev"])
 def test_fused_qkv_and_vae_dtype_run_on_the_cpu(builtin_id, resources):
     import torch

@@ -8,9 +8,10 @@ the prompt cache, PNGs and records written on the writer thread, as a chunk job 
 Per case: seconds per image in steady state (the first image is a warm-up), wall time
 from process start, peak GPU memory, the images' pixel differences against the loop's;
 then a profiler table of one engine image (where its time goes), and each speed option
-(t2ibench.speed, memory.attention) on a pipeline of its own: seconds per image and its
-pixel difference from the default. With `--zimage-config DIR` (a Z-Image-Turbo diffusers
-folder: its configs and tokenizer, no weights needed), the same for Z-Image at 9 steps.
+(t2ibench.speed, the attention backend among them) on a pipeline of its own: seconds per
+image and its pixel difference from the default. With `--zimage-config DIR` (a
+Z-Image-Turbo diffusers folder: its configs and tokenizer, no weights needed), the same for
+Z-Image at 9 steps.
 
 Prints a table and writes JSON (`--json`, default bench/out/gpu_bench.json). Meant to
 fit in 8 minutes on an H200; `--quick` times fewer images and options.
@@ -38,10 +39,10 @@ PROMPTS = [
     "a bowl of ramen on a wooden table, studio lighting",
 ]
 OPTIONS = [
-    ("fuse_qkv", {"fuse_qkv": True}, {}),
-    ("vae_upcast false", {"vae_upcast": False}, {}),
-    ("attention native math", {}, {"attention": "_native_math"}),
-    ("compile", {"compile": True}, {}),
+    ("fuse_qkv", {"fuse_qkv": True}),
+    ("vae_upcast false", {"vae_upcast": False}),
+    ("attention native math", {"attention": "_native_math"}),
+    ("compile", {"compile": True}),
 ]
 
 
@@ -297,21 +298,21 @@ def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
     print(result["profile"], flush=True)
     result["options"] = []
     chosen = OPTIONS[:2] if args.quick else OPTIONS
-    for label, settings, memory in chosen:
+    from t2ibench import speed
+    from t2ibench.models import families
+
+    for label, settings in chosen:
         if "compile" in settings and not args.device.startswith("cuda"):
             result["options"].append({"option": label, "skipped": "CUDA only"})
+            continue
+        if "attention" in settings and not families.get(family_name).attention_backends:
+            result["options"].append({"option": label, "skipped": "a UNet: SDPA as it is"})
             continue
         del pipe
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
         pipe = build_pipe(args, family_name, spec)
         try:
-            from t2ibench import speed
-            from t2ibench.devices import place_pipeline
-            from t2ibench.models import families
-
-            if memory:
-                place_pipeline(pipe, args.device, memory, families.get(family_name))
             speed.apply(pipe, settings, args.device, spec.name)
         except Exception as err:  # a refused option is a figure too
             result["options"].append({"option": label, "refused": str(err).splitlines()[0]})
@@ -328,8 +329,6 @@ def bench_model(args, root: Path, family_name: str, builtin: str) -> dict:
         result["options"].append(entry)
         print(json.dumps(entry), flush=True)
     result["batches"] = []
-    from t2ibench.models import families
-
     if families.get(family_name).batches:
         pipe = build_pipe(args, family_name, spec)
         for size in args.batch_sizes:

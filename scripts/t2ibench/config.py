@@ -276,6 +276,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         # The deepest-first best match names the most specific key.
         raise InputError(format_schema_error(jsonschema.exceptions.best_match(errors)))
     config = copy.deepcopy(config)
+    if config.get("images_per_job") is None and config.get("default_images_per_job"):
+        config["images_per_job"] = config["default_images_per_job"]  # a profile's
     _fill_defaults(config, schema)
     _check_semantics(config)
     return config
@@ -358,6 +360,8 @@ def _check_semantics(config: dict) -> None:
             )
         seen[name] = i
     check_metric_files(config["metrics"])
+    if config["generation"].get("attention") is None:  # memory.attention: the older spelling
+        config["generation"]["attention"] = config["memory"].get("attention")
     check_margins(config)
     check_generation(config["generation"], "config key 'generation.", config["max_pixels"])
     seeds = config["generation"]["seeds"] or []

@@ -122,23 +122,6 @@ def place_pipeline(pipe, device: str, memory: dict, family) -> None:
             pipe.enable_sequential_cpu_offload(gpu_id=gpu_id)
     else:
         pipe.to(device)
-    attention = memory.get("attention")
-    if attention and not family.attention_backends:
-        log.warning(
-            "memory.attention applies to transformer models; %s's %s uses PyTorch's "
-            "scaled_dot_product_attention as it is",
-            family.label,
-            family.denoiser,
-        )
-    elif attention:
-        denoiser = getattr(pipe, family.denoiser)
-        try:
-            denoiser.set_attention_backend(attention)
-        except Exception as err:  # a missing kernel package fails in many ways
-            raise InputError(
-                f"config key 'memory.attention': backend '{attention}' is not usable here "
-                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
-            ) from None
     encoder_device = memory.get("text_encoder_device")
     if encoder_device and family.text_encoder_device:  # encoding moves between devices
         pipe.text_encoder.to(resolve_device(encoder_device))

@@ -186,7 +186,7 @@ class Plan:
             **family.common_settings(gen, model.defaults),
             "seed": job.seed,
             "dtype": self.config["dtype"],
-            **speed.settings_of(gen),
+            **speed.settings_of(gen, family),
             **batching.settings_of(gen),
         }
 
@@ -199,7 +199,8 @@ class Plan:
         wanted = [(f, w, f"config key 'models' (model '{model.name}')") for f, w in model.loras]
         if gen.get("lora"):
             weight = 1.0 if gen.get("lora_weight") is None else gen["lora_weight"]
-            wanted.append((gen["lora"], weight, where or "config key 'generation.lora'"))
+            label = where or "config key 'generation.lora'"
+            wanted.append((gen["lora"], weight, f"{label} (model '{model.name}')"))
         out = []
         for file, weight, label in wanted:
             key = (file, weight, model.family)
@@ -238,6 +239,7 @@ def check_model_settings(model: ModelSpec, gen: dict, where: str, max_pixels: in
     checks, text-encoder layers, and the image size against max_pixels."""
     family = families.get(model.family)
     family.check_settings(gen, where)
+    speed.check(family, gen, where, model.name)
     if model.text_layers is not None:
         family.check_layers(gen, model.text_layers, model.name, where)
     size = family.common_settings(gen, model.defaults)

@@ -97,9 +97,10 @@ class Family:
     builtins: tuple[Builtin, ...] = ()
     # Base config folders (resources/configs/<name>) a rule writes for single files.
     base_configs: tuple[str, ...] = ()
-    # Where the denoiser sits on its pipeline; memory.attention applies to transformers.
+    # Where the denoiser sits on its pipeline; generation.attention applies to transformers.
     denoiser: str = "unet"
     attention_backends: bool = False
+    fuse_qkv: bool = True  # its denoiser has diffusers' fuse_qkv_projections
     text_encoder_device: bool = False  # memory.text_encoder_device is supported
     negative_prompt: bool = True
     lora: bool = False  # diffusers' LoRA loaders serve its pipelines

@@ -113,6 +113,7 @@ class ZImage(Family):
     builtins = (Builtin("tiny-zimage", "zimage", "folder", TINY_TEXT_LAYERS),)
     denoiser = "transformer"
     attention_backends = True
+    fuse_qkv = False  # ZImageTransformer2DModel has no fuse_qkv_projections
     text_encoder_device = True
     # diffusers' ZImageLoraLoaderMixin: transformer LoRAs in diffusers / PEFT keys.
     lora = True
