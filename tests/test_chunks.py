@@ -4,6 +4,7 @@ workflow run in chunks against one job per image."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -242,8 +243,14 @@ def test_ctrl_c_in_a_chunk_keeps_every_finished_image(tmp_path):
     config["models"] = config["models"][:1]
     config["generation"]["images_per_prompt"] = 20  # 60 images: two chunks of 30
     write_config(work, config)
-    survivors = interrupt_run(work, run_images)
+    survivors = interrupt_run(work, run_images, again=0.5)
     assert len(survivors) < 60
+    # One line for each chunk that stopped: no frames, no job log, no traceback from a
+    # second Ctrl-C while the run's threads are joined.
+    console = (work / "interrupted.log").read_text()
+    assert re.search(r"chunk\d+-of30: stopped on interrupt after \d+ of 30 images", console)
+    for noise in ("RuleException", "Log file", "Traceback", "Exception ignored", 'File "'):
+        assert noise not in console, console
     before = {p: p.stat().st_mtime_ns for p in survivors}
     snakemake(work, "--configfile", "test-config.yaml")
     assert len(run_images(work)) == 60

@@ -505,6 +505,7 @@ def test_a_pipeline_without_a_negative_prompt_records_none(tmp_path, base_config
         "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
     }
     (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "scheduler").mkdir()
     config = validate_config(
         {
             **base_config,

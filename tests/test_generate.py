@@ -133,18 +133,38 @@ def test_zimage_text_encoder_placed_on_its_own_device():
 
 
 def test_attention_backend_is_applied():
-    from t2ibench.devices import place_pipeline
-    from t2ibench.models import families
+    from t2ibench import speed
     from t2ibench.models.zimage import build_tiny_zimage_pipeline
 
-    zimage = families.get("zimage")
     pipe = build_tiny_zimage_pipeline()
-    place_pipeline(pipe, "cpu", {"attention": "_native_math"}, zimage)
+    speed.apply(pipe, {"attention": "_native_math"}, "cpu", "z")
     backends = {
         str(getattr(m.processor, "_attention_backend", ""))
         for m in pipe.transformer.modules()
         if getattr(m, "processor", None)
     }
     assert backends == {"AttentionBackendName._NATIVE_MATH"}
-    with pytest.raises(InputError, match="'memory.attention': backend 'xformers' is not usable"):
-        place_pipeline(pipe, "cpu", {"attention": "xformers"}, zimage)
+    with pytest.raises(InputError, match="'attention': backend 'xformers' is not usable"):
+        speed.apply(pipe, {"attention": "xformers"}, "cpu", "z")
+
+
+def test_a_model_folder_that_does_not_load_is_one_line_naming_the_model(tmp_path, base_config):
+    """A component missing from a diffusers folder: diffusers' words, under the model's
+    name, as bad input (not a file-system error on the image being written)."""
+    import shutil
+
+    from t2ibench.config import validate_config
+    from t2ibench.generate import Generator
+    from t2ibench.models.zimage import save_tiny_zimage
+    from t2ibench.plan import build_plan
+
+    folder = tmp_path / "zfolder"
+    save_tiny_zimage(folder)
+    shutil.rmtree(folder / "vae")
+    config = {**base_config, "models": [{"name": "z", "source": str(folder)}]}
+    (folder / "vae").mkdir()  # there, but empty: only loading finds it out
+    spec = build_plan(validate_config(config)).models["z"]
+    with pytest.raises(
+        InputError, match=r"model 'z' \(.+zfolder\): it does not load: .*no file named config.json"
+    ):
+        Generator()._load(spec, "cpu", "fp32", None, {})

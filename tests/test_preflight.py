@@ -98,6 +98,12 @@ def test_os_errors_are_one_line_naming_the_final_file(tmp_path):
     assert os_error_line(err) == f"{tmp_path / 'results.csv'}: no space left on the device (ENOSPC)"
     unnamed = OSError(errno.EROFS, "Read-only file system")
     assert os_error_line(unnamed, "out.png") == "out.png: read-only file system (EROFS)"
+    # A library's own OSError is not the system's: its words, in their case, not blamed
+    # on the file being written.
+    library = OSError("Error no file named config.json found in directory /m/Vae.")
+    assert os_error_line(library, "out.png") == (
+        "while making out.png: Error no file named config.json found in directory /m/Vae."
+    )
 
 
 def test_an_os_error_in_a_step_keeps_the_finished_file(tmp_path, monkeypatch):
@@ -272,3 +278,38 @@ def test_a_made_mark_holds_the_settings_its_file_was_made_with(tmp_path):
     assert changed_outputs(str(tmp_path), other) == [f"{tmp_path}/clip_score.csv"]
     record_made(table)  # a mark without settings: only the file is checked
     assert changed_outputs(str(tmp_path), other) == []
+
+
+def test_the_closing_line_names_only_what_is_there(tmp_path):
+    """After `snakemake generate` there are no tables and no report: the last line says
+    where the images are instead of pointing at files that do not exist."""
+    import logging
+
+    from t2ibench.console import closing_summary
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("t2ibench")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        results = tmp_path / "results"
+        closing_summary(str(results), ["baseline", "shift"], str(results))
+        (results / "baseline").mkdir(parents=True)
+        (results / "baseline" / "results.csv").write_text("")
+        closing_summary(str(results), ["baseline", "shift"], str(results))
+        (results / "shift").mkdir()
+        (results / "shift" / "results.csv").write_text("")
+        (results / "report").mkdir()
+        (results / "report" / "index.html").write_text("")
+        closing_summary(str(results), ["baseline", "shift"], str(results))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    generated, one, both = lines
+    assert "no tables yet" in generated and "results.csv" not in generated
+    assert "report" not in generated and f"images in {results}/<experiment>/" in generated
+    assert f"tables in {results}/baseline/ (results.csv" in one and "; open " not in one
+    assert "for baseline, shift" in both and both.endswith(f"open {results}/report/index.html")

@@ -147,3 +147,58 @@ def test_zimage_single_file_is_recognised_and_refused_clearly(tmp_path):
     )
     with pytest.raises(InputError, match="a Z-Image transformer checkpoint .*diffusers folder"):
         resolve_model({"name": "z", "source": str(path)}, 0, str(tmp_path))
+
+
+def test_a_family_given_for_another_familys_folder_is_refused(tmp_path):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    entry = {"name": "m", "source": str(tmp_path), "family": "sdxl"}
+    with pytest.raises(
+        InputError, match=r"'models\[0\].family': sdxl, but folder .+ holds a FluxPipeline"
+    ):
+        resolve_model(entry, 0, str(tmp_path))
+    (tmp_path / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+    )
+    assert resolve_model(entry, 0, str(tmp_path)).family == "sdxl"
+
+
+def test_an_upper_case_suffix_is_refused_before_the_run(tmp_path):
+    """diffusers reads only `.safetensors` as safetensors; `.SAFETENSORS` would be
+    torch.load-ed in the job and fail there."""
+    path = _safetensors(tmp_path / "model.SAFETENSORS")
+    with pytest.raises(InputError, match=r"model.SAFETENSORS: .+rename it to model.safetensors"):
+        resolve_model({"name": "m", "source": str(path)}, 0, str(tmp_path))
+
+
+def test_a_component_folder_missing_from_a_model_folder_is_named(tmp_path):
+    index = {"_class_name": "StableDiffusionXLPipeline", "vae": ["diffusers", "AutoencoderKL"]}
+    index["feature_extractor"] = [None, None]  # optional: not there, and not needed
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=r"has no vae/ folder, which its model_index.json names"):
+        resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
+    (tmp_path / "vae").mkdir()
+    assert resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path)).family == "sdxl"
+
+
+def test_a_models_dir_file_listed_under_models_is_its_entry_and_hidden_files_are_skipped(
+    tmp_path,
+):
+    """A file that needs its own entry (a transformer-only file with `config`, a LoRA, a
+    name) is listed under `models:` and keeps that entry; macOS's `._` files are not
+    models."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    special = _safetensors(folder / "special.safetensors")
+    _safetensors(folder / "other.safetensors")
+    (folder / "._other.safetensors").write_bytes(b"\0\0")  # AppleDouble metadata
+    listed = [{"name": "mine", "source": str(special)}]
+    specs = resolve_models(config(tmp_path, listed, str(folder)))
+    assert [s.name for s in specs] == ["mine", "other"]
+
+
+def test_a_models_dir_of_pickles_only_says_so(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "old.ckpt").write_bytes(b"PK\x03\x04")
+    with pytest.raises(InputError, match=r"holds no .safetensors file \(only pickles: old.ckpt"):
+        resolve_models(config(tmp_path, [], str(folder)))

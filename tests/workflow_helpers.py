@@ -125,27 +125,33 @@ def job_counts(text: str) -> dict[str, int]:
     return counts
 
 
-def interrupt_run(work: Path, images, at_least: int = 5) -> list[Path]:
+def interrupt_run(work: Path, images, at_least: int = 5, again: float | None = None) -> list[Path]:
     """Start `snakemake --configfile test-config.yaml`, send SIGINT once `images(work)`
-    lists `at_least` images, and check that it failed and left only complete images, no
-    partial file; return the images that survived."""
+    lists `at_least` images (and again `again` seconds later: an impatient user), and
+    check that it failed and left only complete images, no partial file; return the
+    images that survived. Its console is left in work/interrupted.log."""
     import signal
     import time
 
     from PIL import Image
 
-    proc = subprocess.Popen(
-        snakemake_command("--configfile", "test-config.yaml"),
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while len(images(work)) < at_least and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) != 0
+    with open(work / "interrupted.log", "w") as console:
+        proc = subprocess.Popen(
+            snakemake_command("--configfile", "test-config.yaml"),
+            cwd=work,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 120
+        while len(images(work)) < at_least and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        if again is not None:
+            time.sleep(again)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) != 0
     survivors = images(work)
     assert len(survivors) >= at_least
     assert not list((work / "results").rglob(".*.part"))
@@ -174,4 +180,4 @@ def profile_images_per_job(work: Path) -> int:
     """The images_per_job that profiles/slurm sets."""
     profile = yaml.safe_load((work / "profiles" / "slurm" / "config.yaml").read_text())
     settings = dict(item.split("=", 1) for item in profile["config"])
-    return int(settings["images_per_job"])
+    return int(settings["default_images_per_job"])

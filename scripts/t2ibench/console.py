@@ -15,7 +15,7 @@ import re
 import threading
 from pathlib import Path
 
-from t2ibench.errors import InputError, JobError, os_error_line
+from t2ibench.errors import InputError, JobError, Stopped, os_error_line
 from t2ibench.io import record_made, unfinished_mark
 from t2ibench.plan import Plan
 
@@ -48,17 +48,30 @@ class _ToSnakemake(logging.Handler):
 
 # Snakemake's console lines that repeat what t2ibench has said (the console filter):
 # a job's one-line error (t2ibench's "error: ..." line and the failed job's log already
-# say it) as a RuleException with the frames it passed through, and, for a job that
-# failed before it wrote its update() outputs, that there was no old file to put back.
+# say it) or its stop on Ctrl-C as a RuleException with the frames it passed through,
+# and, for a job that failed before it wrote its update() outputs, that there was no old
+# file to put back.
 _REPEATED = (
-    (logging.ERROR, re.compile(r"RuleException:\n(InputError|JobError) in file ")),
+    (logging.ERROR, re.compile(r"RuleException:\n(InputError|JobError|Stopped) in file ")),
     (logging.WARNING, re.compile(r"Cannot restore .+: no backup found\.$")),
 )
 
 
 def _not_repeated(record: logging.LogRecord) -> bool:
     message = record.msg if isinstance(record.msg, str) else ""
-    return not any(record.levelno == level and rx.match(message) for level, rx in _REPEATED)
+    if any(record.levelno == level and rx.match(message) for level, rx in _REPEATED):
+        return False
+    # After Ctrl-C, the jobs that stop say so in one line each; Snakemake's failure
+    # notice of each (with the whole job log, in the rich logger) would repeat it.
+    return not (
+        _interrupted() and getattr(getattr(record, "event", None), "name", "") == "JOB_ERROR"
+    )
+
+
+def _interrupted() -> bool:
+    from t2ibench.generate import STOP
+
+    return STOP.is_set()
 
 
 def quiet_snakemake_console() -> None:
@@ -156,6 +169,9 @@ def logged(path: str, output: str | None = None, mark: bool = True, settings=Non
     except InputError as err:  # bad input found only now: say it in the rule's log too
         log.error("error: %s", err)
         raise
+    except Stopped as err:  # Ctrl-C between images
+        log.warning("%s", err)
+        raise
     except OSError as err:
         message = os_error_line(err, output)
         log.error("error: %s", message)
@@ -251,14 +267,25 @@ def sequential_waiting(plan: Plan, fresh) -> tuple[set, int]:
     return waiting, later
 
 
-def closing_summary(analysis_dir: str) -> None:
-    """The run's last line: what it made and where to look."""
+def closing_summary(analysis_dir: str, experiments=(), images_dir: str | None = None) -> None:
+    """The run's last line: what it made and where to look, naming only files that are
+    there (`snakemake generate` makes no table)."""
     from t2ibench.generate import GENERATOR
 
-    log.info(
-        "done: %d image(s) made in this run; tables in %s/<experiment>/ (results.csv, "
-        "summary.csv); open %s/report/index.html",
-        GENERATOR.progress.done,
-        analysis_dir,
-        analysis_dir,
-    )
+    made = f"done: {GENERATOR.progress.done} image(s) made in this run"
+    with_tables = [e for e in experiments if Path(analysis_dir, e, "results.csv").is_file()]
+    if len(with_tables) == 1:
+        where = f"tables in {analysis_dir}/{with_tables[0]}/ (results.csv, summary.csv)"
+    elif with_tables:
+        where = (
+            f"tables in {analysis_dir}/<experiment>/ (results.csv, summary.csv) for "
+            + ", ".join(with_tables)
+        )
+    else:
+        where = (
+            f"images in {images_dir or analysis_dir}/<experiment>/<model>/<cell>/; no tables "
+            "yet (`snakemake` or `snakemake analyze` makes them)"
+        )
+    report = Path(analysis_dir, "report", "index.html")
+    opened = f"; open {report}" if report.is_file() else ""
+    log.info("%s; %s%s", made, where, opened)

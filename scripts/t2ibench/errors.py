@@ -20,6 +20,11 @@ class JobError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class Stopped(Exception):
+    """A job stopped on Ctrl-C between images: one line saying how far it got; what it
+    made is complete, and the next run makes the rest."""
+
+
 # errno -> what the user reads; other errors give the system's own words.
 _CAUSES = {
     "ENOSPC": "no space left on the device",
@@ -38,6 +43,11 @@ def os_error_line(err: OSError, fallback_path: str | None = None) -> str:
 
     from t2ibench.io import final_name
 
+    if err.errno is None and err.filename is None:
+        # A library's own OSError (diffusers: "Error no file named config.json found in
+        # directory ..."): its words as they are, not blamed on the file being written.
+        where = f"while making {final_name(fallback_path)}" if fallback_path else "error"
+        return f"{where}: {' '.join(str(err).split())}"
     code = errno.errorcode.get(err.errno or 0, "")
     cause = _CAUSES.get(code) or (err.strerror or str(err)).lower()
     path = err.filename or fallback_path or "a file"

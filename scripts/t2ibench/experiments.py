@@ -239,6 +239,10 @@ def model_family_problem(exp: Experiment, family: str) -> str | None:
     return bad[0] if bad else None
 
 
+def _varied(exp: Experiment, key: str) -> bool:
+    return any(key in cell.settings for cell in exp.cells)
+
+
 def select_models(exp: Experiment, model_families: dict[str, str]) -> list[str]:
     """The configured models the experiment applies to, in config order; an error when a
     named model is unknown, none is left, or one cannot take the experiment's settings."""
@@ -265,7 +269,8 @@ def select_models(exp: Experiment, model_families: dict[str, str]) -> list[str]:
         bad = model_family_problem(exp, model_families[name])
         if bad:
             raise InputError(
-                f"{where}: varies '{bad}', which {model_families[name]} models do not support "
+                f"{where}: {'varies' if _varied(exp, bad) else 'sets'} '{bad}', which "
+                f"{model_families[name]} models do not support "
                 f"(model '{name}'); limit the experiment with 'families' or 'models'"
             )
     return chosen

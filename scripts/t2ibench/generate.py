@@ -28,6 +28,7 @@ from pathlib import Path
 
 from t2ibench import batching, prompt_cache, speed
 from t2ibench.devices import DEVICES, HELD, candidate_devices, place_pipeline
+from t2ibench.errors import InputError
 from t2ibench.io import write_bytes, write_json
 from t2ibench.models import families
 from t2ibench.models.registry import ModelSpec
@@ -42,7 +43,8 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 class LoadedModel:
     pipe: object
     scheduler_config: dict
-    sha256: str
+    sha256: str  # a single file's sha256, a folder's digest (checks.model_digest)
+    single_file: bool = True  # the sha256 is A1111's model hash
     adapters: dict = field(default_factory=dict)  # LoRA adapters loaded: name -> file
 
 
@@ -108,6 +110,8 @@ def stop_chunks_on_interrupt() -> None:
 
     def handler(signum, frame):
         STOP.set()
+        if _exiting(frame):  # the run is over; its threads are being joined
+            return
         if callable(previous):
             previous(signum, frame)
         else:
@@ -115,6 +119,17 @@ def stop_chunks_on_interrupt() -> None:
 
     handler.sets_stop = True
     signal.signal(signal.SIGINT, handler)
+
+
+def _exiting(frame) -> bool:
+    """The main thread is in Python's exit, waiting for threads (threading._shutdown): a
+    KeyboardInterrupt there changes nothing but prints a traceback ("Exception ignored
+    in: <module 'threading'>"). Jobs told to stop (STOP) end within an image."""
+    while frame is not None:
+        if frame.f_code.co_name == "_shutdown" and frame.f_code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class Generator:
@@ -178,19 +193,25 @@ class Generator:
     def _load(self, spec: ModelSpec, device: str, dtype: str, sha_cache: Path | None, memory: dict):
         import torch
 
-        from t2ibench.models.checks import sha256_file
+        from t2ibench.models.checks import model_digest
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         start = time.perf_counter()
         torch_dtype = getattr(torch, DTYPES[dtype])
-        pipe = families.get(spec.family).load(spec, torch_dtype)
-        # A diffusers folder is many files (freshness stamps them); a single file is
-        # hashed, as A1111 does, for the infotext's model hash.
-        sha = (
-            ""
-            if spec.kind == "diffusers" or Path(spec.checkpoint).is_dir()
-            else (sha256_file(Path(spec.checkpoint), sha_cache))
-        )
+        try:
+            pipe = families.get(spec.family).load(spec, torch_dtype)
+        except (OSError, ValueError) as err:
+            if isinstance(err, OSError) and (err.errno is not None or err.filename):
+                raise  # the system's (a full disk, a permission): logged() names the file
+            # diffusers' and transformers' words on a model they cannot load (a component
+            # missing, a null one, another family's folder)
+            raise InputError(
+                f"model '{spec.name}' ({spec.checkpoint}): it does not load: "
+                f"{' '.join(str(err).split())[:400]}"
+            ) from None
+        # What freshness compares a later run's model with: a single file's sha256 (also
+        # the infotext's model hash, as A1111's), a folder's digest of its files.
+        sha = model_digest(Path(spec.checkpoint), sha_cache)
         if spec.vae:
             pipe.vae = load_vae(spec, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
@@ -207,7 +228,7 @@ class Generator:
             seconds,
             self.load_count,
         )
-        return LoadedModel(pipe, dict(pipe.scheduler.config), sha)
+        return LoadedModel(pipe, dict(pipe.scheduler.config), sha, Path(spec.checkpoint).is_file())
 
     def generate(
         self,
@@ -285,6 +306,7 @@ class Generator:
                 record_path,
                 spec.prediction_reason,
                 on_written,
+                loaded.single_file,
             )
             if writer is None:
                 write()
@@ -294,9 +316,16 @@ class Generator:
         return records
 
     def _write(
-        self, image, record: dict, image_path: str, record_path: str, reason: str, on_written=None
+        self,
+        image,
+        record: dict,
+        image_path: str,
+        record_path: str,
+        reason: str,
+        on_written=None,
+        model_hash: bool = True,
     ):
-        png = encode_png(image, record["settings"], record["model_sha256"], reason)
+        png = encode_png(image, record["settings"], record["model_sha256"], reason, model_hash)
         # What a later run checks the PNG against (t2ibench.freshness).
         done = {**record, "png_bytes": len(png), "png_sha256": hashlib.sha256(png).hexdigest()}
         # The record first, the image last: an existing PNG means a finished image.

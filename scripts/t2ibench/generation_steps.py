@@ -12,6 +12,7 @@ import logging
 from contextlib import nullcontext
 
 from t2ibench.console import logged
+from t2ibench.errors import Stopped
 from t2ibench.inline_scores import InlineScores
 from t2ibench.plan import Plan
 from t2ibench.steps import load_libraries, score_cache_path, sha_cache_path
@@ -120,7 +121,7 @@ def generate_chunk(
             done = 0
             for batch in batching.batches(todo, plan.settings):
                 if STOP.is_set():
-                    raise RuntimeError(
+                    raise Stopped(
                         f"{where}: stopped on interrupt after {done} of {len(todo)} images; "
                         "the next run makes the rest"
                     )

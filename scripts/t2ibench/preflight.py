@@ -159,7 +159,7 @@ def end_run(plan: Plan, analysis_dir: str, ok: bool) -> None:
 
     runlock.release(_RUN.pop("lock", None))
     if ok:
-        closing_summary(analysis_dir)
+        closing_summary(analysis_dir, list(plan.experiments), plan.results_dir)
 
 
 def unlock(plan: Plan) -> None:

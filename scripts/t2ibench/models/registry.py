@@ -7,6 +7,7 @@ safetensors headers and small JSON files; weights are never touched here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,11 +157,20 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 "(no model_index.json)"
             )
         model_index = read_json(path / "model_index.json")
+        _check_components(path, model_index, key)
         family = (
             families.get(entry["family"])
             if entry.get("family")
             else families.for_folder(path, model_index)
         )
+        if entry.get("family") and not family.accepts_folder(path, model_index):
+            pipeline = model_index.get("_class_name") or "no _class_name"
+            theirs = ", ".join(family.pipelines) or "text-to-image pipelines"
+            raise InputError(
+                f"config key '{where}.family': {family.name}, but folder {source} holds a "
+                f"{pipeline} ({family.label} folders hold {theirs}); remove `family`, or "
+                "give it family: diffusers"
+            )
         return _spec(
             entry, "diffusers", path, family.name, family.resolve_folder(path, model_index)
         )
@@ -169,6 +179,12 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         # check_checkpoint gives the pickle refusal its own message.
         check_checkpoint(path)
         raise InputError(f"config key '{key}': {source} is not a .safetensors file")
+    if path.suffix != ".safetensors":
+        raise InputError(
+            f"config key '{key}': {source}: diffusers reads a checkpoint as safetensors only "
+            f"with the suffix .safetensors in lower case; rename it to "
+            f"{path.with_suffix('.safetensors').name}"
+        )
     header = check_checkpoint(path)
     if entry.get("family"):
         family = families.get(entry["family"])
@@ -180,6 +196,19 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     resolved = family.resolve_file(entry, path, header, resources_dir)
     return _spec(entry, "single_file", path, family.name, resolved, header)
+
+
+def _check_components(path: Path, model_index: dict, key: str) -> None:
+    """Each component model_index.json names ([library, class], not null) has its folder:
+    one missing fails only when the model loads, in the first job."""
+    for name, value in model_index.items():
+        if name.startswith("_") or not isinstance(value, list) or None in value:
+            continue
+        if not (path / name).is_dir():
+            raise InputError(
+                f"config key '{key}': folder {path} has no {name}/ folder, which its "
+                f"model_index.json names ({value[1]}); copy the whole model folder"
+            )
 
 
 def _check_forced_family(family, header: dict, source: str, where: str) -> None:
@@ -277,12 +306,21 @@ def model_name_from_file(path: Path) -> str:
     return re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)).strip(".") or "_"
 
 
-def models_dir_entries(folder: str) -> list[dict]:
-    """One model entry per .safetensors in `folder` (sorted by file name)."""
+def models_dir_entries(folder: str, listed=()) -> list[dict]:
+    """One model entry per .safetensors in `folder` (sorted by file name); not hidden
+    files (macOS's `._model.safetensors`), and not the files `listed` under `models:`,
+    whose entry (its config, LoRAs, name) is the one that counts."""
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"config key 'models_dir': {folder} is not a folder")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".safetensors")
+    listed = {os.path.realpath(source) for source in listed}
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.suffix.lower() == ".safetensors"
+        and not p.name.startswith(".")
+        and os.path.realpath(p) not in listed
+    )
     return [{"name": model_name_from_file(p), "source": str(p)} for p in files]
 
 
@@ -318,14 +356,27 @@ def resolve_models(config: dict) -> list[ModelSpec]:
     """The listed models, then one per checkpoint in `models_dir`; names must be unique."""
     entries = [(f"models[{i}]", m) for i, m in enumerate(config["models"])]
     if config.get("models_dir"):
+        listed = [m["source"] for m in config["models"]]
         entries += [
-            (f"models_dir file {e['source']}", e) for e in models_dir_entries(config["models_dir"])
+            (f"models_dir file {e['source']}", e)
+            for e in models_dir_entries(config["models_dir"], listed)
         ]
     if not entries:
         if config.get("models_dir"):
+            pickles = sorted(
+                p.name
+                for p in Path(config["models_dir"]).iterdir()
+                if p.suffix.lower() in PICKLE_SUFFIXES
+            )
+            also = (
+                f" (only pickles: {', '.join(pickles[:3])}, which are not loaded because "
+                "they run code)"
+                if pickles
+                else ""
+            )
             raise InputError(
-                f"config key 'models_dir': {config['models_dir']} holds no .safetensors file, "
-                "and 'models' lists none; expected checkpoints there, or models listed"
+                f"config key 'models_dir': {config['models_dir']} holds no .safetensors file"
+                f"{also}, and 'models' lists none; expected checkpoints there, or models listed"
             )
         raise InputError("config key 'models': no models; list some or set 'models_dir'")
     seen: dict[str, str] = {}
