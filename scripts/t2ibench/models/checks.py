@@ -118,6 +118,19 @@ def check_checkpoint(path: Path) -> dict:
     return read_safetensors_header(path)
 
 
+def check_components(path: Path, model_index: dict, key: str) -> None:
+    """Each component model_index.json names ([library, class], not null) has its folder:
+    one missing fails only when the model loads, in the first job."""
+    for name, value in model_index.items():
+        if name.startswith("_") or not isinstance(value, list) or None in value:
+            continue
+        if not (path / name).is_dir():
+            raise InputError(
+                f"config key '{key}': folder {path} has no {name}/ folder, which its "
+                f"model_index.json names ({value[1]}); copy the whole model folder"
+            )
+
+
 def has_vpred_key(header: dict) -> bool:
     """Real v-prediction SDXL checkpoints carry an (empty) ``v_pred`` tensor as a marker."""
     return "v_pred" in header

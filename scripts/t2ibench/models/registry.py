@@ -14,7 +14,12 @@ from pathlib import Path
 
 from t2ibench.errors import InputError
 from t2ibench.models import families
-from t2ibench.models.checks import PICKLE_SUFFIXES, check_checkpoint, has_vpred_key
+from t2ibench.models.checks import (
+    PICKLE_SUFFIXES,
+    check_checkpoint,
+    check_components,
+    has_vpred_key,
+)
 from t2ibench.models.families.base import Resolved, read_json
 
 BUILTIN_PREFIX = "builtin:"
@@ -157,7 +162,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 "(no model_index.json)"
             )
         model_index = read_json(path / "model_index.json")
-        _check_components(path, model_index, key)
+        check_components(path, model_index, key)
         family = (
             families.get(entry["family"])
             if entry.get("family")
@@ -196,19 +201,6 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
         raise InputError(f"config key '{where}.config': {config_dir} has no model_index.json")
     resolved = family.resolve_file(entry, path, header, resources_dir)
     return _spec(entry, "single_file", path, family.name, resolved, header)
-
-
-def _check_components(path: Path, model_index: dict, key: str) -> None:
-    """Each component model_index.json names ([library, class], not null) has its folder:
-    one missing fails only when the model loads, in the first job."""
-    for name, value in model_index.items():
-        if name.startswith("_") or not isinstance(value, list) or None in value:
-            continue
-        if not (path / name).is_dir():
-            raise InputError(
-                f"config key '{key}': folder {path} has no {name}/ folder, which its "
-                f"model_index.json names ({value[1]}); copy the whole model folder"
-            )
 
 
 def _check_forced_family(family, header: dict, source: str, where: str) -> None:
