@@ -17,21 +17,18 @@ def png_bytes(colour=(200, 30, 30), size=(16, 16)) -> bytes:
 
 
 def write_image(plan, job, settings=None, colour=(200, 30, 30), record=True) -> Path:
-    """A PNG at the job's path and (unless `record` is false) its record: the record
-    first, the PNG last, as t2ibench.generate writes them."""
+    """A PNG at the job's path and (unless `record` is false) its record, the record
+    last, as Snakemake leaves a job's outputs (it touches them in that order)."""
     path = Path(plan.path(job))
     path.parent.mkdir(parents=True, exist_ok=True)
     png = png_bytes(colour)
+    path.write_bytes(png)
     if record:
         made_with = plan.settings(job) if settings is None else settings
-        path.with_suffix(".json").write_text(
-            json.dumps(
-                {
-                    "settings": made_with,
-                    "png_bytes": len(png),
-                    "png_sha256": hashlib.sha256(png).hexdigest(),
-                }
-            )
-        )
-    path.write_bytes(png)
+        done = {
+            "settings": made_with,
+            "png_bytes": len(png),
+            "png_sha256": hashlib.sha256(png).hexdigest(),
+        }
+        path.with_suffix(".json").write_text(json.dumps(done))
     return path

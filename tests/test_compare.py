@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -251,6 +252,35 @@ def test_missing_image_is_a_marked_tile(results_dir):
     assert pixel(image, (x + CELL - 6, y + CELL // 2)) == gr.MISSING_FILL
     x, y = tile_origin(lay, pages[0], 1, 0)
     assert pixel(image, (x + CELL - 6, y + CELL // 2)) == colour(1, 0, 0, 0)
+
+
+def test_a_tile_whose_file_is_not_the_scored_one_shows_why_not_a_score(results_dir):
+    """results.csv's score belongs to the image that was scored: under a missing file,
+    one that does not decode, or one that is not the image its record describes, the
+    caption says so instead."""
+    import hashlib
+
+    folder = results_dir / "sweep" / "m1" / "shift-2.0"
+    (folder / "p001_i00_s7.png").unlink()
+    kept = folder / "p000_i00_s7.png"
+    kept.with_suffix(".json").write_text(
+        json.dumps({"png_sha256": hashlib.sha256(kept.read_bytes()).hexdigest()})
+    )
+    results = load_results(results_dir, "sweep")
+    scored = g.axis_grid(results, metric="clip_score")
+    captions = set(scored.captions.values())
+    assert "missing" in captions and not any("n/a" in c for c in captions)
+    before = dict(scored.captions)
+    kept.write_bytes(Image.new("RGB", (8, 8), (1, 2, 3)).tobytes()[:60])  # not a PNG
+    after = g.axis_grid(load_results(results_dir, "sweep"), metric="clip_score").captions
+    [changed] = [k for k in after if after[k] != before[k]]
+    assert after[changed] == "unreadable"
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(buffer, format="PNG")
+    kept.write_bytes(buffer.getvalue())  # a PNG, but another than the recorded one
+    again = g.axis_grid(load_results(results_dir, "sweep"), metric="clip_score").captions
+    assert again[changed] == "changed since it was scored"
+    assert before[changed].startswith("clip_score ")
 
 
 def test_experiment_grid_pages(tmp_path):

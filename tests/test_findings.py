@@ -235,3 +235,28 @@ def test_arms_with_the_same_images_are_said_first():
     text = findings.markdown(found)
     assert text.index("## Same images") < text.index("## Differences")
     assert findings.build(pd.DataFrame([row()]), META, SETTINGS, {}, "")["same_images"] == []
+
+
+def test_metrics_no_image_has_a_score_of_are_said_not_tested(base_config):
+    """One image per prompt: the diversity metrics have no value anywhere, so no
+    comparison of them exists; the findings say so instead of leaving them out."""
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+    from t2ibench.verdict_steps import unscored_columns
+
+    base_config["generation"]["images_per_prompt"] = 1
+    plan = build_plan(validate_config(base_config))
+    results = pd.DataFrame({"image_flag": ["", ""], "clip_score": [20.0, 21.0],
+                            "lpips_diversity": [float("nan")] * 2})  # fmt: skip
+    unscored = unscored_columns(plan, "baseline", results)
+    assert unscored["lpips_diversity"] == "one image per prompt: it compares a prompt's images"
+    assert "clip_diversity" in unscored and "clip_score" not in unscored
+    assert "Similarity to the prompt's reference image" in unscored["clip_ref_cosine"]
+    found = findings.build(pd.DataFrame([row()]), META, SETTINGS, {}, "", unscored=unscored)
+    text = findings.markdown(found)
+    assert "## Not tested" in text
+    assert "- lpips_diversity: no image has a score (one image per prompt: it compares a " in text
+    assert found["headline"].startswith("1 of 1 comparisons")
+    from t2ibench.report.html import findings_section
+
+    assert f"<summary>Not tested ({len(unscored)})</summary>" in findings_section(found)

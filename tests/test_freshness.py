@@ -76,6 +76,25 @@ def test_a_replaced_png_of_the_same_time_is_outdated(plan):
     assert got.state == OUTDATED and got.reason.startswith(CONTENT_CHANGED)
 
 
+def test_a_png_newer_than_its_record_is_checked_by_content(plan):
+    """A PNG written over after its record (other bytes, the same size) is found without
+    verifying every image; one only touched, or copied back unchanged, is kept."""
+    job = plan.jobs[0]
+    path = write_image(plan, job)
+    assert state(plan, job).state == DONE
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[40] ^= 0xFF
+    later = path.with_suffix(".json").stat().st_mtime_ns + 5 * 10**9
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(later, later))
+    got = state(plan, job)
+    assert got.state == OUTDATED and got.reason == f"{CONTENT_CHANGED}: its sha256 differs"
+    path.write_bytes(original)  # the same bytes again, later still
+    os.utime(path, ns=(later + 10**9, later + 10**9))
+    assert state(plan, job).state == DONE
+
+
 def test_a_cut_png_is_outdated(plan):
     job = plan.jobs[0]
     path = write_image(plan, job)

@@ -121,6 +121,56 @@ def test_the_cli_plans_and_refuses_a_bad_difference(planned, tmp_path, capsys):
         err.startswith("t2ibench: error: --difference 'clip_score=-1': expected")
         and "\n" not in err
     )
+    # A metric the run does not compare (a typo) is named, not left out in silence.
+    assert cli.main([*args[:-1], "clip_scor=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "t2ibench: error: --difference 'clip_scor=0.5': clip_scor is not a compared metric "
+        "column of this run; expected one of: "
+    )
+    assert "clip_score" in err and "\n" not in err
+
+
+def test_comparisons_of_the_same_images_do_not_dilute_the_noise(planned):
+    """A third cell that made the reference's images (paired differences all 0) leaves
+    the pooled sd as the one real comparison's."""
+    earlier_run(planned, np.random.default_rng(3), prompts=400, seeds=3, folder="quick")
+    alone = planning.power(planned, "sweep")["rows"][0]["sd"]
+    path = f"{planned.results_dir}/quick/sweep/results.csv"
+    table = pd.read_csv(path)
+    exp = planned.experiments["sweep"].experiment
+    same = table[table["cell"] == exp.reference].assign(cell="copy-of-reference")
+    pd.concat([table, same]).to_csv(path, index=False)
+    import unittest.mock as mock
+
+    from t2ibench.report import tables
+
+    real = tables.comparison_pairs
+
+    def with_copy(results, plan, experiment):
+        found = list(real(results, plan, experiment))
+        ref = results[results["cell"] == exp.reference]
+        copy = results[results["cell"] == "copy-of-reference"]
+        for metric, keys, *_ in found[:1]:
+            found.append((metric, keys, copy, ref, "copy-of-reference vs reference"))
+        return found
+
+    with mock.patch.object(tables, "comparison_pairs", with_copy):
+        pooled = planning.power(planned, "sweep")["rows"][0]["sd"]
+    assert pooled == pytest.approx(alone)
+
+
+def test_prompts_needed_for_a_tiny_difference_is_quick_and_the_normal_answer():
+    """A difference far below the noise needs an astronomical number of prompts: given at
+    once (the z-test's count), not stepped to one prompt at a time."""
+    from scipy import stats as scipy_stats
+
+    z = scipy_stats.norm.ppf(1 - 0.05 / 2) + scipy_stats.norm.ppf(stats.POWER)
+    assert stats.prompts_needed(0.2, 1e-7, 0.05) == int(np.ceil((z * 0.2 / 1e-7) ** 2))
+    # Near the switch to the z-test, the exact count is within a prompt of it.
+    for n in (2_000, 90_000):
+        difference = z / np.sqrt(n)
+        assert abs(stats.prompts_needed(1.0, difference, 0.05) - n) <= 2
 
 
 def test_scores_with_no_spread_are_not_a_detectable_difference_of_0():

@@ -37,6 +37,29 @@ def test_shipped_sets_are_well_formed(repo):
     assert prompts[12].id == "animals_001"
 
 
+def test_a_prompt_with_an_earlier_prompts_text_is_left_out_with_a_warning(tmp_path, caplog):
+    """The same text makes the same images: kept twice, the findings would count one
+    prompt's evidence twice. The later one is left out (named), the indices stay."""
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"x1": {"text": "a red fox"}, "x2": {"text": "a blue car"}}))
+    b = tmp_path / "b.txt"
+    b.write_text("a red fox\na green tree\n")
+    with caplog.at_level("WARNING", logger="t2ibench"):
+        prompts = load_prompts(cfg(a, b))
+    assert [(p.id, p.index) for p in prompts] == [("x1", 0), ("x2", 1), ("b_002", 3)]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"prompt 'b_001' ({b}) has the text of 'x1' ({a}): left out")
+    assert [p.id for p in load_prompts(cfg(a, b, num_prompts=3))] == ["x1", "x2", "b_002"]
+
+
+def test_the_shipped_prompts_have_no_text_twice(repo):
+    """The demo loads several sets at once: none repeats another's text."""
+    sources = [*sorted((repo / "prompts").glob("*.json")), repo / "prompts" / "paired"]
+    texts = [p.text for p in load_prompts(cfg(*sources))]
+    every = sum(len(load_prompts(cfg(source))) for source in sources)
+    assert len(texts) == every
+
+
 def test_order_and_filters(tmp_path):
     a = tmp_path / "a.json"
     a.write_text(

@@ -149,15 +149,21 @@ def replace_keeping_time(path: Path, data: bytes) -> None:
 
 
 def test_a_replaced_and_a_cut_png_are_found_left_out_and_remade(work):
+    """Found at start-up: another PNG under the name and a cut one (their time kept: by
+    size), and one written over with other bytes of the same size (by its mtime, which
+    is later than its record's, then its sha256); a PNG only touched is read and kept."""
     replaced, cut = image(work), image(work, "tiny-zimage", "p001_i01_s219.png")
-    originals = {p: p.read_bytes() for p in (replaced, cut)}
+    overwritten = image(work, name="p001_i01_s219.png")
+    originals = {p: p.read_bytes() for p in (replaced, cut, overwritten)}
     table = pd.read_csv(results(work) / "results.csv")
     tables = metric_tables(work)
     replace_keeping_time(replaced, image(work, name="p002_i01_s219.png").read_bytes())
     replace_keeping_time(cut, originals[cut][: len(originals[cut]) // 2])
+    overwritten.write_bytes(os.urandom(len(originals[overwritten])))
+    os.utime(image(work, name="p002_i00_s218.png"))
 
     dry = snakemake(work, "-n", *ARGS)
-    assert "2 outdated (2 content not the one recorded)" in output(dry)
+    assert "3 outdated (3 content not the one recorded)" in output(dry)
     plan = subprocess.run(
         [str(Path(os.sys.executable)), "scripts/cli.py", "plan", *ARGS],
         cwd=work,
@@ -171,14 +177,14 @@ def test_a_replaced_and_a_cut_png_are_found_left_out_and_remade(work):
     # one line, and no metric table is lost.
     analyzed = snakemake(work, "analyze", *ARGS)
     assert "Traceback" not in output(analyzed) and made_images(analyzed) == []
-    for path in (replaced, cut):
+    for path in (replaced, cut, overwritten):
         assert f"{path.relative_to(work)}: left out of the tables" in output(analyzed)
     shown = pd.read_csv(results(work) / "results.csv")
-    assert len(shown) == len(table) - 2
+    assert len(shown) == len(table) - 3
     assert str(replaced.relative_to(work)) not in set(shown["image_path"])
     assert metric_tables(work) == tables
 
-    # The next run remakes exactly those two, bit for bit, and the tables are whole again.
+    # The next run remakes exactly those three, bit for bit, and the tables are whole again.
     proc = snakemake(work, *ARGS)
     assert sorted(made_images(proc)) == sorted(str(p.relative_to(work)) for p in originals)
     assert all(p.read_bytes() == data for p, data in originals.items())

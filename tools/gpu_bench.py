@@ -411,8 +411,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=28)
     parser.add_argument("--zsteps", type=int, default=9)
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--prompts", type=int, help="prompts (default 4; --tiny: 2)")
+    parser.add_argument("--seeds", type=int, help="seeds per prompt (default 4; --tiny: 2)")
     parser.add_argument("--zimage-config", type=Path, help="a Z-Image-Turbo diffusers folder")
     parser.add_argument("--quick", action="store_true", help="fewer speed options")
     parser.add_argument(
@@ -430,8 +430,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.tiny:
         args.device, args.size, args.steps, args.zsteps, args.dtype = "cpu", 64, 2, 2, "fp32"
-        args.prompts, args.seeds = 2, 2
         args.scoring_images = min(args.scoring_images, 16)
+    default_count = 2 if args.tiny else 4
+    args.prompts = args.prompts or default_count
+    args.seeds = args.seeds or default_count
     from t2ibench.devices import require_device
 
     require_device(

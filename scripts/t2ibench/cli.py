@@ -251,8 +251,9 @@ def show_plan(plan, out, verify: bool = False) -> None:
 
 def show_power(plan, out, differences: list[str] | None) -> None:
     from t2ibench import planning
+    from t2ibench.config import compared_columns
 
-    wanted = planning.parse_differences(differences)
+    wanted = planning.parse_differences(differences, compared_columns(plan.config))
     for experiment in plan.experiments:
         for line in planning.report_lines(planning.power(plan, experiment, wanted)):
             print(line, file=out)

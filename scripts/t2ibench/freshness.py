@@ -5,8 +5,9 @@
 ``done``
     the PNG and its record (the ``.json`` beside it) are there, the record's settings
     are the plan's, the model's files are not newer than the image, and the PNG is the
-    one the record describes: the same size, and, when asked to verify (always in
-    ``analyze``), the same sha256;
+    one the record describes: the same size, and the same sha256 when asked to verify
+    (always in ``analyze``) or when the PNG is newer than its record (written over after
+    it was made: the record is written, and touched by Snakemake, after its PNG);
 ``missing``
     no PNG at the image's path;
 ``outdated``
@@ -112,6 +113,22 @@ def decodes(path: str | Path) -> bool:
         return True
     except Exception:  # PIL raises many kinds for a damaged file
         return False
+
+
+# A PNG this much newer than its record was written after it. Generation writes a PNG
+# and its record within milliseconds (the record last when Snakemake touches a job's
+# outputs); the margin covers file systems with coarse times.
+WRITTEN_AFTER_NS = 1_000_000_000
+
+
+def newer_than_record(image: os.stat_result, record_path: Path) -> bool:
+    """The PNG was written (or touched) after its record: its content is checked. A file
+    written over with other bytes of the same size is found at once; a PNG only touched,
+    or copied back, is read and kept."""
+    try:
+        return image.st_mtime_ns > record_path.stat().st_mtime_ns + WRITTEN_AFTER_NS
+    except OSError:
+        return True
 
 
 def changed_keys(recorded: dict, planned: dict) -> list[str]:
@@ -226,7 +243,7 @@ class Freshness:
         size, sha = record.get("png_bytes"), record.get("png_sha256")
         if size is not None and size != stat.st_size:
             return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its size differs")
-        verify = self.verify or self._left_out(job)
+        verify = self.verify or self._left_out(job) or newer_than_record(stat, record_path)
         if verify:
             if sha is not None and sha != file_sha256(image):
                 return ImageState(OUTDATED, f"{CONTENT_CHANGED}: its sha256 differs")

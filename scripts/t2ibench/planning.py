@@ -42,7 +42,9 @@ def planned_comparisons(plan: Plan, experiment: str, metrics: int) -> int:
 
 def variance_of(plan: Plan, experiment: str, results) -> dict[str, tuple[float, float, int]]:
     """Per metric: (between-prompt, within-prompt variance of the paired differences,
-    comparisons they come from), pooled over the earlier run's comparisons."""
+    comparisons they come from), pooled over the earlier run's comparisons. A comparison
+    whose differences are all zero (two cells or models that made the same images) says
+    nothing of the noise and is left out."""
     from t2ibench.report.tables import comparison_pairs, paired
 
     pooled: dict[str, list[tuple[float, float]]] = {}
@@ -51,6 +53,8 @@ def variance_of(plan: Plan, experiment: str, results) -> dict[str, tuple[float, 
         if merged["prompt_index"].nunique() < 2:
             continue
         diff = (merged[metric] - merged[f"{metric}_r"]).to_numpy(float)
+        if not np.any(np.nan_to_num(diff)):
+            continue
         between, within = stats.seed_variance(diff, merged["prompt_index"].to_numpy())
         if not math.isnan(between):
             pooled.setdefault(metric, []).append((between, within))
@@ -111,8 +115,9 @@ def power(plan: Plan, experiment: str, differences: dict | None = None) -> dict:
     return {**out, "rows": rows, "method": method, "reason": "", "note": note}
 
 
-def parse_differences(values: list[str] | None) -> dict[str, float]:
-    """--difference clip_score=0.5 (repeated) as {metric: difference}."""
+def parse_differences(values: list[str] | None, compared: list[str]) -> dict[str, float]:
+    """--difference clip_score=0.5 (repeated) as {metric: difference}; each metric one of
+    the run's `compared` columns."""
     out = {}
     for value in values or []:
         name, _, number = value.partition("=")
@@ -124,6 +129,11 @@ def parse_differences(values: list[str] | None) -> dict[str, float]:
             raise InputError(
                 f"--difference {value!r}: expected METRIC=NUMBER with a number > 0, e.g. "
                 "clip_score=0.5"
+            )
+        if name not in compared:
+            raise InputError(
+                f"--difference {value!r}: {name} is not a compared metric column of this "
+                f"run; expected one of: {', '.join(sorted(compared)) or 'none'}"
             )
         out[name] = difference
     return out

@@ -5,8 +5,9 @@ Order (stable, documented in docs/prompts.md):
 1. sources in the order the config lists them;
 2. inside a JSON set, the order of its keys; inside a .txt file, line order;
    inside a folder, file names sorted by code point;
-3. then the filters: `categories`, then `ids` (both keep source order), then
-   `num_prompts` keeps the first N.
+3. then the filters: a prompt whose text an earlier prompt has is left out (with a
+   warning: the same text twice makes the same images, two samples of one prompt), then
+   `categories`, then `ids` (both keep source order), then `num_prompts` keeps the first N.
 A prompt's index (the `p000` of an image name) is its position in the source list
 BEFORE the filters: filtering never renumbers prompts, so it never makes an image file
 stand for another prompt.
@@ -15,10 +16,14 @@ stand for another prompt.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from t2ibench.errors import InputError
+
+log = logging.getLogger("t2ibench")
+_WARNED: set[str] = set()  # each warning once per process (the plan is built per experiment)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -223,6 +228,7 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
     """Load, de-duplicate and filter the prompts described by the `prompts` config."""
     prompts: list[Prompt] = []
     origin: dict[str, str] = {}
+    by_text: dict[str, Prompt] = {}
     for source in prompts_config["sources"]:
         for prompt in load_source(source):
             if prompt.id in origin:
@@ -231,7 +237,16 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
                     f"(already defined in {origin[prompt.id]})"
                 )
             origin[prompt.id] = prompt.source
-            prompts.append(replace(prompt, index=len(prompts)))
+            index = len(origin) - 1
+            first = by_text.setdefault(prompt.text, prompt)
+            if first is not prompt:
+                _warn_once(
+                    f"prompt '{prompt.id}' ({prompt.source}) has the text of '{first.id}' "
+                    f"({first.source}): left out (the same text makes the same images; "
+                    "counted twice, it would look like two prompts' evidence)"
+                )
+                continue
+            prompts.append(replace(prompt, index=index))
     if prompts_config.get("categories"):
         wanted = set(prompts_config["categories"])
         prompts = [p for p in prompts if p.category in wanted]
@@ -249,6 +264,12 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
             f"{', '.join(map(str, prompts_config['sources']))} and applying the filters"
         )
     return prompts
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
 
 
 def custom_prompt(text: str) -> Prompt:

@@ -258,9 +258,14 @@ def detectable_difference(sd: float, prompts: int, alpha: float, power: float = 
     return _detectable_effect(int(prompts), float(alpha), float(power)) * sd
 
 
+LARGE_N = 100_000
+
+
 def prompts_needed(sd: float, difference: float, alpha: float, power: float = POWER) -> int:
     """The fewest prompts a paired t-test needs to detect `difference` with `power` at
-    `alpha` (from the normal approximation, then stepped to the exact answer)."""
+    `alpha` (from the normal approximation, then stepped to the exact answer; past
+    LARGE_N prompts the t-test is the z-test to within a prompt, and the approximation is
+    the answer)."""
     from scipy import stats
 
     if not sd > 0:
@@ -268,6 +273,8 @@ def prompts_needed(sd: float, difference: float, alpha: float, power: float = PO
     effect = abs(difference) / sd
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     n = max(2, math.ceil((z / effect) ** 2))
+    if n > LARGE_N:
+        return n
     enough = power - 1e-9  # the detectable difference's own n reaches `power` exactly
     while n > 2 and t_power(effect, n - 1, alpha) >= enough:
         n -= 1

@@ -59,14 +59,37 @@ def findings(plan: Plan, experiment: str, inputs: dict, outputs, log_path: str) 
         sequential = json.loads(Path(rounds).read_text(encoding="utf-8")) if rounds else None
         same = same_image_arms(results, plan, experiment, comparisons)
         found = words.build(
-            comparisons, meta, settings, directions, warning, spent, sequential, same
-        )
+            comparisons, meta, settings, directions, warning, spent, sequential, same,
+            unscored_columns(plan, experiment, results),
+        )  # fmt: skip
         found["human"] = {"sentences": people["sentences"]} if people else None
         write_json(outputs.json, found)
         write_text(outputs.md, words.markdown(found))
         decided = sum(f["verdict"] in ("better", "worse") for f in found["findings"])
         log.info("%s: %d finding(s) of %d comparisons: %s", experiment, decided,
                  found["method"]["comparisons"], outputs.md)  # fmt: skip
+
+
+def unscored_columns(plan: Plan, experiment: str, results) -> dict[str, str]:
+    """{column: why} for each compared metric column of the run that no image of the
+    experiment has a value of (results.csv's)."""
+    from t2ibench.config import column_metric, compared_columns
+    from t2ibench.metrics import registry
+
+    clean = results[results["image_flag"].fillna("") == ""] if "image_flag" in results else results
+    if clean.empty:
+        return {}
+    seeds = len(plan.experiments[experiment].seeds)
+    out = {}
+    for column in compared_columns(plan.config):
+        if column in clean and clean[column].notna().any():
+            continue
+        metric = registry.get(column_metric(column))
+        if metric.granularity == "prompt" and seeds < 2:
+            out[column] = "one image per prompt: it compares a prompt's images"
+        else:
+            out[column] = metric.summary.rstrip(".")
+    return out
 
 
 def sequential_look(plan: Plan, experiment: str, k: int, previous, output: str, log_path: str):

@@ -38,9 +38,9 @@ from t2ibench.report.grid_render import (
 from t2ibench.report.results import (
     Results,
     find_experiments,
-    format_metric,
     known_list,
     load_results,
+    tile_caption,
 )
 
 MODES = ("grid", "side-by-side", "diff")
@@ -256,7 +256,7 @@ def side_by_side_grid(results: Results, filters: dict, request: CompareRequest) 
         grid.tiles[where] = item.path
         caption = item.label or results.short_label("cell", item.key["cell"])
         if request.metric:
-            caption += "\n" + format_metric(request.metric, (item.row or {}).get(request.metric))
+            caption += "\n" + tile_caption(request.metric, item.row, item.path)
         grid.captions[where] = caption
     return grid
 

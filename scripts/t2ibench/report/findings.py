@@ -104,9 +104,10 @@ def _subject(row, metadata: dict) -> tuple[str, str, str]:
 def sentence(row, metadata: dict, method: str, seeds: int, sequential=None) -> str:
     this, other, place = _subject(row, metadata)
     prompts, pairs = int(row["prompts"]), int(row.get("pairs", 0) or 0)
-    sample = f"{prompts} prompts x {seeds} seed{'s' if seeds != 1 else ''}"
+    some = f"{prompts} prompt{'s' if prompts != 1 else ''}"
+    sample = f"{some} x {seeds} seed{'s' if seeds != 1 else ''}"
     if prompts < pairs < prompts * seeds:  # images missing or flagged on some prompts
-        sample = f"{pairs} pairs over {prompts} prompts"
+        sample = f"{pairs} pairs over {some}"
     metric, name = row["metric"], NAMES[method]
     interval = f"[{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
     record = row.get("sequential") if sequential else None
@@ -192,10 +193,13 @@ def build(
     cost=None,
     sequential=None,
     same=None,
+    unscored=None,
 ) -> dict:
     """The findings of one experiment (findings.json's content); `sequential` is a
     sequential experiment's rounds.json (t2ibench.report.stopping); `same`, the
-    comparisons whose images have the same pixels (t2ibench.report.same_images)."""
+    comparisons whose images have the same pixels (t2ibench.report.same_images);
+    `unscored`, {metric column: why} for the run's metrics that no image has a score of
+    (listed under "Not tested": no comparison of them is made)."""
     method, alpha = settings["adjust"], settings["alpha"]
     margins = settings.get("margins") or {}
     frame = stopping.apply(classify(comparisons, directions, margins, alpha, method), sequential)
@@ -231,6 +235,10 @@ def build(
         "note": FEW_NOTE if few else "",
         "same_images": [{**item, "sentence": same_sentence(item, metadata)} for item in same or []],
         "findings": rows,
+        "unscored": [
+            {"metric": column, "sentence": f"{column}: no image has a score ({why}); not compared."}
+            for column, why in (unscored or {}).items()
+        ],
         "cells": metadata.get("cells") or {},  # their values label them in findings.md
         "disagreements": disagreements(rows, metadata),
         "cost": _cost_words(cost, metadata, method) if cost else None,
@@ -346,6 +354,8 @@ def markdown(found: dict) -> str:
         ("Not tested", "not tested"),
     ]:
         rest = [r for r in rows if r["verdict"] == verdict]
+        if verdict == "not tested":
+            rest += found.get("unscored") or []
         if rest:
             lines += [f"## {title}", "", *[f"- {r['sentence']}" for r in rest], ""]
     if not rows:

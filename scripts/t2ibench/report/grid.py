@@ -23,7 +23,7 @@ from pathlib import Path
 
 from t2ibench.errors import InputError
 from t2ibench.report.grid_render import MAX_SIDE, Grid, count_pages, page_paths, write_grid
-from t2ibench.report.results import Results, format_metric, known_list, load_results
+from t2ibench.report.results import Results, known_list, load_results, tile_caption
 
 AXES = ("prompts", "values", "models", "cells", "seeds")
 AXIS_DIMENSION = {
@@ -102,7 +102,7 @@ def axis_grid(
         found = results.row(key["prompt"], key["cell"], key["model"], key["seed"])
         grid.tiles[(r, c)] = results.image(found)
         if metric:
-            grid.captions[(r, c)] = format_metric(metric, (found or {}).get(metric))
+            grid.captions[(r, c)] = tile_caption(metric, found, grid.tiles[(r, c)])
     return grid
 
 

@@ -33,17 +33,30 @@ def _rel(path: str, page_dir: Path) -> str:
 
 
 def _summary_table(summary) -> str:
+    """The table; a value that is not there (a metric with nothing to score, e.g. a
+    reference metric without reference images) is a dash, and a column with no values at
+    all is named below the table instead."""
+    import pandas as pd
+
     if summary.empty:
         return "<p>No images yet.</p>"
+    empty = [c for c in summary.columns if summary[c].isna().all()]
+    summary = summary.drop(columns=empty)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in summary.columns)
     body = []
     for _, row in summary.iterrows():
         cells = []
         for value in row:
-            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            if pd.api.types.is_scalar(value) and pd.isna(value):
+                text = "\u2013"
+            else:
+                text = f"{value:.4g}" if isinstance(value, float) else str(value)
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    note = (
+        f"<p class=note>No values: {html.escape(', '.join(map(str, empty)))}.</p>" if empty else ""
+    )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
 
 def _gallery(results, page_dir: Path) -> str:
@@ -201,6 +214,12 @@ def findings_section(found: dict) -> str:
         parts.append(
             f"<details><summary>No difference detected ({len(rest)})</summary>"
             f"<ul>{items(rest)}</ul></details>"
+        )
+    untested = [r for r in rows if r["verdict"] == "not tested"] + (found.get("unscored") or [])
+    if untested:
+        parts.append(
+            f"<details><summary>Not tested ({len(untested)})</summary>"
+            f"<ul>{items(untested)}</ul></details>"
         )
     return "".join(parts)
 

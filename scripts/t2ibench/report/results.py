@@ -154,6 +154,32 @@ def format_metric(name: str, value) -> str:
     return f"{name} {value:.2f}" if abs(value) >= 1 or not value else f"{name} {value:.4f}"
 
 
+def tile_caption(metric: str, row: dict | None, path: Path | None) -> str:
+    """What goes under a tile: the metric of its results row, or why the row's value is
+    not this file's: "missing", "unreadable" or "changed since it was scored" (the PNG
+    is not the one its record describes, the one the tables scored)."""
+    problem = image_problem(path)
+    return problem if problem else format_metric(metric, (row or {}).get(metric))
+
+
+def image_problem(path: Path | None) -> str:
+    """Why an image file is not the one its scores are of, or "" (a readable image that
+    is the one its record, if any, describes)."""
+    import json
+
+    from t2ibench.freshness import decodes, file_sha256
+
+    if path is None:
+        return "missing"
+    if not decodes(path):
+        return "unreadable"
+    try:
+        recorded = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))["png_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # no record: made elsewhere
+        return ""
+    return "changed since it was scored" if recorded != file_sha256(path) else ""
+
+
 # ---------------------------------------------------------------- images
 
 
