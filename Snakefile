@@ -52,7 +52,11 @@ for _experiment in PLAN.experiments:
 onstart:
     if MAIN_PROCESS:
         console.announce_plan(PLAN, fresh(), IMAGES_PER_JOB, not analyze_only())
-        preflight.start_run(PLAN, local_jobs=workflow.local_exec)
+        preflight.start_run(
+            PLAN,
+            local_jobs=workflow.local_exec,
+            executor=workflow.executor_plugin.name,
+        )
 
 
 onsuccess:

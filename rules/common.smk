@@ -492,11 +492,16 @@ def get_metric_tables(wildcards):
 
 def get_experiment_facts(wildcards):
     """What an experiment's tables and metadata say besides the images: its reference
-    cell (comparisons are against it) and its description; a change remakes them."""
-    exp = PLAN.experiments[wildcards.experiment].experiment
+    cell (comparisons are against it), its description, and its prompts' ids,
+    categories and reference images (a prompt's text is in its images' settings); a
+    change remakes them."""
+    planned = PLAN.experiments[wildcards.experiment]
+    exp = planned.experiment
+    prompts = [(p.index, p.id, p.category, p.reference_image) for p in planned.prompts]
     return {
         "reference": exp.reference,
         "description": exp.description,
+        "prompts": settings_digest(prompts),
         "tables": TABLES_FORMAT,  # a new column set remakes tables written before it
     }
 

@@ -79,3 +79,13 @@ def pytest_collection_modifyitems(items):
     items.sort(
         key=lambda item: (item.get_closest_marker("slow") is None, item.path.name not in FIRST)
     )
+
+
+def pipeline_index(class_name: str, **components) -> dict:
+    """A model_index.json for `class_name` that names every component its pipeline needs
+    (null: made without it, no folder needed), and `components` besides."""
+    from t2ibench.models.families.diffusers import required_components
+
+    index = {"_class_name": class_name}
+    index.update({name: [None, None] for name in required_components(class_name) or ()})
+    return {**index, **components}

@@ -169,6 +169,48 @@ def test_quick_mode_uses_fewer_prompts_seeds_and_values(base_config):
     assert len(quick.experiments["baseline"].prompts) == 2
 
 
+@pytest.mark.parametrize(
+    ("quick", "message"),
+    [
+        ("{variables: {shiftt: [2.0]}}", r"key 'quick.variables.shiftt': not a variable"),
+        ("{variables: {shift: [abc]}}", r"key 'quick.variables.shift\[0\]': "),
+    ],
+)
+def test_a_quick_runs_variables_are_checked_in_every_run(tmp_path, quick, message):
+    """A mistake in quick.variables is found by a full run too, under its own key."""
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "name: q\ndescription: d\nvariables: {shift: [2.0, 3.0]}\n" + f"quick: {quick}\n"
+    )
+    for run_quick in (False, True):
+        with pytest.raises(InputError, match=message):
+            load_experiment(str(path), run_quick)
+    cells = tmp_path / "c.yaml"
+    cells.write_text(
+        "name: c\ndescription: d\ncells: [{shift: 2.0}, {shift: 3.0}]\n"
+        "quick: {variables: {shift: [2.0]}}\n"
+    )
+    with pytest.raises(InputError, match=r"key 'quick.variables': the experiment has cells"):
+        load_experiment(str(cells))
+
+
+def test_an_experiments_own_prompt_file_missing_names_the_experiment(base_config, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\ndescription: d\nvariables: {steps: [2, 3]}\nprompts: {sources: [nonexist.json]}\n"
+    )
+    config = validate_config(dict(base_config, experiments=[str(path)]))
+    with pytest.raises(
+        InputError, match=rf"^experiment file {path}: key 'prompts.sources': nonexist.json does not"
+    ):
+        build_plan(config)
+
+
+def test_a_folder_listed_as_an_experiment_is_named_a_folder(tmp_path):
+    with pytest.raises(InputError, match=rf"'experiments': {tmp_path} is a folder; expected"):
+        load_experiment(str(tmp_path))
+
+
 def test_explicit_seed_list(base_config):
     plan = plan_for(base_config, ["baseline"], generation__seeds=[218, 1024, 7])
     names = [j.filename for j in plan.jobs if j.prompt_index == 1]

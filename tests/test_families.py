@@ -16,6 +16,8 @@ from t2ibench.experiments import CATALOGUE_DIR
 from t2ibench.models import families
 from t2ibench.models.registry import builtin_dir, builtin_paths, resolve_model
 
+from conftest import pipeline_index
+
 BUILTINS = sorted(families.builtins())
 
 
@@ -500,10 +502,9 @@ def test_a_pipeline_without_a_negative_prompt_records_none(tmp_path, base_config
 
     folder = tmp_path / "flux2"
     folder.mkdir()
-    index = {
-        "_class_name": "Flux2Pipeline",
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-    }
+    index = pipeline_index(
+        "Flux2Pipeline", scheduler=["diffusers", "FlowMatchEulerDiscreteScheduler"]
+    )
     (folder / "model_index.json").write_text(json.dumps(index))
     (folder / "scheduler").mkdir()
     config = validate_config(

@@ -270,3 +270,36 @@ def test_a_folder_record_without_a_digest_is_compared_by_time(base_config):
     new = image.stat().st_mtime + 100
     os.utime(folder, (new, new))  # a built-in's rule output is the folder
     assert state(plan, job).reason == MODEL_NEWER
+
+
+def test_a_checkpoint_moved_elsewhere_with_the_same_weights_outdates_nothing(base_config, tmp_path):
+    """Only model_source differs and the recorded digest is the file's: the images stand.
+    Other weights at the new place do outdate them."""
+    from t2ibench.models.checks import sha256_file
+
+    first = tmp_path / "a" / "model.safetensors"
+    first.parent.mkdir()
+    header = json.dumps(  # an SDXL single file's header (its key names the family)
+        {"conditioner.embedders.1.model.ln_final.weight": {"dtype": "F32", "shape": [1],
+                                                           "data_offsets": [0, 4]}}
+    ).encode()  # fmt: skip
+    first.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    config = {**base_config, "models": [{"name": "tiny", "source": str(first)}]}
+    plan = build_plan(validate_config(config))
+    job = plan.jobs[0]
+    image = write_image(plan, job)
+    record = json.loads(image.with_suffix(".json").read_text())
+    record["model_sha256"] = sha256_file(first)
+    image.with_suffix(".json").write_text(json.dumps(record))
+    assert state(plan, job).state == DONE
+    moved = tmp_path / "b" / "model.safetensors"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    config["models"][0]["source"] = str(moved)
+    plan = build_plan(validate_config(config))
+    assert state(plan, job).state == DONE
+    data = bytearray(moved.read_bytes())
+    data[-1] ^= 0xFF
+    moved.write_bytes(bytes(data))
+    got = state(build_plan(validate_config(config)), job)
+    assert got.state == OUTDATED and got.reason.startswith(SETTINGS_CHANGED)

@@ -52,6 +52,7 @@ def test_a_vote_file_is_read(tmp_path):
         ({"experiment": "other"}, "is not an image of experiment 'other'"),
         ({"votes": "x"}, "key 'votes': expected a list"),
         ({"votes": [{"choice": "maybe"}]}, "key 'votes[0].choice': expected one of left"),
+        ({"votes": [["left"]]}, "key 'votes[0]': expected a vote (a mapping of left, right"),
         ({"version": True}, "vote file version True; this t2ibench reads version 1"),
         ({"version": 1.0}, "vote file version 1.0; this t2ibench reads version 1"),
         ({"votes": [dict(ONE, time=5)]}, "key 'votes[0].time': 5; expected the vote's date"),

@@ -327,6 +327,27 @@ def test_a_lora_on_a_pipeline_without_a_lora_loader_is_refused_by_the_plan(base_
     assert chroma.lora and chroma.family == "diffusers"
 
 
+def test_a_lora_weight_without_a_lora_is_refused(base_config, tmp_path):
+    """A strength of nothing: cells that sweep it alone would make the same images."""
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+
+    config = dict(base_config)
+    config["generation"] = {**config["generation"], "lora_weight": 0.5}
+    with pytest.raises(
+        InputError, match=r"^config key 'generation.lora_weight': 0.5 without a lora"
+    ):
+        build_plan(validate_config(config))
+    sweep = tmp_path / "lw.yaml"
+    sweep.write_text("name: lw\ndescription: d\nvariables:\n  lora_weight: [0.0, 1.0]\n")
+    config = dict(base_config, experiments=[str(sweep)])
+    with pytest.raises(
+        InputError,
+        match=r"^experiment 'lw', cell 'lora_weight-0.0': key 'lora_weight': 0.0 without",
+    ):
+        build_plan(validate_config(config))
+
+
 def test_lora_files_and_folders_are_checked(tmp_path):
     import torch
     from safetensors.torch import save_file

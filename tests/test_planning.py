@@ -188,6 +188,14 @@ def test_scores_with_no_spread_are_not_a_detectable_difference_of_0():
     )
     assert lines[2].startswith("  hps: detectable difference 1.2 ")
     assert all("nan" not in line for line in lines)
+    # One planned prompt: nothing is detectable, said in words, not in the start-up line.
+    one = {
+        **found,
+        "prompts": 1,
+        "rows": [{"metric": "hps", "sd": 0.5, "detectable": float("nan")}],
+    }
+    [_, line] = planning.report_lines(one)
+    assert line.startswith("  hps: no difference detectable with 1 prompt(s)") and "nan" not in line
 
 
 def test_a_sequential_experiments_power_says_it_is_the_fixed_designs(planned, tmp_path):

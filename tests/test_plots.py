@@ -233,3 +233,24 @@ def test_files_are_valid_svg_and_png(tmp_path):
                 assert 300 <= image.width <= 4000 and 250 <= image.height <= 2000
                 assert "Software" not in image.info
     assert not list((folder / "plots").glob(".*.part"))  # no temporary files left
+
+
+def test_the_plots_step_leaves_no_plot_of_an_earlier_run(tmp_path):
+    """A metric turned off or an axis renamed: the plots/ folder holds only this run's
+    plots (the viewer lists what is in it)."""
+    from t2ibench.steps import plots as plots_step
+
+    first = make_experiment(tmp_path / "a", {"shift": ["1.0", "2.0"]})
+    out = tmp_path / "plots"
+    inputs = {k: str(first / f"{k}.csv") for k in ("summary", "results")}
+    plots_step({**inputs, "metadata": str(first / "metadata.json")}, str(out), str(tmp_path / "l"))
+    assert (out / "lpips_diversity_bars.png").is_file() and (
+        out / "clip_score_vs_shift.png"
+    ).is_file()
+    second = make_experiment(tmp_path / "b", {"steps": ["2", "4"]}, metrics=("clip_score",))
+    inputs = {k: str(second / f"{k}.csv") for k in ("summary", "results")}
+    plots_step({**inputs, "metadata": str(second / "metadata.json")}, str(out), str(tmp_path / "l"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        expected(["clip_score_vs_steps", "clip_score_bars"])
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

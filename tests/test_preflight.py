@@ -313,3 +313,21 @@ def test_the_closing_line_names_only_what_is_there(tmp_path):
     assert "report" not in generated and f"images in {results}/<experiment>/" in generated
     assert f"tables in {results}/baseline/ (results.csv" in one and "; open " not in one
     assert "for baseline, shift" in both and both.endswith(f"open {results}/report/index.html")
+
+
+def test_a_cluster_executor_without_its_commands_is_one_line(tmp_path, monkeypatch):
+    """--profile profiles/slurm on a machine without SLURM: refused before any job,
+    instead of a traceback from the executor plugin per job."""
+    from t2ibench.preflight import check_executor
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    check_executor("local")
+    with pytest.raises(
+        InputError, match=r"^the slurm executor .+ sbatch, squeue, sacct are not on"
+    ):
+        check_executor("slurm")
+    for command in ("sbatch", "squeue", "sacct"):
+        script = tmp_path / command
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+    check_executor("slurm")

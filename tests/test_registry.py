@@ -9,6 +9,8 @@ import pytest
 from t2ibench.errors import InputError
 from t2ibench.models.registry import model_name_from_file, resolve_model, resolve_models
 
+from conftest import pipeline_index
+
 
 def _safetensors(path, keys=("conditioner.embedders.1.model.ln_final.weight",)):
     header = {
@@ -104,7 +106,7 @@ def test_unknown_architecture_names_what_was_found(tmp_path):
     ],
 )
 def test_diffusers_folder_family_from_model_index(tmp_path, pipeline, family):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+    (tmp_path / "model_index.json").write_text(json.dumps(pipeline_index(pipeline)))
     entry = {"name": "m", "source": str(tmp_path)}
     if family:
         assert resolve_model(entry, 0, str(tmp_path)).family == family
@@ -119,7 +121,7 @@ def test_hf_source_resolves_through_the_local_cache(tmp_path, monkeypatch):
     snapshot = cache / "models--acme--tiny-xl" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
     (snapshot / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+        json.dumps(pipeline_index("StableDiffusionXLPipeline"))
     )
     (cache / "models--acme--tiny-xl" / "refs").mkdir()
     (cache / "models--acme--tiny-xl" / "refs" / "main").write_text("abc123")
@@ -157,7 +159,7 @@ def test_a_family_given_for_another_familys_folder_is_refused(tmp_path):
     ):
         resolve_model(entry, 0, str(tmp_path))
     (tmp_path / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionXLPipeline"})
+        json.dumps(pipeline_index("StableDiffusionXLPipeline"))
     )
     assert resolve_model(entry, 0, str(tmp_path)).family == "sdxl"
 
@@ -171,13 +173,42 @@ def test_an_upper_case_suffix_is_refused_before_the_run(tmp_path):
 
 
 def test_a_component_folder_missing_from_a_model_folder_is_named(tmp_path):
-    index = {"_class_name": "StableDiffusionXLPipeline", "vae": ["diffusers", "AutoencoderKL"]}
+    index = pipeline_index("StableDiffusionXLPipeline", vae=["diffusers", "AutoencoderKL"])
     index["feature_extractor"] = [None, None]  # optional: not there, and not needed
     (tmp_path / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(InputError, match=r"has no vae/ folder, which its model_index.json names"):
         resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
     (tmp_path / "vae").mkdir()
     assert resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path)).family == "sdxl"
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "needed"),
+    [
+        ("ZImagePipeline", {"vae", "transformer", "text_encoder", "tokenizer", "scheduler"}),
+        ("StableDiffusionXLPipeline", {"vae", "unet", "scheduler"}),  # encoders: optional
+        ("ChromaPipeline", {"vae", "transformer", "text_encoder", "tokenizer", "scheduler"}),
+    ],
+)
+def test_a_component_the_pipeline_needs_and_model_index_does_not_name_is_refused(
+    tmp_path, pipeline, needed
+):
+    """As diffusers' from_pretrained decides (its __init__'s parameters without a default,
+    less _optional_components): a folder whose model_index.json leaves one out would fail
+    only in the first generation job."""
+    from t2ibench.models.families.diffusers import required_components
+
+    assert set(required_components(pipeline)) == needed
+    index = pipeline_index(pipeline)
+    del index["vae"]
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(
+        InputError, match=rf"has no vae: its model_index.json does not name it, and a {pipeline} "
+    ):
+        resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
+    index["vae"] = [None, None]  # named as absent: the pipeline is made without it
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
 
 
 def test_a_models_dir_file_listed_under_models_is_its_entry_and_hidden_files_are_skipped(

@@ -276,6 +276,21 @@ def test_a_backup_left_by_an_interrupted_job_does_not_stop_the_next_run(work):
     assert nothing_to_do(snakemake(work, *ARGS))
 
 
+def test_a_changed_prompt_category_reaches_the_tables_and_no_image(work):
+    """A prompt's text is in its images' settings; its category is only in the tables and
+    metadata, which are remade (no image is)."""
+    prompts = json.loads((work / "prompts" / "test.json").read_text())
+    prompts["t_002"]["category"] = "animals"
+    (work / "prompts" / "test.json").write_text(json.dumps(prompts))
+    proc = snakemake(work, *ARGS)
+    assert made_images(proc) == []
+    table = pd.read_csv(results(work) / "results.csv")
+    assert set(table[table["prompt_index"] == 1]["prompt_category"]) == {"animals"}
+    meta = json.loads((results(work, "shift_sweep") / "metadata.json").read_text())
+    assert [p["category"] for p in meta["prompts"]][1] == "animals"
+    assert nothing_to_do(snakemake(work, "-n", *ARGS))
+
+
 def test_a_changed_reference_cell_and_description_reach_every_table(work):
     experiment = work / "config" / "experiments" / "shift_sweep.yaml"
     text = experiment.read_text().replace("DiffSynth's default is 3.0.", "Now against 4.0.")

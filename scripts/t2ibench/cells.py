@@ -88,9 +88,11 @@ def slug(label: str) -> str:
     return text
 
 
-def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[str, dict]]:
-    """(label, settings) for each value of one axis."""
-    key_path = f"variables.{axis}"
+def _axis_values(
+    where: str, axis: str, spec, gen_schema: dict, prefix: str = "variables"
+) -> list[tuple[str, dict]]:
+    """(label, settings) for each value of one axis (its key: `<prefix>.<axis>`)."""
+    key_path = f"{prefix}.{axis}"
     if axis == PROMPT_SR:
         if not isinstance(spec, list) or not all(isinstance(v, str) and v for v in spec):
             raise InputError(
@@ -146,8 +148,24 @@ def _axis_values(where: str, axis: str, spec, gen_schema: dict) -> list[tuple[st
     return out
 
 
-def grid_cells(where: str, variables: dict, gen_schema: dict) -> list[Cell]:
-    axes = [(axis, _axis_values(where, axis, spec, gen_schema)) for axis, spec in variables.items()]
+def grid_cells(
+    where: str, variables: dict, gen_schema: dict, quick: dict | None = None
+) -> list[Cell]:
+    """The cells of `variables`; `quick`, an experiment's quick.variables, replaces the
+    values of the axes it names (checked under their own keys)."""
+    axes = [
+        (axis, _axis_values(where, axis, spec, gen_schema))
+        for axis, spec in variables.items()
+        if axis not in (quick or {})
+    ]
+    for axis, spec in (quick or {}).items():
+        if axis not in variables:
+            raise InputError(
+                f"{where}: key 'quick.variables.{axis}': not a variable of the experiment; "
+                f"expected one of: {', '.join(variables)}"
+            )
+        axes.append((axis, _axis_values(where, axis, spec, gen_schema, "quick.variables")))
+    axes.sort(key=lambda item: list(variables).index(item[0]))
     cells = []
     for combo in itertools.product(*(values for _, values in axes)):
         settings: dict = {}

@@ -118,6 +118,11 @@ def catalogue() -> list[Path]:
 def _find(name: str) -> Path:
     if name.endswith((".yaml", ".yml")) or "/" in name:
         path = Path(name)
+        if path.is_dir():
+            raise InputError(
+                f"config key 'experiments': {name} is a folder; expected an experiment "
+                ".yaml file (list each one)"
+            )
         if not path.is_file():
             raise InputError(f"config key 'experiments': experiment file {name} does not exist")
         return path
@@ -168,10 +173,17 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         check_value(where, f"settings.{key}", key, value, gen_schema)
     quick_data = data.get("quick", {})
     variables = data.get("variables")
-    if quick and quick_data.get("variables"):
-        variables = {**variables, **quick_data["variables"]} if variables else None
+    if quick_data.get("variables") and variables is None:
+        raise InputError(
+            f"{where}: key 'quick.variables': the experiment has cells, not variables; "
+            "give its quick run fewer cells with variables, or leave quick.variables out"
+        )
     if variables is not None:
         cells = grid_cells(where, variables, gen_schema)
+        # checked in every run, used in quick ones
+        quick_cells = grid_cells(where, variables, gen_schema, quick_data.get("variables"))
+        if quick:
+            cells = quick_cells
         axes = list(variables)
     else:
         cells = explicit_cells(where, data["cells"], gen_schema)

@@ -191,6 +191,15 @@ class Freshness:
             return MODEL_NEWER if newer else ""
         return MODEL_NEWER if self.model_mtime(model) > image_mtime else ""
 
+    def _moved(self, model: str, record: dict, made_with: dict, planned: dict) -> bool:
+        """Only the model's source differs, and its weights are the ones the image was
+        made with (the recorded digest): a checkpoint moved or copied elsewhere."""
+        if changed_keys(made_with, planned) != ["model_source"]:
+            return False
+        recorded = record.get("model_sha256")
+        spec = self.plan.models[model]
+        return bool(recorded) and self._checkpoint_there(spec) and self.model_sha(model) == recorded
+
     @staticmethod
     def _checkpoint_there(spec) -> bool:
         """A file, or a folder with its model_index.json (a built-in not made yet is not)."""
@@ -234,7 +243,7 @@ class Freshness:
         except (ValueError, KeyError, TypeError, OSError):
             return ImageState(OUTDATED, RECORD_UNREADABLE)
         planned = json.loads(json.dumps(self.plan.settings(job)))
-        if made_with != planned:
+        if made_with != planned and not self._moved(job.model, record, made_with, planned):
             changed = changed_keys(made_with, planned)
             return ImageState(OUTDATED, f"{SETTINGS_CHANGED}: {', '.join(changed[:4])}")
         changed = self.model_changed(job.model, record, stat.st_mtime)

@@ -101,7 +101,9 @@ def read_file(path: Path) -> tuple[str, list[Vote]]:
 
 def _vote(where: str, i: int, vote, experiment: str, voter: str, path: Path) -> Vote:
     key = f"{where}: key 'votes[{i}]"
-    if not isinstance(vote, dict) or vote.get("choice") not in CHOICES:
+    if not isinstance(vote, dict):
+        raise InputError(f"{key}': expected a vote (a mapping of left, right and choice)")
+    if vote.get("choice") not in CHOICES:
         raise InputError(f"{key}.choice': expected one of {', '.join(CHOICES)}")
     sides = {}
     for side in ("left", "right"):

@@ -228,7 +228,13 @@ class Plan:
 def _experiment_prompts(config: dict, exp: Experiment, quick: dict | None) -> list[Prompt]:
     if config["prompt"] is not None:
         return [custom_prompt(config["prompt"])]
-    prompts = load_prompts(exp.prompts or config["prompts"])
+    try:
+        prompts = load_prompts(exp.prompts or config["prompts"])
+    except InputError as err:  # an experiment's own prompts: name its file
+        if not exp.prompts:
+            raise
+        mine = f"experiment file {exp.source}: key 'prompts"
+        raise InputError(str(err).replace("config key 'prompts", mine, 1)) from None
     if quick and quick.get("num_prompts"):
         prompts = prompts[: quick["num_prompts"]]
     return prompts
@@ -278,6 +284,12 @@ def build_plan(config: dict) -> Plan:
                 else f"experiment '{name}', cell '{cell.name}': key '"
             )
             merged = {**config["generation"], **exp.settings, **cell.settings}
+            if merged.get("lora_weight") is not None and not merged.get("lora"):
+                raise InputError(
+                    f"{where}lora_weight': {merged['lora_weight']} without a lora: it is the "
+                    "strength of `lora` (a model's own LoRAs take theirs in `loras`); set "
+                    "lora, or leave lora_weight out"
+                )
             for model in chosen:
                 check_model_settings(by_name[model], merged, where, config["max_pixels"])
                 if by_name[model].loras or merged.get("lora"):

@@ -152,10 +152,14 @@ def report_lines(found: dict) -> list[str]:
                 "spread): nothing to plan from"
             )
             continue
-        line = (
-            f"  {row['metric']}: detectable difference {row['detectable']:.3g} "
-            f"(sd of a per-prompt difference {row['sd']:.3g})"
+        detectable = row["detectable"]
+        said = (
+            f"detectable difference {detectable:.3g}"
+            if not math.isnan(detectable)
+            else f"no difference detectable with {found['prompts']} prompt(s) (a paired test "
+            "needs 2)"
         )
+        line = f"  {row['metric']}: {said} (sd of a per-prompt difference {row['sd']:.3g})"
         if "prompts_needed" in row:
             line += f"; {row['difference']:g} needs {row['prompts_needed']} prompts"
         lines.append(line)
@@ -170,7 +174,8 @@ def startup_line(plan: Plan, experiment: str) -> str:
         found = power(plan, experiment)
     except InputError:
         return ""
-    rows = [r for r in found["rows"] if r["sd"] > 0]  # no spread: nothing to plan from
+    # no spread, or fewer than 2 planned prompts: nothing to plan from
+    rows = [r for r in found["rows"] if r["sd"] > 0 and not math.isnan(r["detectable"])]
     if not rows:
         return ""
     said = ", ".join(f"{r['metric']} {r['detectable']:.3g}" for r in rows)

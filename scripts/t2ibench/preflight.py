@@ -131,22 +131,43 @@ def clear_stale_backups(results_dir: str, workdir: str) -> None:
 _RUN: dict = {}
 
 
-def start_run(plan: Plan, local_jobs: bool) -> None:
+# The commands a cluster executor submits and watches jobs with.
+EXECUTOR_COMMANDS = {"slurm": ("sbatch", "squeue", "sacct")}
+
+
+def check_executor(executor: str) -> None:
+    """A cluster executor's commands are on PATH: without them every job fails in the
+    executor plugin, each with a traceback."""
+    import shutil
+
+    missing = [c for c in EXECUTOR_COMMANDS.get(executor, ()) if shutil.which(c) is None]
+    if missing:
+        raise InputError(
+            f"the {executor} executor (--executor {executor}, as profiles/{executor} sets) "
+            f"submits jobs with {', '.join(EXECUTOR_COMMANDS[executor])}, and "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not on PATH here: "
+            f"run it on a {executor} login node, or leave out --profile profiles/{executor}"
+        )
+
+
+def start_run(plan: Plan, local_jobs: bool, executor: str = "local") -> None:
     """Before the first job of a run that executes jobs (the Snakefile's onstart): the
-    device checks and the results folder's run lock (t2ibench.runlock); a failure is
-    one line, and the run stops before anything is removed or written."""
+    executor's commands, the device checks and the results folder's run lock
+    (t2ibench.runlock); a failure is one line, and the run stops before anything is
+    removed or written."""
     import atexit
     import os
 
     from t2ibench import runlock
 
     try:
+        check_executor(executor)
         lock = before_first_job(plan.config, plan.results_dir, os.getcwd(), local_jobs, plan)
     except InputError as err:
         sys.exit(f"t2ibench: error: {err}")
     except OSError as err:  # the lock cannot be written: a full or read-only disk
         where = str(runlock.lock_path(plan.results_dir))
-        sys.exit(f"t2ibench: error: {os_error_line(err, where)}")
+        sys.exit(f"t2ibench: error: config key 'results_dir': {os_error_line(err, where)}")
     _RUN["lock"] = lock
     atexit.register(runlock.release, lock)  # also on Ctrl-C
 

@@ -231,20 +231,23 @@ def metadata(plan: Plan, experiment: str, output: str, log_path: str) -> None:
 
 def grid(results_dir: str, experiment: str, cell_size: int, output: str, log_path: str) -> None:
     """grids/: the experiment's labelled grid pages (see t2ibench.report.grid)."""
+    from t2ibench.io import building_dir
     from t2ibench.report.grid import experiment_grid_pages
 
-    with logged(log_path, output):
-        pages = experiment_grid_pages(Path(results_dir), experiment, Path(output), cell_size)
+    with logged(log_path, output), building_dir(output) as staging:
+        pages = experiment_grid_pages(Path(results_dir), experiment, staging, cell_size)
         log.debug("%s: %d grid pages", output, len(pages))
 
 
 def plots(inputs: dict, output: str, log_path: str) -> None:
+    """plots/: built whole in a staging folder, so that no plot of an earlier run (a
+    metric turned off, an axis renamed) stays beside the new ones."""
+    from t2ibench.io import building_dir
     from t2ibench.report.plots import experiment_plots
 
-    with logged(log_path, output):
-        Path(output).mkdir(parents=True, exist_ok=True)
+    with logged(log_path, output), building_dir(output) as staging:
         written = experiment_plots(
-            Path(inputs["summary"]), Path(inputs["results"]), Path(inputs["metadata"]), Path(output)
+            Path(inputs["summary"]), Path(inputs["results"]), Path(inputs["metadata"]), staging
         )
         log.debug("%s: %d plot files", output, len(written))
 

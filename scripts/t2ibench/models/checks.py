@@ -118,9 +118,19 @@ def check_checkpoint(path: Path) -> dict:
     return read_safetensors_header(path)
 
 
-def check_components(path: Path, model_index: dict, key: str) -> None:
-    """Each component model_index.json names ([library, class], not null) has its folder:
-    one missing fails only when the model loads, in the first job."""
+def check_components(path: Path, model_index: dict, key: str, required=None) -> None:
+    """Each component model_index.json names ([library, class], not null) has its folder,
+    and it names each of the pipeline's `required` components (null counts: the pipeline
+    is then made without it): one missing fails only when the model loads, in the first
+    job."""
+    pipeline = model_index.get("_class_name") or "pipeline"
+    missing = [name for name in required or () if name not in model_index]
+    if missing:
+        raise InputError(
+            f"config key '{key}': folder {path} has no {', '.join(missing)}: its "
+            f"model_index.json does not name {'it' if len(missing) == 1 else 'them'}, and a "
+            f"{pipeline} loads only with {', '.join(required)}; copy the whole model folder"
+        )
     for name, value in model_index.items():
         if name.startswith("_") or not isinstance(value, list) or None in value:
             continue

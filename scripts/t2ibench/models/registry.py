@@ -21,6 +21,7 @@ from t2ibench.models.checks import (
     has_vpred_key,
 )
 from t2ibench.models.families.base import Resolved, read_json
+from t2ibench.models.families.diffusers import required_components
 
 BUILTIN_PREFIX = "builtin:"
 # Built-ins written as one original-layout file plus a config folder, and as diffusers
@@ -162,7 +163,6 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 "(no model_index.json)"
             )
         model_index = read_json(path / "model_index.json")
-        check_components(path, model_index, key)
         family = (
             families.get(entry["family"])
             if entry.get("family")
@@ -176,6 +176,8 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 f"{pipeline} ({family.label} folders hold {theirs}); remove `family`, or "
                 "give it family: diffusers"
             )
+        required = required_components(str(model_index.get("_class_name", "")))
+        check_components(path, model_index, key, required)
         return _spec(
             entry, "diffusers", path, family.name, family.resolve_folder(path, model_index)
         )

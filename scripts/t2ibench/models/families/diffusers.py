@@ -47,11 +47,23 @@ def text_to_image_pipelines() -> frozenset[str]:
     return frozenset(names)
 
 
+def _subpackage(class_name: str) -> Path | None:
+    """The pipelines subpackage whose `_import_structure` entry lists the class (in
+    diffusers' pipelines/__init__.py), or None."""
+    text = (_pipelines_dir() / "__init__.py").read_text(encoding="utf-8")
+    at = text.find(f'"{class_name}"')
+    keys = re.findall(r'_import_structure\["([\w.]+)"\]', text[:at]) if at >= 0 else []
+    folder = _pipelines_dir().joinpath(*keys[-1].split(".")) if keys else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 @functools.cache
 def _class_node(class_name: str) -> ast.ClassDef | None:
-    """A pipeline class's definition in diffusers' source."""
+    """A pipeline class's definition in diffusers' source (its subpackage first)."""
     pattern = re.compile(rf"^class {class_name}\(", re.MULTILINE)
-    for path in sorted(_pipelines_dir().rglob("pipeline_*.py")):
+    first = _subpackage(class_name)
+    paths = sorted(first.rglob("pipeline_*.py")) if first else []
+    for path in [*paths, *sorted(_pipelines_dir().rglob("pipeline_*.py"))]:
         text = path.read_text(encoding="utf-8")
         if not pattern.search(text):
             continue
@@ -78,6 +90,33 @@ def takes_lora(class_name: str) -> bool:
     return any(
         b.endswith("LoraLoaderMixin") or (b.endswith("Pipeline") and takes_lora(b)) for b in bases
     )
+
+
+@functools.cache
+def required_components(class_name: str) -> tuple[str, ...] | None:
+    """The components a pipeline class cannot load without, read from its source as
+    diffusers' from_pretrained decides it: its __init__'s parameters without a default,
+    less its `_optional_components`. None when its source does not say (no class, or no
+    __init__ of its own)."""
+    if not class_name.isidentifier():
+        return None
+    node = _class_node(class_name)
+    body = getattr(node, "body", [])
+    init = next((i for i in body if isinstance(i, ast.FunctionDef) and i.name == "__init__"), None)
+    if init is None:
+        return None
+    optional: set[str] = set()
+    for item in node.body:
+        targets = item.targets if isinstance(item, ast.Assign) else []
+        if any(getattr(t, "id", "") == "_optional_components" for t in targets):
+            try:
+                optional = set(ast.literal_eval(item.value))
+            except ValueError:
+                return None
+    positional = init.args.args[1 : len(init.args.args) - len(init.args.defaults)]
+    pairs = zip(init.args.kwonlyargs, init.args.kw_defaults, strict=True)
+    keyword = [arg for arg, default in pairs if default is None]
+    return tuple(a.arg for a in [*positional, *keyword] if a.arg not in optional)
 
 
 def _defaults(args: ast.arguments) -> dict:
