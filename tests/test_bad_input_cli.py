@@ -243,6 +243,7 @@ def test_own_configfile_replaces_the_demo_config(work):
     )
     proc = snakemake(work, "-n", "--configfile", "test-config.yaml")
     assert "plan: 24 images over 1 model(s) and 12 prompt(s)" in proc.stderr
+    assert "is extended by" not in proc.stderr + proc.stdout  # it is replaced, not extended
     proc = snakemake(
         work, "-n", "--configfile", "test-config.yaml", "--config", "results_dir=elsewhere"
     )
