@@ -52,6 +52,15 @@ def test_a_prompt_with_an_earlier_prompts_text_is_left_out_with_a_warning(tmp_pa
     assert [p.id for p in load_prompts(cfg(a, b, num_prompts=3))] == ["x1", "x2", "b_002"]
 
 
+def test_a_control_character_in_a_prompt_is_refused(tmp_path):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"x1": {"text": "a red\u0000 fox"}}))
+    with pytest.raises(InputError, match=r"prompt 'x1' in .+ holds the control character U\+0000"):
+        load_prompts(cfg(a))
+    a.write_text(json.dumps({"x1": {"text": "a red fox,\n\tin snow"}}))  # lines and tabs: text
+    assert load_prompts(cfg(a))[0].text == "a red fox,\n\tin snow"
+
+
 def test_the_shipped_prompts_have_no_text_twice(repo):
     """The demo loads several sets at once: none repeats another's text."""
     sources = [*sorted((repo / "prompts").glob("*.json")), repo / "prompts" / "paired"]

@@ -237,6 +237,13 @@ def load_prompts(prompts_config: dict) -> list[Prompt]:
                     f"(already defined in {origin[prompt.id]})"
                 )
             origin[prompt.id] = prompt.source
+            control = next((c for c in prompt.text if ord(c) < 32 and c not in "\t\n\r"), None)
+            if control is not None or "\x7f" in prompt.text:
+                code = ord(control) if control is not None else 0x7F
+                raise InputError(
+                    f"prompt '{prompt.id}' in {prompt.source}: its text holds the control "
+                    f"character U+{code:04X}; expected printable text"
+                )
             index = len(origin) - 1
             first = by_text.setdefault(prompt.text, prompt)
             if first is not prompt:
