@@ -424,3 +424,19 @@ def test_a_viewer_missing_a_thumbnail_or_script_is_found(tmp_path):
         (tmp_path / name).unlink()
         assert files_missing(tmp_path), name
         (tmp_path / name).write_text("x")
+
+
+def test_the_viewers_findings_keep_what_was_not_tested(tmp_path):
+    """Comparisons not tested, and metrics no image has a score of, reach the viewer as
+    in findings.md."""
+    from t2ibench.report.viewer import findings_payload
+
+    path = tmp_path / "findings.json"
+    path.write_text(json.dumps({
+        "headline": "0 of 1 comparisons show a difference",
+        "findings": [{"verdict": "not tested", "sentence": "hps not tested: one prompt."}],
+        "unscored": [{"metric": "lpips_diversity", "sentence": "lpips_diversity: no image."}],
+    }))  # fmt: skip
+    found = findings_payload(path)
+    assert found["untested"] == ["hps not tested: one prompt.", "lpips_diversity: no image."]
+    assert found["undetected"] == []

@@ -322,6 +322,8 @@ def findings_payload(path: Path) -> dict | None:
         "equivalent": said("equivalent"),
         "disagreements": [str(d.get("sentence", "")) for d in found.get("disagreements", [])],
         "undetected": said("no difference detected"),
+        "untested": said("not tested")
+        + [str(u.get("sentence", "")) for u in found.get("unscored") or [] if isinstance(u, dict)],
         "stopping": _stopping(found.get("sequential")),
         "human": [str(s) for s in (found.get("human") or {}).get("sentences", [])],
     }

@@ -229,12 +229,15 @@
         box.appendChild(list(part[1]));
       }
     });
-    if (found.undetected.length) {
-      box.appendChild(el("details", null, [
-        el("summary", null, "No difference detected (" + found.undetected.length + ")"),
-        list(found.undetected),
-      ]));
-    }
+    [["No difference detected", found.undetected],
+     ["Not tested", found.untested || []]].forEach(function (part) {
+      if (part[1].length) {
+        box.appendChild(el("details", null, [
+          el("summary", null, part[0] + " (" + part[1].length + ")"),
+          list(part[1]),
+        ]));
+      }
+    });
   }
 
   function renderOverview(exp) {
