@@ -69,8 +69,9 @@ console.setup_logging()
 # targets only: the plan summary is the main process's.
 MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)
 quick_exit.freeze_at_exit()
-if MAIN_PROCESS and human.foreign(VOTES, PLAN.experiments):
-    console.log.warning("%s", human.foreign(VOTES, PLAN.experiments))
+_OTHER_VOTES = human.foreign(VOTES, [PLAN.vote_name(e) for e in PLAN.experiments])
+if MAIN_PROCESS and _OTHER_VOTES:
+    console.log.warning("%s", _OTHER_VOTES)
 
 
 def analyze_only():
@@ -197,7 +198,7 @@ def generation_outputs(experiment):
 
 def vote_files(experiment):
     """The vote files (config key `votes`) that name the experiment."""
-    return [str(path) for path in VOTES.get(experiment, [])]
+    return [str(path) for path in VOTES.get(PLAN.vote_name(experiment), [])]
 
 
 def get_vote_files(wildcards):

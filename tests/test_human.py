@@ -157,6 +157,17 @@ def test_voter_agreement_on_common_pairs():
     assert found["voters"] == 2 and found["pairs"] == 3
     assert found["agreement"] == pytest.approx(2 / 3) and "kappa" in found
     assert human.voter_agreement(votes[:1]) is None
+    # Three voters on a pair: three comparisons of two voters, said as such.
+    three = [*votes, vote("a", "b", "right", voter="cy")]  # cy chose b: agrees with nobody
+    found = human.voter_agreement(three)
+    assert (found["voters"], found["pairs"], found["comparisons"]) == (3, 3, 5)
+    assert found["agreement"] == pytest.approx(2 / 5)
+    from t2ibench.report.human import sentences
+
+    votes = {"used": 7, "unique": 7, "set_aside": {}}
+    said = sentences({"votes": votes, "voters": found, "metrics": []})
+    [text] = [s for s in said if "voters rated" in s]
+    assert "agree in 40% of 5 such comparisons" in text
 
 
 def test_bradley_terry_fits_known_wins():
@@ -252,3 +263,22 @@ def test_equal_arms_are_rarely_resolved_in_simulation():
             for s in range(300)
         )
         assert resolved / 300 <= 0.05, (votes, prompts, resolved)
+
+
+def test_a_custom_prompts_votes_are_its_own(base_config):
+    """A custom prompt's run keeps its experiments in results/prompt-<hash>/: its vote
+    files name `prompt-<hash>/baseline`, so they never count for the full run's baseline
+    (or the other way round), and their paths find its images."""
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+    from t2ibench.report.human import _in_results_dir
+
+    full = build_plan(validate_config(base_config))
+    custom = build_plan(validate_config(dict(base_config, prompt="a fox in snow")))
+    assert full.vote_name("baseline") == "baseline"
+    name = custom.vote_name("baseline")
+    assert name.startswith("prompt-") and name.endswith("/baseline") and name != "baseline"
+    job = custom.jobs[0]
+    given = vote(f"{name}/{job.relpath.split('/', 1)[1]}", f"{name}/x.png", "left")
+    assert _in_results_dir(custom, "baseline", given).left == job.relpath
+    assert _in_results_dir(full, "baseline", given) == given

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from t2ibench.config import validate_config
+from t2ibench.errors import InputError
 from t2ibench.plan import IMAGE_NAME, build_plan
 
 from conftest import with_changes
@@ -205,3 +208,19 @@ def test_steps_default_per_family(base_config):
     assert steps == {"z": 9, "s": 28}
     plan = build_plan(validate_config(with_changes(config, generation__steps=5)))
     assert {plan.settings(j)["steps"] for j in plan.jobs} == {5}
+
+
+@pytest.mark.parametrize(
+    ("builtin", "refused"),
+    [("tiny-zimage", True), ("tiny-flux-dev", True), ("tiny-sd3", True), ("tiny-sdxl", False)],
+)
+def test_a_size_the_pipeline_cannot_make_is_refused_before_the_run(base_config, builtin, refused):
+    """Z-Image, FLUX.1 and SD3 pack 2x2 latent patches: 72 px would fail (Z-Image, SD3) or
+    be resized (FLUX.1) in the job; SDXL takes multiples of 8."""
+    config = dict(base_config, models=[{"name": "m", "source": f"builtin:{builtin}"}])
+    config["generation"] = {**config["generation"], "width": 72}
+    if refused:
+        with pytest.raises(InputError, match=r"^config key 'generation.width': 72 for model 'm'"):
+            build_plan(validate_config(config))
+    else:
+        build_plan(validate_config(config))

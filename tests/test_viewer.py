@@ -440,3 +440,32 @@ def test_the_viewers_findings_keep_what_was_not_tested(tmp_path):
     found = findings_payload(path)
     assert found["untested"] == ["hps not tested: one prompt.", "lpips_diversity: no image."]
     assert found["undetected"] == []
+
+
+def test_cells_and_axes_keep_the_experiments_order():
+    """metadata.json's mappings have sorted keys (steps-1, steps-10, steps-2); its
+    cell_order and axes lists give the experiment's order back."""
+    from t2ibench.report.viewer import in_order, ordered
+
+    meta = {
+        "cells": {"steps-1": {}, "steps-10": {}, "steps-2": {}},
+        "cell_order": ["steps-1", "steps-2", "steps-10"],
+        "variables": {"shift": [1], "steps": [2]},
+        "axes": ["steps", "shift"],
+    }
+    cells = ordered(list(in_order(meta["cells"], meta["cell_order"])), [])
+    assert cells == ["steps-1", "steps-2", "steps-10"]
+    assert list(in_order(meta["variables"], meta["axes"])) == ["steps", "shift"]
+    assert list(in_order(meta["cells"], None)) == ["steps-1", "steps-10", "steps-2"]  # older
+
+
+def test_metadata_lists_the_cells_in_the_experiments_order(base_config, tmp_path):
+    from t2ibench.config import validate_config
+    from t2ibench.plan import build_plan
+    from t2ibench.report.tables import metadata
+
+    sweep = tmp_path / "st.yaml"
+    sweep.write_text("name: st\ndescription: d\nvariables: {steps: [1, 2, 10]}\n")
+    plan = build_plan(validate_config(dict(base_config, experiments=[str(sweep)])))
+    meta = json.loads(json.dumps(metadata(plan, "st", tmp_path / "sha.json"), sort_keys=True))
+    assert meta["cell_order"] == ["steps-1", "steps-2", "steps-10"] and meta["axes"] == ["steps"]

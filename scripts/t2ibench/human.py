@@ -334,7 +334,12 @@ def voter_agreement(votes) -> dict | None:
         for a, b in combinations(sorted(by), 2):
             total += 1
             same += by[a] == by[b]
-    out = {"voters": len(voters), "pairs": len(common), "agreement": same / total}
+    out = {
+        "voters": len(voters),
+        "pairs": len(common),
+        "comparisons": total,  # pairs of voters on a common pair
+        "agreement": same / total,
+    }
     if len(voters) == 2:
         from statsmodels.stats.inter_rater import cohens_kappa
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 
@@ -119,6 +120,13 @@ class Plan:
 
     def path(self, job: ImageJob) -> str:
         return f"{self.results_dir}/{job.relpath}"
+
+    def vote_name(self, experiment: str) -> str:
+        """What vote files call the experiment: its folder under the config's
+        results_dir (`prompt-<hash>/baseline` for a custom prompt's run), so that votes
+        of one run never count in another; image paths in them start with it."""
+        below = os.path.relpath(self.results_dir, self.config["results_dir"])
+        return experiment if below == "." else f"{below}/{experiment}"
 
     def paths(self, experiment: str | None = None) -> list[str]:
         return [self.path(j) for j in self.jobs if experiment in (None, j.experiment)]
@@ -250,6 +258,13 @@ def check_model_settings(model: ModelSpec, gen: dict, where: str, max_pixels: in
         family.check_layers(gen, model.text_layers, model.name, where)
     size = family.common_settings(gen, model.defaults)
     width, height = size["width"], size["height"]
+    step = family.size_multiple
+    for key, value in (("width", width), ("height", height)):
+        if value % step:
+            raise InputError(
+                f"{where}{key}': {value} for model '{model.name}': {family.label} images need "
+                f"a multiple of {step} (e.g. {value - value % step})"
+            )
     if max_pixels and width * height > max_pixels:
         raise InputError(
             f"{where}width': {width}x{height} (model '{model.name}') is {width * height} "

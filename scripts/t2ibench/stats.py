@@ -41,7 +41,8 @@ FEW_PROMPTS = 20
 SKEW_FROM = 6  # fewer prompts: Student's t alone
 METHOD = (
     "paired on (prompt, seed), averaged per prompt; 95% CI and p over prompts: Student's t "
-    "and Hall's skewness-corrected t (union of the intervals, larger p)"
+    f"and, from {SKEW_FROM} prompts on, Hall's skewness-corrected t (union of the intervals, "
+    "larger p)"
 )
 
 

@@ -33,13 +33,29 @@ def classify(plan, experiment: str, votes: list, sha_of) -> tuple[dict, Counter]
     return used, aside
 
 
+def _in_results_dir(plan, experiment: str, vote):
+    """The vote with its image paths relative to the plan's results folder (they start
+    with the experiment's vote name: `prompt-<hash>/baseline/...` in a custom prompt's
+    run, whose results folder is that `prompt-<hash>`)."""
+    import dataclasses
+
+    below = plan.vote_name(experiment)[: -len(experiment)]
+    if not below:
+        return vote
+    return dataclasses.replace(
+        vote,
+        left=vote.left.removeprefix(below),
+        right=vote.right.removeprefix(below),
+    )
+
+
 def analyse(plan, experiment: str, files: list[str], results, directions: dict) -> dict:
     """human.json's content. `results`: results.csv as a frame; `directions`: which way
     each image metric column is better."""
     from t2ibench.freshness import file_sha256
 
     read = [vote for path in files for vote in human.read_file(Path(path))[1]]
-    votes = human.unique(read)
+    votes = [_in_results_dir(plan, experiment, vote) for vote in human.unique(read)]
     shas: dict[str, str | None] = {}
 
     def sha_of(relpath: str):
@@ -137,10 +153,15 @@ def sentences(found: dict) -> list[str]:
             )
     voters = found.get("voters")
     if voters:
-        text = (
-            f"{voters['voters']} voters rated {voters['pairs']} pair(s) in common and agree on "
-            f"{voters['agreement']:.0%} of them"
-        )
+        text = f"{voters['voters']} voters rated {voters['pairs']} pair(s) in common"
+        comparisons = voters.get("comparisons", voters["pairs"])
+        if voters["voters"] == 2 or comparisons == voters["pairs"]:
+            text += f" and agree on {voters['agreement']:.0%} of them"
+        else:  # several voters on a pair: each two of them are a comparison
+            text += (
+                f"; two voters on the same pair agree in {voters['agreement']:.0%} of "
+                f"{comparisons} such comparisons"
+            )
         if "kappa" in voters:
             text += f" (Cohen's kappa {voters['kappa']:.2f})"
         out.append(text + ".")
@@ -167,8 +188,11 @@ def table(found: dict):
     voters = found.get("voters")
     if voters:
         note = f"Cohen's kappa {voters['kappa']:.3f}" if "kappa" in voters else ""
+        compared = voters.get("comparisons", voters["pairs"])
+        if compared != voters["pairs"]:
+            note = f"over {compared} comparisons of two voters on {voters['pairs']} pairs"
         rows.append(["voter agreement", "pair", f"{voters['voters']} voters", voters["agreement"],
-                     None, None, voters["pairs"], None, note])  # fmt: skip
+                     None, None, compared, None, note])  # fmt: skip
     for why, count in found["votes"]["set_aside"].items():
         rows.append(["set aside", "vote", why, None, None, None, count, None, ""])
     return pd.DataFrame(rows, columns=CSV_COLUMNS)

@@ -338,6 +338,11 @@ def metadata(plan: Plan, experiment: str, sha_cache: Path) -> dict:
             axis: list(dict.fromkeys(c.values[axis] for c in exp.cells if axis in c.values))
             for axis in exp.axes
         },
+        # The experiment's order of its axes and cells (the mappings are written with
+        # sorted keys).
+        "axes": list(exp.axes),
+        "vote_name": plan.vote_name(experiment),  # what vote files call it
+        "cell_order": [cell.name for cell in exp.cells],
         "cells": {
             cell.name: {
                 "values": cell.values,

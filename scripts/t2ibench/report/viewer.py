@@ -261,15 +261,18 @@ def experiment_payload(name: str, results_dir: Path, build: Build) -> dict:
         "name": name,
         # What vote files name: the experiment and its images' paths under the folder
         # that holds it (t2ibench.human).
-        "vote_name": str(meta.get("experiment") or Path(name).name),
+        "vote_name": str(meta.get("vote_name") or meta.get("experiment") or Path(name).name),
         "description": str(meta.get("description") or ""),
         "reference_cell": meta.get("reference_cell"),
-        "variables": meta.get("variables") or {},
+        "variables": in_order(meta.get("variables") or {}, meta.get("axes")),
         "models": ordered(
             [m.get("name") for m in meta.get("models", []) if isinstance(m, dict)],
             [i["model"] for i in images],
         ),
-        "cells": ordered(list(meta.get("cells") or {}), [i["cell"] for i in images]),
+        "cells": ordered(
+            list(in_order(meta.get("cells") or {}, meta.get("cell_order"))),
+            [i["cell"] for i in images],
+        ),
         "cell_values": {
             name: cell.get("values", {})
             for name, cell in (meta.get("cells") or {}).items()
@@ -346,6 +349,15 @@ def json_safe(value):
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def in_order(mapping: dict, order) -> dict:
+    """`mapping` with the keys `order` lists first, in that order (metadata.json's
+    mappings are written with sorted keys; its lists keep the experiment's order)."""
+    if not isinstance(mapping, dict):
+        return {}
+    order = [k for k in order or [] if isinstance(k, str) and k in mapping]
+    return {k: mapping[k] for k in dict.fromkeys([*order, *mapping])}
 
 
 def ordered(first: list, then: list) -> list:

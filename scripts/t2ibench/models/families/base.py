@@ -91,6 +91,9 @@ class Family:
     guidance_scale: float = 5.0
     width: int = 1024
     height: int = 1024
+    # Width and height a multiple of this: the VAE's scale, times 2 where the denoiser
+    # packs 2x2 latent patches (its pipeline refuses or resizes other sizes).
+    size_multiple: int = 8
     # Samplers a config may choose (t2ibench.samplers); one entry: the family's own, fixed.
     samplers: tuple[str, ...] = ()
     pipelines: tuple[str, ...] = ()  # model_index.json `_class_name`s of its folders

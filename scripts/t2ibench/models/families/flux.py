@@ -79,6 +79,7 @@ def bfl_keys(header: dict) -> bool:
 
 class Flux(TransformerFileFamily):
     name = "flux"
+    size_multiple = 16  # 8x VAE, 2x2 latent patches
     label = "FLUX.1"
     pipeline_class, transformer_class = "FluxPipeline", "FluxTransformer2DModel"
     file_label, example = "a FLUX.1", "FLUX.1-dev or FLUX.1-schnell"

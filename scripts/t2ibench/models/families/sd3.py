@@ -49,6 +49,7 @@ SD3_SETTINGS = (
 
 class SD3(TransformerFileFamily):
     name = "sd3"
+    size_multiple = 16  # 8x VAE, 2x2 latent patches
     label = "SD3"
     pipeline_class, transformer_class = "StableDiffusion3Pipeline", "SD3Transformer2DModel"
     file_label, example = "an SD3", "stable-diffusion-3.5-large"

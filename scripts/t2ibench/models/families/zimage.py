@@ -105,6 +105,7 @@ ENCODING = (
 
 class ZImage(Family):
     name = "zimage"
+    size_multiple = 16  # 8x VAE, 2x2 latent patches
     label = "Z-Image"
     settings = (SHIFT, *ENCODING)
     steps, guidance_scale, width, height = 9, 0.0, 1024, 1024
