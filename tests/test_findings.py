@@ -213,6 +213,9 @@ def test_findings_md_keeps_config_text_as_text_and_the_banner_names_the_experime
     text = findings.markdown(found)
     assert "<img" not in text and "shift=&lt;img src=x>" in text
     assert "p < 0.05" in text
+    meta["cells"]["shift-4.0"]["values"]["shift"] = "*a* `b`"  # no emphasis, no code
+    text = findings.markdown(findings.build(pd.DataFrame([row()]), meta, SETTINGS, {}, "w"))
+    assert "shift=\\*a\\* \\`b\\`" in text and text.count("**") == 2  # the warning's
     config = {"models": [{"name": "a", "source": "builtin:tiny-sdxl"},
                          {"name": "b", "source": "builtin:tiny-sd15"}],
               "metrics": {}}  # fmt: skip

@@ -313,12 +313,15 @@ def _plain(value):
     return value
 
 
+BOLD = "\x00bold\x00"  # findings.md's own emphasis, kept apart from escaped text
+
+
 def markdown(found: dict) -> str:
     """findings.md: the warning, the verdicts in sentences, then what was not detected."""
     method = found["method"]
     lines = [f"# Findings: {found['experiment']}", ""]
     if found["warning"]:
-        lines += [f"> **{found['warning']}**", ""]
+        lines += [f"> {BOLD}{found['warning']}{BOLD}", ""]
     rows = found["findings"]
     lines += [f"{found['headline']}; {method['tests']}.", ""]
     if found["note"]:
@@ -361,5 +364,7 @@ def markdown(found: dict) -> str:
     if not rows:
         lines += ["No comparisons: the experiment has one cell and one model, or no scores.", ""]
     # Names and values from configs (a cell's prompt_sr text, a model's name) are text:
-    # no renderer of the Markdown may take them for HTML ("p < 0.05" stays as it is).
-    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", "\n".join(lines))
+    # no renderer of the Markdown may take them for HTML ("p < 0.05" stays as it is),
+    # nor their * and ` for emphasis and code.
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", "\n".join(lines))
+    return re.sub(r"([*`])", r"\\\1", text).replace(BOLD, "**")
