@@ -205,15 +205,22 @@ def test_sha256_of_a_missing_file_is_an_input_error(tmp_path):
 def test_a_folders_digest_is_its_content_files_paths_and_digests(tmp_path, monkeypatch):
     folder = tmp_path / "model"
     (folder / "unet").mkdir(parents=True)
-    (folder / "model_index.json").write_text("{}")
+    index = b'{"unet": ["diffusers", "UNet2DConditionModel"], "vae": [null, null]}'
+    (folder / "model_index.json").write_bytes(index)
     (folder / "unet" / "w.safetensors").write_bytes(b"w" * 100)
     (folder / "README.md").write_text("notes")
     (folder / ".cache").mkdir()
     (folder / ".cache" / "x.json").write_text("{}")
+    # What a trainer leaves beside the pipeline's folders is not the model.
+    (folder / "checkpoint-600").mkdir()
+    (folder / "checkpoint-600" / "optimizer.bin").write_bytes(b"o")
+    (folder / "trainer_state.json").write_text("{}")
+    (folder / "vae").mkdir()  # named [null, null]: not loaded
+    (folder / "vae" / "old.safetensors").write_bytes(b"v")
     expected = hashlib.sha256(
         "".join(
             f"{name}\0{hashlib.sha256(data).hexdigest()}\n"
-            for name, data in [("model_index.json", b"{}"), ("unet/w.safetensors", b"w" * 100)]
+            for name, data in [("model_index.json", index), ("unet/w.safetensors", b"w" * 100)]
         ).encode()
     ).hexdigest()
     cache_file = tmp_path / "sha256.json"

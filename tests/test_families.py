@@ -507,6 +507,7 @@ def test_a_pipeline_without_a_negative_prompt_records_none(tmp_path, base_config
     )
     (folder / "model_index.json").write_text(json.dumps(index))
     (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text("{}")
     config = validate_config(
         {
             **base_config,

@@ -220,7 +220,8 @@ def folder_model_image(base_config):
     plan = build_plan(validate_config(config))
     folder = Path(plan.models["z"].checkpoint)
     (folder / "transformer").mkdir(parents=True)
-    (folder / "model_index.json").write_text('{"_class_name": "ZImagePipeline"}')
+    index = {"_class_name": "ZImagePipeline", "transformer": ["diffusers", "ZImage"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
     (folder / "transformer" / "weights.safetensors").write_bytes(b"weights")
     job = plan.jobs[0]
     image = write_image(plan, job)
@@ -303,3 +304,33 @@ def test_a_checkpoint_moved_elsewhere_with_the_same_weights_outdates_nothing(bas
     moved.write_bytes(bytes(data))
     got = state(build_plan(validate_config(config)), job)
     assert got.state == OUTDATED and got.reason.startswith(SETTINGS_CHANGED)
+
+
+def test_a_single_files_own_config_folder_newer_than_the_image_outdates_it(base_config, tmp_path):
+    """An SD3 or FLUX.1 transformer file's `config` folder holds the VAE and text
+    encoders: a file in it newer than the image outdates the image, as a VAE does."""
+    from t2ibench.models.checks import sha256_file
+    from t2ibench.models.registry import ModelSpec
+
+    plan = build_plan(validate_config(base_config))
+    job = plan.jobs[0]
+    image = write_image(plan, job)
+    checkpoint = Path(plan.models["tiny"].checkpoint)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"weights")
+    config = tmp_path / "cfg"
+    (config / "vae").mkdir(parents=True)
+    (config / "model_index.json").write_text('{"vae": ["diffusers", "AutoencoderKL"]}')
+    (config / "vae" / "w.safetensors").write_bytes(b"vae")
+    old = image.stat().st_mtime - 100
+    for path in (config / "model_index.json", config / "vae" / "w.safetensors"):
+        os.utime(path, (old, old))
+    record = json.loads(image.with_suffix(".json").read_text())
+    record["model_sha256"] = sha256_file(checkpoint)
+    image.with_suffix(".json").write_text(json.dumps(record))
+    spec = plan.models["tiny"]
+    fields = {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+    plan.models["tiny"] = ModelSpec(**{**fields, "config_dir": str(config), "shared_config": False})
+    assert state(plan, job).state == DONE
+    (config / "vae" / "w.safetensors").write_bytes(b"other vae")  # newer than the image
+    assert state(plan, job).reason == MODEL_NEWER

@@ -162,7 +162,8 @@ def test_a_model_folder_that_does_not_load_is_one_line_naming_the_model(tmp_path
     save_tiny_zimage(folder)
     shutil.rmtree(folder / "vae")
     config = {**base_config, "models": [{"name": "z", "source": str(folder)}]}
-    (folder / "vae").mkdir()  # there, but empty: only loading finds it out
+    (folder / "vae").mkdir()  # there, not empty, without its config: loading finds it out
+    (folder / "vae" / "notes.txt").write_text("a VAE goes here")
     spec = build_plan(validate_config(config)).models["z"]
     with pytest.raises(
         InputError, match=r"model 'z' \(.+zfolder\): it does not load: .*no file named config.json"

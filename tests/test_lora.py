@@ -372,6 +372,8 @@ def test_lora_files_and_folders_are_checked(tmp_path):
     for name in ["e10", "e2", "e1"]:
         save_file({"lora_unet_a.lora_down.weight": torch.zeros(1)}, empty / f"{name}.safetensors")
     assert [p.stem for p in lora.folder_files(str(empty), "where")] == ["e1", "e2", "e10"]
+    (empty / "._e1.safetensors").write_bytes(b"\0" * 4096)  # macOS AppleDouble: not a LoRA
+    assert [p.stem for p in lora.folder_files(str(empty), "where")] == ["e1", "e2", "e10"]
 
 
 @pytest.mark.slow

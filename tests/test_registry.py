@@ -179,7 +179,27 @@ def test_a_component_folder_missing_from_a_model_folder_is_named(tmp_path):
     with pytest.raises(InputError, match=r"has no vae/ folder, which its model_index.json names"):
         resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
     (tmp_path / "vae").mkdir()
+    with pytest.raises(InputError, match=r"vae is empty; its model_index.json names it"):
+        resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
+    (tmp_path / "vae" / "config.json").write_text("{}")
     assert resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path)).family == "sdxl"
+
+
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [
+        ("[]", r"model_index.json: expected a JSON object"),
+        ('"FluxPipeline"', r"model_index.json: expected a JSON object"),
+        ('{"_class_name": null}', r"key '_class_name': expected the pipeline's class name"),
+        ('{"_class_name": ["diffusers", "FluxPipeline"]}', r"key '_class_name': expected"),
+        ('{"_class_name": "FluxPipeline", "vae": null}', r"key 'vae': expected \[library, class\]"),
+        ('{"_class_name": "FluxPipeline", "vae": "AutoencoderKL"}', r"key 'vae': expected"),
+    ],
+)
+def test_a_malformed_model_index_is_one_line(tmp_path, index, message):
+    (tmp_path / "model_index.json").write_text(index)
+    with pytest.raises(InputError, match=message):
+        resolve_model({"name": "m", "source": str(tmp_path)}, 0, str(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,7 @@ class Freshness:
         self.listed = listed or {}
         self._model_mtime: dict[str, float] = {}
         self._model_sha: dict[str, str] = {}
+        self._parts_mtime: dict[str, float] = {}
         self._states: dict[ImageJob, ImageState] = {}
         self.mtime: dict[ImageJob, float] = {}  # the PNG's mtime, for images that exist
         self.sha: dict[ImageJob, str] = {}  # the recorded png_sha256 of finished images
@@ -184,12 +185,27 @@ class Freshness:
         if recorded and self._checkpoint_there(spec):
             if self.model_sha(model) != recorded:
                 return MODEL_CHANGED
-            if not spec.vae:
-                return ""
-            # the checkpoint matched: only the VAE's time counts
-            newer = os.path.exists(spec.vae) and os.stat(spec.vae).st_mtime > image_mtime
-            return MODEL_NEWER if newer else ""
+            # the checkpoint matched: the VAE's time counts, and the newest file of a
+            # single file's own config folder (an SD3 or FLUX.1 one holds weights)
+            return MODEL_NEWER if self.parts_mtime(model) > image_mtime else ""
         return MODEL_NEWER if self.model_mtime(model) > image_mtime else ""
+
+    def parts_mtime(self, model: str) -> float:
+        """The newest time of a model's parts besides its checkpoint: its VAE, and the
+        files of a `config` folder given with it (not the shared base config a rule
+        makes); 0 when it has none."""
+        if model not in self._parts_mtime:
+            from t2ibench.models.checks import folder_files
+
+            spec = self.plan.models[model]
+            folders = [spec.config_dir] if spec.config_dir and not spec.shared_config else []
+            parts = []
+            for part in [spec.vae, *folders] if spec.vae else folders:
+                path = Path(part)
+                parts += folder_files(path) if path.is_dir() else [path]
+            times = [p.stat().st_mtime for p in parts if p.exists()]
+            self._parts_mtime[model] = max(times, default=0.0)
+        return self._parts_mtime[model]
 
     def _moved(self, model: str, record: dict, made_with: dict, planned: dict) -> bool:
         """Only the model's source differs, and its weights are the ones the image was

@@ -30,12 +30,17 @@ def natural_key(name: str) -> list:
 
 
 def folder_files(folder: str, where: str) -> list[Path]:
-    """The .safetensors of a LoRA folder in natural order (a folder of training epochs)."""
+    """The .safetensors of a LoRA folder in natural order (a folder of training epochs);
+    hidden files (macOS's `._` copies, editors' and tools' own) are not LoRAs."""
     path = Path(folder)
     if not path.is_dir():
         raise InputError(f"{where}: LoRA folder {folder} is not a folder")
     files = sorted(
-        (p for p in path.iterdir() if p.suffix.lower() == ".safetensors" and p.is_file()),
+        (
+            p
+            for p in path.iterdir()
+            if p.suffix.lower() == ".safetensors" and p.is_file() and not p.name.startswith(".")
+        ),
         key=lambda p: natural_key(p.name),
     )
     if not files:

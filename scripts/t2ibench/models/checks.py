@@ -118,12 +118,40 @@ def check_checkpoint(path: Path) -> dict:
     return read_safetensors_header(path)
 
 
+# Names that are a pipeline's components wherever they appear in a model_index.json.
+COMPONENTS = ("unet", "transformer", "vae", "scheduler", "text_encoder", "tokenizer",
+              "text_encoder_2", "tokenizer_2", "text_encoder_3", "tokenizer_3")  # fmt: skip
+
+
+def check_model_index(path: Path, model_index: dict, key: str) -> None:
+    """model_index.json names its pipeline class, and each component it names is a
+    [library, class] pair (or [null, null]): anything else fails deep in diffusers."""
+    pipeline = model_index.get("_class_name")
+    if not isinstance(pipeline, str) or not pipeline:
+        raise InputError(
+            f"config key '{key}': {path / 'model_index.json'}: key '_class_name': expected the "
+            f"pipeline's class name (text), got {pipeline!r}"
+        )
+    for name in COMPONENTS:
+        value = model_index.get(name, [None, None])
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(v is None or isinstance(v, str) for v in value)
+        ):
+            raise InputError(
+                f"config key '{key}': {path / 'model_index.json'}: key '{name}': expected "
+                f'[library, class] (e.g. ["diffusers", "AutoencoderKL"]) or [null, null], got '
+                f"{json.dumps(value)}"
+            )
+
+
 def check_components(path: Path, model_index: dict, key: str, required=None) -> None:
     """Each component model_index.json names ([library, class], not null) has its folder,
-    and it names each of the pipeline's `required` components (null counts: the pipeline
-    is then made without it): one missing fails only when the model loads, in the first
-    job."""
-    pipeline = model_index.get("_class_name") or "pipeline"
+    not an empty one, and it names each of the pipeline's `required` components (null
+    counts: the pipeline is then made without it): one missing fails only when the model
+    loads, in the first job."""
+    pipeline = model_index["_class_name"]
     missing = [name for name in required or () if name not in model_index]
     if missing:
         raise InputError(
@@ -138,6 +166,11 @@ def check_components(path: Path, model_index: dict, key: str, required=None) -> 
             raise InputError(
                 f"config key '{key}': folder {path} has no {name}/ folder, which its "
                 f"model_index.json names ({value[1]}); copy the whole model folder"
+            )
+        if not any(f.is_file() for f in (path / name).iterdir()):
+            raise InputError(
+                f"config key '{key}': folder {path / name} is empty; its model_index.json "
+                f"names it ({value[1]}): copy the whole model folder"
             )
 
 
@@ -210,10 +243,24 @@ _NOT_CONTENT = (".md", ".png", ".jpg", ".jpeg", ".webp", ".gif")
 def folder_files(folder: Path) -> list[Path]:
     """A model folder's files that are its content: weights, configs and tokenizer files
     (links followed); names starting with "." (caches, lock files) and notes, licences and
-    pictures are left out."""
+    pictures are left out. In a diffusers folder, only model_index.json and the component
+    folders it names: what a trainer leaves beside them (checkpoint-600/, optimizer.bin,
+    trainer_state.json) is not what the pipeline loads."""
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    named = None
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+            named = {k for k, v in data.items() if isinstance(v, list) and None not in v}
+        except (OSError, ValueError, AttributeError):
+            named = None  # unreadable: every file counts
     found = []
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        only = named if Path(root) == folder else None  # the top: the named components
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (only is None or d in only))
+        if only is not None:
+            files = [f for f in files if f == "model_index.json"]
         for name in sorted(files):
             suffix = Path(name).suffix.lower()
             if name.startswith(".") or not suffix or suffix in _NOT_CONTENT:

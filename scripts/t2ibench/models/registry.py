@@ -18,6 +18,7 @@ from t2ibench.models.checks import (
     PICKLE_SUFFIXES,
     check_checkpoint,
     check_components,
+    check_model_index,
     has_vpred_key,
 )
 from t2ibench.models.families.base import Resolved, read_json
@@ -163,6 +164,7 @@ def resolve_model(entry: dict, where: int | str, resources_dir: str) -> ModelSpe
                 "(no model_index.json)"
             )
         model_index = read_json(path / "model_index.json")
+        check_model_index(path, model_index, key)
         family = (
             families.get(entry["family"])
             if entry.get("family")

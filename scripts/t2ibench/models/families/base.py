@@ -313,9 +313,12 @@ def read_json(path: Path) -> dict:
     import json
 
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
         raise InputError(f"model folder file {path}: missing or not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InputError(f"model folder file {path}: expected a JSON object ({{...}})")
+    return data
 
 
 def text_layers(path: Path) -> int | None:
