@@ -169,3 +169,27 @@ def test_a_model_folder_that_does_not_load_is_one_line_naming_the_model(tmp_path
         InputError, match=r"model 'z' \(.+zfolder\): it does not load: .*no file named config.json"
     ):
         Generator()._load(spec, "cpu", "fp32", None, {})
+
+
+def test_a_model_folder_with_pickled_weights_is_not_loaded(tmp_path, base_config):
+    """Only safetensors are loaded, in folders too: a component whose weights are a
+    pickle (.bin) is refused in one line naming the model, not unpickled."""
+    import torch
+    from safetensors.torch import load_file
+
+    from t2ibench.config import validate_config
+    from t2ibench.generate import Generator
+    from t2ibench.models.zimage import save_tiny_zimage
+    from t2ibench.plan import build_plan
+
+    folder = tmp_path / "zfolder"
+    save_tiny_zimage(folder)
+    [weights] = (folder / "vae").glob("*.safetensors")
+    torch.save(load_file(weights), folder / "vae" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    config = {**base_config, "models": [{"name": "z", "source": str(folder)}]}
+    spec = build_plan(validate_config(config)).models["z"]
+    with pytest.raises(
+        InputError, match=r"^model 'z' \(.+zfolder\): it does not load: .*safetensors"
+    ):
+        Generator()._load(spec, "cpu", "fp32", None, {})

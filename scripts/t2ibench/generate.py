@@ -370,7 +370,9 @@ def load_vae(spec: ModelSpec, torch_dtype):
     from diffusers import AutoencoderKL
 
     if Path(spec.vae).is_dir():
-        return AutoencoderKL.from_pretrained(spec.vae, dtype=torch_dtype, local_files_only=True)
+        return AutoencoderKL.from_pretrained(
+            spec.vae, dtype=torch_dtype, local_files_only=True, use_safetensors=True
+        )
     return AutoencoderKL.from_single_file(
         spec.vae,
         config=spec.config_dir or spec.checkpoint,

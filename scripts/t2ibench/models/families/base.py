@@ -288,7 +288,11 @@ class TransformerFileFamily(Family):
         left_out = dict.fromkeys(spec.unused)  # e.g. text_encoder_3=None
         if spec.kind != "single_file":
             return pipeline.from_pretrained(
-                spec.checkpoint, dtype=torch_dtype, local_files_only=True, **left_out
+                spec.checkpoint,
+                dtype=torch_dtype,
+                local_files_only=True,
+                use_safetensors=True,
+                **left_out,
             )
         from t2ibench.models.checks import check_checkpoint
 
@@ -305,6 +309,7 @@ class TransformerFileFamily(Family):
             transformer=transformer,
             dtype=torch_dtype,
             local_files_only=True,
+            use_safetensors=True,
             **left_out,
         )
 

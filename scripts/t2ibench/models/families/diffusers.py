@@ -223,7 +223,7 @@ class Diffusers(Family):
         from diffusers import AutoPipelineForText2Image
 
         return AutoPipelineForText2Image.from_pretrained(
-            spec.checkpoint, dtype=torch_dtype, local_files_only=True
+            spec.checkpoint, dtype=torch_dtype, local_files_only=True, use_safetensors=True
         )
 
     batches = True

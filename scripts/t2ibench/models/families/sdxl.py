@@ -116,7 +116,7 @@ class UNetFamily(Family):
         pipeline = getattr(diffusers, self.pipeline_class)
         if spec.kind == "diffusers":
             return pipeline.from_pretrained(
-                spec.checkpoint, dtype=torch_dtype, local_files_only=True
+                spec.checkpoint, dtype=torch_dtype, local_files_only=True, use_safetensors=True
             )
         return self.load_single_file(Path(spec.checkpoint), Path(spec.config_dir), torch_dtype)
 

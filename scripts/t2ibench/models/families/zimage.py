@@ -174,7 +174,7 @@ class ZImage(Family):
         from diffusers import ZImagePipeline
 
         return ZImagePipeline.from_pretrained(
-            spec.checkpoint, dtype=torch_dtype, local_files_only=True
+            spec.checkpoint, dtype=torch_dtype, local_files_only=True, use_safetensors=True
         )
 
     batches = True
