@@ -73,3 +73,23 @@ def test_bad_vae_paths(base_config, files, name, message):
     (tmp / "vae.pt").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(InputError, match=message):
         build_plan(_config(base_config, tmp, tmp / name))
+
+
+def test_a_vae_of_another_family_is_refused_before_the_run(base_config, files):
+    """A FLUX.1 VAE (16 latent channels) on an SDXL model (4) would fail at the first
+    decode, after the denoising: its latent channels are compared when the plan is made,
+    for a folder (config.json) and a file (its encoder's output)."""
+    tmp, other = files
+    flux = type(other)(**{**other.config, "latent_channels": 16})
+    flux.save_pretrained(tmp / "flux-vae-folder")
+    state = {
+        k.removeprefix("first_stage_model."): v.contiguous()
+        for k, v in vae_to_original(flux).items()
+    }
+    save_file(state, tmp / "flux-vae.safetensors")
+    for name in ("flux-vae-folder", "flux-vae.safetensors"):
+        with pytest.raises(
+            InputError,
+            match=rf"'models\[0\].vae': .+{name} makes latents of 16 channels, and model 'm'",
+        ):
+            build_plan(_config(base_config, tmp, tmp / name))

@@ -174,6 +174,37 @@ def check_components(path: Path, model_index: dict, key: str, required=None) -> 
             )
 
 
+def vae_latent_channels(vae: Path, header: dict | None = None) -> int | None:
+    """The latent channels a VAE makes: a folder's config.json, or a file's encoder
+    output (mean and log-variance: twice the channels); None when it does not say."""
+    vae = Path(vae)
+    if vae.is_dir():
+        try:
+            value = json.loads((vae / "config.json").read_text(encoding="utf-8")).get(
+                "latent_channels"
+            )
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, int) else None
+    for name, info in (header or {}).items():
+        if name.endswith("encoder.conv_out.weight") and isinstance(info, dict):
+            shape = info.get("shape") or []
+            return shape[0] // 2 if shape and isinstance(shape[0], int) else None
+    return None
+
+
+def check_vae_latents(vae: Path, header: dict | None, model_folder: Path, key: str, spec) -> None:
+    """A replacement VAE makes the latents the model's own VAE makes (a FLUX.1 VAE on an
+    SDXL model fails at the first decode, after the denoising)."""
+    got = vae_latent_channels(vae, header)
+    wanted = vae_latent_channels(model_folder / "vae")
+    if got and wanted and got != wanted:
+        raise InputError(
+            f"config key '{key}': {vae} makes latents of {got} channels, and model "
+            f"'{spec.name}' ({spec.family}) works in {wanted}: a VAE of another family"
+        )
+
+
 def has_vpred_key(header: dict) -> bool:
     """Real v-prediction SDXL checkpoints carry an (empty) ``v_pred`` tensor as a marker."""
     return "v_pred" in header

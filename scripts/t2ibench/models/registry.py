@@ -19,6 +19,7 @@ from t2ibench.models.checks import (
     check_checkpoint,
     check_components,
     check_model_index,
+    check_vae_latents,
     has_vpred_key,
 )
 from t2ibench.models.families.base import Resolved, read_json
@@ -325,7 +326,7 @@ def _with_vae(spec: ModelSpec, entry: dict, where: str) -> ModelSpec:
     if not vae:
         return spec
     key = f"{where}.vae" if where.startswith("models[") else f"{where} (vae)"
-    path = Path(vae)
+    path, header = Path(vae), None
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"config key '{key}': folder {vae} has no config.json")
@@ -333,9 +334,10 @@ def _with_vae(spec: ModelSpec, entry: dict, where: str) -> ModelSpec:
         if path.suffix.lower() != ".safetensors":
             check_checkpoint(path)  # names pickles as such
             raise InputError(f"config key '{key}': {vae} is not a .safetensors file")
-        check_checkpoint(path)
+        header = check_checkpoint(path)
     else:
         raise InputError(f"config key '{key}': {vae} does not exist")
+    check_vae_latents(path, header, Path(spec.config_dir or spec.checkpoint), key, spec)
     return dataclasses.replace(spec, vae=str(path))
 
 
