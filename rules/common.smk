@@ -36,6 +36,7 @@ from t2ibench.models.registry import builtin_dir
 BASE_CONFIGS = list(base_configs())
 from t2ibench.plan import build_plan
 
+console.setup_logging()  # before the plan: what building it warns of is a console line
 try:
     # Snakemake has read the --configfile files already; read them again as our own
     # files are read, so that a key given twice is an error, not silently the last.
