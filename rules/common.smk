@@ -65,7 +65,6 @@ RESULTS = PLAN.results_dir
 ANALYSIS = f"{RESULTS}/quick" if config["quick"] else RESULTS
 RESOURCES = config["resources_dir"]
 IMAGES_PER_JOB = config["images_per_job"]
-console.setup_logging()
 # Cluster jobs, and the subprocesses of jobs run outside threads, make their own
 # targets only: the plan summary is the main process's.
 MAIN_PROCESS = not (workflow.remote_exec or workflow.subprocess_exec)

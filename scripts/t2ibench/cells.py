@@ -153,19 +153,19 @@ def grid_cells(
 ) -> list[Cell]:
     """The cells of `variables`; `quick`, an experiment's quick.variables, replaces the
     values of the axes it names (checked under their own keys)."""
-    axes = [
-        (axis, _axis_values(where, axis, spec, gen_schema))
-        for axis, spec in variables.items()
-        if axis not in (quick or {})
-    ]
-    for axis, spec in (quick or {}).items():
+    quick = quick or {}
+    for axis in quick:
         if axis not in variables:
             raise InputError(
                 f"{where}: key 'quick.variables.{axis}': not a variable of the experiment; "
                 f"expected one of: {', '.join(variables)}"
             )
-        axes.append((axis, _axis_values(where, axis, spec, gen_schema, "quick.variables")))
-    axes.sort(key=lambda item: list(variables).index(item[0]))
+    axes = [
+        (axis, _axis_values(where, axis, quick[axis], gen_schema, "quick.variables"))
+        if axis in quick
+        else (axis, _axis_values(where, axis, spec, gen_schema))
+        for axis, spec in variables.items()
+    ]
     cells = []
     for combo in itertools.product(*(values for _, values in axes)):
         settings: dict = {}

@@ -180,10 +180,9 @@ def load_experiment(name: str, quick: bool = False) -> Experiment:
         )
     if variables is not None:
         cells = grid_cells(where, variables, gen_schema)
-        # checked in every run, used in quick ones
-        quick_cells = grid_cells(where, variables, gen_schema, quick_data.get("variables"))
-        if quick:
-            cells = quick_cells
+        if quick_data.get("variables"):  # checked in every run, used in quick ones
+            quick_cells = grid_cells(where, variables, gen_schema, quick_data["variables"])
+            cells = quick_cells if quick else cells
         axes = list(variables)
     else:
         cells = explicit_cells(where, data["cells"], gen_schema)

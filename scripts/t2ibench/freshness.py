@@ -198,10 +198,9 @@ class Freshness:
             from t2ibench.models.checks import folder_files
 
             spec = self.plan.models[model]
-            folders = [spec.config_dir] if spec.config_dir and not spec.shared_config else []
+            config = spec.config_dir if not spec.shared_config else None
             parts = []
-            for part in [spec.vae, *folders] if spec.vae else folders:
-                path = Path(part)
+            for path in (Path(p) for p in (spec.vae, config) if p):
                 parts += folder_files(path) if path.is_dir() else [path]
             times = [p.stat().st_mtime for p in parts if p.exists()]
             self._parts_mtime[model] = max(times, default=0.0)

@@ -155,7 +155,7 @@ def sentences(found: dict) -> list[str]:
     if voters:
         text = f"{voters['voters']} voters rated {voters['pairs']} pair(s) in common"
         comparisons = voters.get("comparisons", voters["pairs"])
-        if voters["voters"] == 2 or comparisons == voters["pairs"]:
+        if comparisons == voters["pairs"]:  # one comparison a pair (two voters on each)
             text += f" and agree on {voters['agreement']:.0%} of them"
         else:  # several voters on a pair: each two of them are a comparison
             text += (
